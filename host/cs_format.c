@@ -1,0 +1,404 @@
+/*
+ * cs_format.c - renders Lua values the way Flink prints Java values; the
+ * rules are in cs_format.h.
+ *
+ * Floats follow Double.toString as specified since JDK 19 (the shortest
+ * decimal that reads back as the same double; earlier JDKs sometimes printed
+ * more digits). The digits come from the C library: printf("%.*e") rounds
+ * correctly to a given number of significant digits and strtod reads back
+ * correctly, so the shortest precision that survives the round trip gives the
+ * digits, which are then laid out as Java does.
+ */
+#include "cs_format.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Tables nested deeper than this render as "<...>"; it bounds recursion. */
+#define FORMAT_MAX_DEPTH 200
+
+/* ============================================================== doubles */
+
+/* A positive decimal: the significant digits d[0, n) (d[0] != '0') times
+ * 10^(exp - n + 1), so exp is the exponent of the first digit. */
+typedef struct decimal {
+  char d[24];
+  int n;
+  int exp;
+} decimal;
+
+/* Sets r to x > 0 correctly rounded to prec significant digits. Any
+ * character printf writes between the digits (the locale's decimal point) is
+ * skipped. */
+static void round_to(double x, int prec, decimal *r) {
+  char buf[48];
+  snprintf(buf, sizeof(buf), "%.*e", prec - 1, x);
+  const char *p = buf;
+  r->n = 0;
+  for (; *p != 'e' && *p != '\0'; p++)
+    if (*p >= '0' && *p <= '9' && r->n < (int)sizeof(r->d)) r->d[r->n++] = *p;
+  r->exp = *p == 'e' ? atoi(p + 1) : 0;
+}
+
+/* The double nearest to r. Written as an integer and an exponent, so no
+ * decimal point is involved and the locale cannot change the reading. */
+static double value_of(const decimal *r) {
+  char buf[48];
+  snprintf(buf, sizeof(buf), "%.*se%d", r->n, r->d, r->exp - r->n + 1);
+  return strtod(buf, NULL);
+}
+
+/* Sets r to the next decimal up with as many digits (r + one unit in its
+ * last place). */
+static void next_up(decimal *r) {
+  int i = r->n - 1;
+  while (i >= 0 && r->d[i] == '9') r->d[i--] = '0';
+  if (i >= 0) {
+    r->d[i]++;
+  } else { /* 99..9 became 100..0: one more power of ten */
+    r->d[0] = '1';
+    r->exp++;
+  }
+}
+
+/* Whether the prec-digit decimal nearest x reads back as x; for a power of
+ * two also tries the one above it (see shortest). Sets r to the one that
+ * does. */
+static int digits_round_trip(double x, int prec, int pow2, decimal *r) {
+  round_to(x, prec, r);
+  double v = value_of(r);
+  if (v == x) return 1;
+  if (!pow2 || v > x) return 0;
+  decimal up = *r;
+  next_up(&up);
+  if (value_of(&up) != x) return 0;
+  *r = up;
+  return 1;
+}
+
+/* Sets r to the decimal Double.toString chooses for x > 0 (JDK 19+): among
+ * the decimals that round to x, those of the least length m, or of length 1
+ * or 2 when m is 1; of these the one closest to x.
+ *
+ * The closest decimal of a given length is the correctly rounded one, so the
+ * search is over the precision. When x is not a power of two, its rounding
+ * interval is symmetric, a correctly rounded decimal with more digits is never
+ * farther from x, so round-tripping is monotonic in the precision and a binary
+ * search finds the least. A power of two has an interval half as wide below
+ * it as above: the nearest decimal can fall just outside below while the next
+ * one up is inside, so each precision is tried in turn with both. */
+static void shortest(double x, decimal *r) {
+  int e2;
+  int pow2 = frexp(x, &e2) == 0.5;
+  int prec = 17;
+  decimal t;
+  if (!pow2) {
+    int lo = 1, found = 0; /* 17 digits always round-trip */
+    while (lo < prec) {
+      int mid = (lo + prec) / 2;
+      if (digits_round_trip(x, mid, 0, &t)) {
+        prec = mid, *r = t, found = 1;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    if (!found) round_to(x, 17, r);
+  } else {
+    for (prec = 1; prec <= 17; prec++)
+      if (digits_round_trip(x, prec, 1, r)) break;
+  }
+  if (prec == 1 && digits_round_trip(x, 2, pow2, &t)) *r = t;
+  while (r->n > 1 && r->d[r->n - 1] == '0') r->n--;
+}
+
+/* Writes the rendering of d to buf (at least 32 bytes); returns its length. */
+static size_t format_double(double d, char *buf) {
+  if (isnan(d)) return (size_t)sprintf(buf, "NaN");
+  if (isinf(d)) return (size_t)sprintf(buf, d > 0 ? "Infinity" : "-Infinity");
+  if (d == 0) return (size_t)sprintf(buf, signbit(d) ? "-0.0" : "0.0");
+
+  decimal r;
+  shortest(fabs(d), &r);
+  char *p = buf;
+  if (d < 0) *p++ = '-';
+  if (r.exp >= -3 && r.exp < 7) { /* plain: 0.001 .. 9999999.x */
+    if (r.exp >= 0) {
+      for (int i = 0; i <= r.exp; i++) *p++ = i < r.n ? r.d[i] : '0';
+      *p++ = '.';
+      if (r.n > r.exp + 1) {
+        memcpy(p, r.d + r.exp + 1, (size_t)(r.n - r.exp - 1));
+        p += r.n - r.exp - 1;
+      } else {
+        *p++ = '0';
+      }
+    } else {
+      *p++ = '0', *p++ = '.';
+      for (int i = -1; i > r.exp; i--) *p++ = '0';
+      memcpy(p, r.d, (size_t)r.n);
+      p += r.n;
+    }
+  } else { /* computerized scientific: 1.0E7, 1.5E-4 */
+    *p++ = r.d[0];
+    *p++ = '.';
+    if (r.n > 1) {
+      memcpy(p, r.d + 1, (size_t)(r.n - 1));
+      p += r.n - 1;
+    } else {
+      *p++ = '0';
+    }
+    p += sprintf(p, "E%d", r.exp);
+  }
+  return (size_t)(p - buf);
+}
+
+int cs_format_double(double d, cs_buf *out) {
+  char buf[48];
+  size_t n = format_double(d, buf);
+  return cs_buf_append(out, buf, n);
+}
+
+/* =============================================================== values */
+
+typedef struct fmt {
+  lua_State *L;
+  cs_buf *out;
+  const void *path[FORMAT_MAX_DEPTH]; /* the tables being rendered */
+} fmt;
+
+/* A map entry rendered at start + off: klen bytes of key, then the value,
+ * len bytes in all. */
+typedef struct entry {
+  size_t off, klen, len;
+} entry;
+
+static int put(fmt *f, const char *s) {
+  return cs_buf_append(f->out, s, strlen(s));
+}
+
+static int put_integer(cs_buf *out, lua_Integer v) {
+  char buf[24], *p = buf + sizeof(buf);
+  uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u != 0);
+  if (v < 0) *--p = '-';
+  return cs_buf_append(out, p, (size_t)(buf + sizeof(buf) - p));
+}
+
+/* Appends the string or number at idx as Lua's tostring would, else a note
+ * of its type (for error objects). */
+static int put_tostring_result(fmt *f, int idx, const char *what) {
+  lua_State *L = f->L;
+  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER) {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return cs_buf_append(f->out, s, n);
+  }
+  return cs_buf_printf(f->out, "(%s is a %s value)", what,
+                       luaL_typename(L, idx));
+}
+
+/* Renders the value at idx through the __tostring metamethod on the top of
+ * the stack, called in protected mode.  [-1, +0, m] */
+static int call_tostring(fmt *f, int idx) {
+  lua_State *L = f->L;
+  lua_pushvalue(L, idx);
+  int rc;
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    rc = put(f, "<__tostring error: ");
+    if (rc == 0) rc = put_tostring_result(f, -1, "error object");
+    if (rc == 0) rc = put(f, ">");
+  } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+    rc = put_tostring_result(f, -1, "result");
+  } else {
+    rc = put(f, "<__tostring error: '__tostring' must return a string>");
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* Orders map entries by rendered key, then (for keys that render alike, as 1
+ * and "1") by rendered value, so the output does not depend on the order of
+ * the table. */
+static int entry_cmp(const char *base, const entry *a, const entry *b) {
+  size_t n = a->klen < b->klen ? a->klen : b->klen;
+  int c = memcmp(base + a->off, base + b->off, n);
+  if (c != 0) return c;
+  if (a->klen != b->klen) return a->klen < b->klen ? -1 : 1;
+  size_t va = a->len - a->klen, vb = b->len - b->klen;
+  n = va < vb ? va : vb;
+  c = memcmp(base + a->off + a->klen, base + b->off + b->klen, n);
+  if (c != 0) return c;
+  return (va > vb) - (va < vb);
+}
+
+/* Sorts v[0, n) using tmp[0, n): insertion sort of short runs, then
+ * bottom-up merges. */
+static void sort_entries(const char *base, entry *v, entry *tmp, size_t n) {
+  const size_t run = 8;
+  for (size_t lo = 0; lo < n; lo += run) {
+    size_t hi = lo + run < n ? lo + run : n;
+    for (size_t i = lo + 1; i < hi; i++) {
+      entry x = v[i];
+      size_t j = i;
+      while (j > lo && entry_cmp(base, &v[j - 1], &x) > 0) {
+        v[j] = v[j - 1];
+        j--;
+      }
+      v[j] = x;
+    }
+  }
+  for (size_t w = run; w < n; w *= 2) {
+    for (size_t lo = 0; lo < n; lo += 2 * w) {
+      size_t mid = lo + w < n ? lo + w : n;
+      size_t hi = lo + 2 * w < n ? lo + 2 * w : n;
+      size_t i = lo, j = mid, k = lo;
+      while (i < mid && j < hi)
+        tmp[k++] = entry_cmp(base, &v[j], &v[i]) < 0 ? v[j++] : v[i++];
+      while (i < mid) tmp[k++] = v[i++];
+      while (j < hi) tmp[k++] = v[j++];
+    }
+    memcpy(v, tmp, n * sizeof(*v));
+  }
+}
+
+static int format_value(fmt *f, int idx, int depth);
+
+/* Renders the count entries of table t as "{k=v, k2=v2}" in key order. Each
+ * "kv" is rendered at the end of out, then they are laid out sorted past the
+ * end and moved back. The entry list lives in a userdata, so a Lua error
+ * raised under us (a __tostring that adds keys to a table being traversed
+ * makes lua_next raise) leaks nothing. */
+static int format_map(fmt *f, int t, size_t count, int depth) {
+  lua_State *L = f->L;
+  cs_buf *out = f->out;
+  entry *v = lua_newuserdatauv(L, 2 * count * sizeof(*v), 0); /* [-0, +1] */
+  int ud = lua_gettop(L);
+  size_t start = out->len, n = 0;
+  int rc = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    if (n == count) { /* grew under a __tostring: show what was counted */
+      lua_pop(L, 2);
+      break;
+    }
+    entry *x = &v[n++];
+    x->off = out->len - start;
+    rc = format_value(f, ud + 1, depth + 1);
+    x->klen = out->len - start - x->off;
+    if (rc == 0) rc = format_value(f, ud + 2, depth + 1);
+    x->len = out->len - start - x->off;
+    lua_pop(L, 1);
+    if (rc) goto done;
+  }
+  size_t body = out->len - start;
+  size_t total = body + 2 + n + (n > 0 ? 2 * (n - 1) : 0);
+  rc = cs_buf_reserve(out, total);
+  if (rc) goto done;
+  char *base = out->data + start;
+  sort_entries(base, v, v + count, n);
+  char *p = base + body;
+  *p++ = '{';
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0) *p++ = ',', *p++ = ' ';
+    memcpy(p, base + v[i].off, v[i].klen);
+    p += v[i].klen;
+    *p++ = '=';
+    memcpy(p, base + v[i].off + v[i].klen, v[i].len - v[i].klen);
+    p += v[i].len - v[i].klen;
+  }
+  *p++ = '}';
+  memmove(base, base + body, total);
+  out->len = start + total;
+done:
+  lua_settop(L, ud - 1);
+  return rc;
+}
+
+/* Renders the table at absolute index t: a tuple when its keys are exactly
+ * 1..n (or it is empty), else a map. */
+static int format_table(fmt *f, int t, int depth) {
+  lua_State *L = f->L;
+  if (depth >= FORMAT_MAX_DEPTH) return put(f, "<...>");
+  const void *self = lua_topointer(L, t);
+  for (int i = 0; i < depth; i++)
+    if (f->path[i] == self) return put(f, "<cycle>");
+  if (!lua_checkstack(L, 8)) return CS_ENOMEM;
+  f->path[depth] = self;
+
+  size_t count = 0;
+  int seq = 1;
+  lua_Integer max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1);
+    count++;
+    if (seq) {
+      lua_Integer k;
+      if (lua_isinteger(L, -1) && (k = lua_tointeger(L, -1)) >= 1) {
+        if (k > max) max = k;
+      } else {
+        seq = 0;
+      }
+    }
+  }
+  if (!seq || (size_t)max != count) return format_map(f, t, count, depth);
+
+  int rc = cs_buf_append(f->out, "(", 1);
+  for (lua_Integer i = 1; rc == 0 && i <= max; i++) {
+    if (i > 1) rc = cs_buf_append(f->out, ",", 1);
+    lua_rawgeti(L, t, i);
+    if (rc == 0) rc = format_value(f, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+  }
+  if (rc == 0) rc = cs_buf_append(f->out, ")", 1);
+  return rc;
+}
+
+/* Renders the value at absolute index idx, found at the given depth. */
+static int format_value(fmt *f, int idx, int depth) {
+  lua_State *L = f->L;
+  if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) /* [-0, +1] */
+    return call_tostring(f, idx);
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    return put(f, "null");
+  case LUA_TBOOLEAN:
+    return put(f, lua_toboolean(L, idx) ? "true" : "false");
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx))
+      return put_integer(f->out, lua_tointeger(L, idx));
+    return cs_format_double((double)lua_tonumber(L, idx), f->out);
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return cs_buf_append(f->out, s, n);
+  }
+  case LUA_TTABLE:
+    return format_table(f, idx, depth);
+  default: { /* "function: 0x...", honouring __name, as tostring does */
+    size_t n;
+    const char *s = luaL_tolstring(L, idx, &n); /* [-0, +1] */
+    int rc = cs_buf_append(f->out, s, n);
+    lua_pop(L, 1);
+    return rc;
+  }
+  }
+}
+
+int cs_format_value(lua_State *L, int idx, cs_buf *out) {
+  fmt f;
+  f.L = L;
+  f.out = out;
+  int top = lua_gettop(L);
+  size_t len = out->len;
+  if (!lua_checkstack(L, 8)) return CS_ENOMEM;
+  int rc = format_value(&f, lua_absindex(L, idx), 0);
+  if (rc) out->len = len;
+  lua_settop(L, top);
+  return rc;
+}

@@ -1,0 +1,833 @@
+/*
+ * cs_job.c - running a planned job: worker threads, each with a Lua state
+ * and a libuv loop, the cooperative scheduler inside a worker, the exchange
+ * outputs that encode records into batches, and the main thread's loop that
+ * watches signals and the workers.
+ *
+ * Scheduling: a worker never blocks its thread on a full channel. A task
+ * whose outputs are full is "blocked": it takes no new input until its
+ * overflow drains, while the worker goes on with other tasks. Tasks are
+ * visited sinks first, so downstream work always proceeds and the job
+ * cannot deadlock; the bound on records in flight is the channel capacity
+ * plus the output of one input batch.
+ */
+#include <lauxlib.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../state/cs_codec.h"
+#include "cs_format.h"
+#include "cs_lua.h"
+#include "cs_runtime.h"
+
+#define FLUSH_TIMEOUT_NS (2 * 1000 * 1000) /* buffer timeout: 2 ms */
+#define BATCHES_PER_VISIT 4
+
+static const char worker_key = 'w';
+static const char executed_key = 'x';
+
+cs_worker *cs_worker_of(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &worker_key);
+  cs_worker *w = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return w;
+}
+
+void cs_worker_wake(cs_worker *w) { uv_async_send(&w->wake); }
+
+void cs_job_fail(cs_job *job, const char *msg) {
+  uv_mutex_lock(&job->lock);
+  if (job->error == NULL) job->error = cs_strdup(msg ? msg : "job failed");
+  uv_mutex_unlock(&job->lock);
+  if (atomic_exchange(&job->failed, 1) == 0) {
+    for (int i = 0; i < job->nworkers; i++) {
+      atomic_store(&job->workers[i].abort, 1);
+      if (job->workers[i].running) cs_worker_wake(&job->workers[i]);
+    }
+    if (job->main_wake) uv_async_send(job->main_wake);
+  }
+}
+
+/* ============================================================ exchange */
+
+int cs_tinst_blocked(const cs_tinst *t) { return t->ovf > 0; }
+
+/* Queues batch b towards consumer c, behind any overflow. */
+static void eout_send(cs_eout *eo, int c, cs_batch *b) {
+  cs_channel *ch = eo->edge->ch[eo->subtask * eo->edge->ncons + c];
+  if (eo->ovf_head[c] == NULL && cs_channel_push(ch, b)) {
+    cs_worker_wake((cs_worker *)ch->consumer);
+    return;
+  }
+  b->next = NULL;
+  if (eo->ovf_head[c] == NULL) {
+    eo->ovf_head[c] = eo->ovf_tail[c] = b;
+    eo->t->ovf++;
+  } else {
+    eo->ovf_tail[c]->next = b;
+    eo->ovf_tail[c] = b;
+  }
+}
+
+static void eout_flush_one(cs_eout *eo, int c) {
+  cs_batch *b = eo->pending[c];
+  if (b == NULL || b->count == 0) return;
+  eo->pending[c] = NULL;
+  eout_send(eo, c, b);
+}
+
+/* Moves overflow into channels while they have room. Returns 1 if any
+ * batch moved. */
+static int eout_drain(cs_eout *eo) {
+  int moved = 0;
+  for (int c = 0; c < eo->edge->ncons; c++) {
+    cs_channel *ch = eo->edge->ch[eo->subtask * eo->edge->ncons + c];
+    while (eo->ovf_head[c] != NULL) {
+      cs_batch *b = eo->ovf_head[c];
+      cs_batch *next = b->next;
+      if (!cs_channel_push(ch, b)) break;
+      moved = 1;
+      cs_worker_wake((cs_worker *)ch->consumer);
+      eo->ovf_head[c] = next;
+      if (next == NULL) {
+        eo->ovf_tail[c] = NULL;
+        eo->t->ovf--;
+      }
+    }
+  }
+  return moved;
+}
+
+/* Appends an encoded record for consumer c. Returns 0 or -1. */
+static int eout_add(cs_eout *eo, int c, int kg, const cs_buf *key,
+                    const cs_buf *val) {
+  cs_batch *b = eo->pending[c];
+  if (b == NULL) {
+    b = eo->pending[c] = cs_batch_create(CS_BATCH_RECORDS);
+    if (b == NULL) return -1;
+    b->born = uv_hrtime();
+  }
+  if (cs_batch_add(b, kg, key ? key->data : NULL, key ? key->len : 0,
+                   val->data, val->len))
+    return -1;
+  if (b->count >= CS_BATCH_RECORDS_MAX || b->data.len >= CS_BATCH_BYTES_MAX)
+    eout_flush_one(eo, c);
+  return 0;
+}
+
+/* Extracts the key of the record at idx by the edge's selector and pushes
+ * it.  [-0, +1]  Returns 0, or -1 after reporting the failure. */
+static int push_key(lua_State *L, cs_opi *op, cs_eout *eo, int idx) {
+  cs_node *to = &op->w->job->plan->nodes[eo->edge->to];
+  cs_selector *sel = &to->in[eo->edge->input].key;
+  char msg[256];
+  switch (sel->kind) {
+  case CS_SEL_POS:
+  case CS_SEL_FIELD:
+    if (!lua_istable(L, idx)) {
+      lua_pushnil(L);
+      snprintf(msg, sizeof(msg),
+               "key_by(%s%s%s): the record is a %s, not a table",
+               sel->kind == CS_SEL_FIELD ? "\"" : "",
+               sel->kind == CS_SEL_FIELD ? sel->field : "",
+               sel->kind == CS_SEL_FIELD ? "\"" : "", luaL_typename(L, idx));
+      goto bad;
+    }
+    if (sel->kind == CS_SEL_POS)
+      lua_geti(L, idx, sel->pos);
+    else
+      lua_getfield(L, idx, sel->field);
+    if (lua_isnil(L, -1)) {
+      if (sel->kind == CS_SEL_POS)
+        snprintf(msg, sizeof(msg), "key_by(%lld): the record has no field %lld",
+                 (long long)sel->pos, (long long)sel->pos);
+      else
+        snprintf(msg, sizeof(msg),
+                 "key_by(\"%s\"): the record has no field \"%s\"", sel->field,
+                 sel->field);
+      goto bad;
+    }
+    return 0;
+  case CS_SEL_FN:
+    lua_rawgeti(L, LUA_REGISTRYINDEX, eo->key_ref);
+    lua_pushvalue(L, idx);
+    if (cs_lua_pcall(L, 1, 1) != LUA_OK) {
+      if (cs_lua_is_abort(L, -1)) return -1;
+      const char *e = lua_tostring(L, -1);
+      snprintf(msg, sizeof(msg), "key_by: the key selector failed: %s",
+               e ? e : "?");
+      /* message may be long: report it whole */
+      lua_pushfstring(L, "key_by: the key selector failed: %s", e ? e : "?");
+      cs_opi_fail(L, to == NULL ? op : op, idx, lua_tostring(L, -1));
+      lua_pop(L, 1);
+      return -1;
+    }
+    if (lua_isnil(L, -1)) {
+      snprintf(msg, sizeof(msg), "key_by: the key selector returned nil");
+      goto bad;
+    }
+    return 0;
+  default:
+    lua_pushvalue(L, idx);
+    return 0;
+  }
+bad:
+  cs_opi_fail(L, op, idx, msg);
+  return -1;
+}
+
+/* Encodes the record at the top of L onto the exchange output (does not
+ * pop). Returns 0 or -1. */
+static int eout_write(lua_State *L, cs_opi *op, cs_eout *eo) {
+  cs_worker *w = op->w;
+  int idx = lua_gettop(L);
+  char err[256];
+  int kg = 0, c = 0;
+  cs_buf *key = NULL;
+  cs_edge *e = eo->edge;
+  if (e->part == CS_PART_HASH) {
+    if (push_key(L, op, eo, idx)) return -1;
+    cs_buf_reset(&w->keybuf);
+    int rc = cs_codec_encode_key(L, -1, &w->keybuf, err, sizeof(err));
+    lua_pop(L, 1);
+    if (rc) {
+      char msg[320];
+      snprintf(msg, sizeof(msg), "key_by: the key cannot be used: %s", err);
+      return cs_opi_fail(L, op, idx, msg);
+    }
+    key = &w->keybuf;
+    kg = cs_key_group(key->data, key->len, w->job->plan->max_parallelism);
+    c = cs_key_group_owner(kg, w->job->plan->max_parallelism, e->ncons);
+  }
+  cs_buf_reset(&w->valbuf);
+  int rc = cs_codec_encode(L, idx, &w->valbuf, err, sizeof(err));
+  if (rc) {
+    char msg[320];
+    snprintf(msg, sizeof(msg), "the record cannot be sent to '%s': %s",
+             w->job->plan->nodes[e->to].name, err);
+    return cs_opi_fail(L, op, idx, msg);
+  }
+  switch (e->part) {
+  case CS_PART_HASH:
+    break;
+  case CS_PART_FORWARD:
+    c = eo->subtask;
+    break;
+  case CS_PART_REBALANCE:
+    c = eo->rr;
+    eo->rr = (eo->rr + 1) % e->ncons;
+    break;
+  case CS_PART_BROADCAST:
+    for (c = 0; c < e->ncons; c++)
+      if (eout_add(eo, c, 0, NULL, &w->valbuf)) goto nomem;
+    return 0;
+  }
+  if (eout_add(eo, c, kg, key, &w->valbuf)) goto nomem;
+  return 0;
+nomem:
+  return cs_opi_fail(L, op, 0, "out of memory while buffering output");
+}
+
+int cs_emit(lua_State *L, cs_opi *op) {
+  int top = lua_gettop(L);
+  for (int i = 0; i < op->nout; i++) {
+    cs_out *o = &op->out[i];
+    if (o->chained) {
+      lua_pushvalue(L, top);
+      if (cs_opi_process(L, o->chained, o->input)) {
+        lua_settop(L, top - 1);
+        return -1;
+      }
+    } else if (eout_write(L, op, o->eout)) {
+      lua_settop(L, top - 1);
+      return -1;
+    }
+  }
+  lua_settop(L, top - 1);
+  return 0;
+}
+
+/* ============================================================== worker */
+
+static void flush_outputs(cs_tinst *t, int all) {
+  uint64_t now = all ? 0 : uv_hrtime();
+  for (int i = 0; i < t->neouts; i++) {
+    cs_eout *eo = t->eouts[i];
+    for (int c = 0; c < eo->edge->ncons; c++) {
+      cs_batch *b = eo->pending[c];
+      if (b && b->count && (all || now - b->born >= FLUSH_TIMEOUT_NS))
+        eout_flush_one(eo, c);
+    }
+  }
+}
+
+/* Ends a subtask: close() its operators, flush, and queue END downstream. */
+static void tinst_finish(cs_tinst *t) {
+  lua_State *L = t->w->L;
+  for (int i = 0; i < t->nops; i++) {
+    if (atomic_load(&t->w->job->failed)) break;
+    cs_opi_close(L, t->ops[i]);
+    cs_sink_flush(t->ops[i]);
+  }
+  flush_outputs(t, 1);
+  for (int i = 0; i < t->neouts; i++) {
+    cs_eout *eo = t->eouts[i];
+    for (int c = 0; c < eo->edge->ncons; c++) {
+      if (eo->edge->ch[eo->subtask * eo->edge->ncons + c] == NULL) continue;
+      cs_batch *b = cs_batch_create(CS_BATCH_END);
+      if (b == NULL) {
+        cs_job_fail(t->w->job, "out of memory");
+        return;
+      }
+      eout_send(eo, c, b);
+    }
+  }
+  t->finished = 1;
+}
+
+/* Processes one batch from an input channel. */
+static int process_batch(cs_tinst *t, cs_batch *b, int input) {
+  cs_worker *w = t->w;
+  lua_State *L = w->L;
+  size_t off = 0;
+  int kg;
+  cs_slice key, val;
+  int rc;
+  while ((rc = cs_batch_next(b, &off, &kg, &key, &val)) == 1) {
+    if (cs_codec_decode(L, val.data, val.len, NULL)) {
+      cs_job_fail(w->job, "internal error: a record batch is corrupt");
+      return -1;
+    }
+    w->cur_kg = kg;
+    w->cur_key = key;
+    w->key_valid = t->ops[0]->node->keyed;
+    rc = cs_opi_process(L, t->ops[0], input);
+    w->key_valid = 0;
+    if (rc) return -1;
+    if (atomic_load_explicit(&w->abort, memory_order_relaxed)) return -1;
+  }
+  if (rc < 0) {
+    cs_job_fail(w->job, "internal error: a record batch is corrupt");
+    return -1;
+  }
+  return 0;
+}
+
+/* Gives a non-source subtask a turn. Returns 1 on progress. */
+static int tinst_visit_inputs(cs_tinst *t) {
+  int progress = 0;
+  for (int n = 0; n < t->ninch && !cs_tinst_blocked(t); n++) {
+    struct cs_inch *in = &t->inch[(t->rr + n) % t->ninch];
+    if (in->ended) continue;
+    for (int k = 0; k < BATCHES_PER_VISIT && !cs_tinst_blocked(t); k++) {
+      int wake = 0;
+      cs_batch *b = cs_channel_pop(in->ch, &wake);
+      if (b == NULL) break;
+      if (wake) cs_worker_wake((cs_worker *)in->ch->producer);
+      progress = 1;
+      if (b->kind == CS_BATCH_END) {
+        in->ended = 1;
+        t->nended++;
+        cs_batch_destroy(b);
+        break;
+      }
+      int rc = process_batch(t, b, in->input);
+      cs_batch_destroy(b);
+      if (rc) return 1;
+    }
+  }
+  t->rr = t->ninch ? (t->rr + 1) % t->ninch : 0;
+  if (t->nended == t->ninch && !t->finished) {
+    tinst_finish(t);
+    progress = 1;
+  }
+  return progress;
+}
+
+/* One scheduling round over every subtask of the worker. */
+static int worker_round(cs_worker *w) {
+  int progress = 0;
+  lua_State *L = w->L;
+  if (atomic_load(&w->stop) && !w->stop_seen) {
+    w->stop_seen = 1;
+    for (int i = 0; i < w->ntinst; i++)
+      if (w->tinst[i].is_source && !w->tinst[i].src_done)
+        cs_source_cancel(L, &w->tinst[i]);
+  }
+  for (int i = 0; i < w->ntinst; i++) {
+    cs_tinst *t = &w->tinst[i];
+    if (atomic_load_explicit(&w->abort, memory_order_relaxed)) return 0;
+    if (t->done) continue;
+    if (t->ovf) {
+      int was_blocked = 1;
+      for (int k = 0; k < t->neouts; k++) progress |= eout_drain(t->eouts[k]);
+      if (was_blocked && !t->ovf && t->is_source) cs_source_unblocked(t);
+    }
+    if (t->finished) {
+      if (!t->ovf) {
+        t->done = 1;
+        w->ndone++;
+        progress = 1;
+      }
+      continue;
+    }
+    if (t->ovf) continue;
+    if (t->is_source) {
+      if (!t->src_done) progress |= cs_source_step(L, t);
+      if (t->src_done && !atomic_load(&w->job->failed)) {
+        tinst_finish(t);
+        progress = 1;
+      }
+    } else {
+      progress |= tinst_visit_inputs(t);
+    }
+    flush_outputs(t, 0);
+  }
+  return progress;
+}
+
+static void worker_stop_loop(cs_worker *w) {
+  uv_idle_stop(&w->idle);
+  uv_timer_stop(&w->flush_timer);
+  uv_stop(&w->loop);
+}
+
+static void on_idle(uv_idle_t *h) {
+  cs_worker *w = container_of(h, cs_worker, idle);
+  if (atomic_load(&w->abort)) {
+    worker_stop_loop(w);
+    return;
+  }
+  int progress = worker_round(w);
+  if (atomic_load(&w->abort)) {
+    worker_stop_loop(w);
+    return;
+  }
+  if (w->ndone == w->ntinst) {
+    cs_worker_flush_stdio(w);
+    worker_stop_loop(w);
+    return;
+  }
+  if (!progress) {
+    /* Nothing to do: send partial batches now (latency), then sleep until
+     * a channel, a socket or a timer wakes us. */
+    for (int i = 0; i < w->ntinst; i++)
+      if (!w->tinst[i].finished) flush_outputs(&w->tinst[i], 1);
+    cs_worker_flush_stdio(w);
+    int runnable = 0;
+    for (int i = 0; i < w->ntinst; i++) {
+      cs_tinst *t = &w->tinst[i];
+      if (t->done) continue;
+      if (t->finished && !t->ovf) runnable = 1;
+      for (int k = 0; k < t->ninch; k++)
+        if (!t->inch[k].ended && cs_channel_ready(t->inch[k].ch)) runnable = 1;
+    }
+    if (!runnable) uv_idle_stop(&w->idle);
+  }
+}
+
+void cs_worker_kick(cs_worker *w) { uv_idle_start(&w->idle, on_idle); }
+
+static void on_wake(uv_async_t *h) {
+  cs_worker *w = container_of(h, cs_worker, wake);
+  if (atomic_load(&w->abort)) {
+    worker_stop_loop(w);
+    return;
+  }
+  uv_idle_start(&w->idle, on_idle);
+}
+
+static void on_flush_timer(uv_timer_t *h) {
+  cs_worker *w = container_of(h, cs_worker, flush_timer);
+  uv_idle_start(&w->idle, on_idle);
+}
+
+/* Puts the script's arguments into the global arg table, as lua.c does. */
+static void set_arg_table(lua_State *L, cs_job *job) {
+  lua_createtable(L, job->argc, 1);
+  lua_pushstring(L, job->script);
+  lua_rawseti(L, -2, 0);
+  for (int i = 0; i < job->argc; i++) {
+    lua_pushstring(L, job->argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setglobal(L, "arg");
+}
+
+/* Loads the job script into the worker's state and runs it up to
+ * env:execute(), which stores the environment and unwinds. */
+static int worker_load(cs_worker *w) {
+  cs_job *job = w->job;
+  lua_State *L = w->L;
+  char msg[512];
+  lua_pushlightuserdata(L, w);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
+  set_arg_table(L, job);
+  if (cs_lua_loadfile(L, job->script) != LUA_OK) {
+    snprintf(msg, sizeof(msg), "worker %d: %s", w->index, lua_tostring(L, -1));
+    cs_job_fail(job, msg);
+    lua_pop(L, 1);
+    return -1;
+  }
+  int rc = cs_lua_pcall(L, 0, 0);
+  if (rc == LUA_OK) {
+    snprintf(msg, sizeof(msg),
+             "%s: the script did not reach env:execute() in worker %d, as it "
+             "did when planned (a script must build the same job every time "
+             "it runs)",
+             job->script, w->index);
+    cs_job_fail(job, msg);
+    return -1;
+  }
+  if (lua_touserdata(L, -1) != &executed_key) {
+    const char *e = lua_tostring(L, -1);
+    if (!cs_lua_is_abort(L, -1)) {
+      cs_buf b = {0};
+      cs_buf_printf(&b, "%s (while loading the job in worker %d)",
+                    e ? e : "error", w->index);
+      cs_job_fail(job, b.data ? b.data : "error loading the job");
+      cs_buf_free(&b);
+    }
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Called by env:execute() inside a worker: checks the plan fingerprint and
+ * keeps the environment, then unwinds the script. */
+int cs_job_worker_execute(lua_State *L, cs_worker *w, int env_idx,
+                          const char *fingerprint) {
+  if (strcmp(fingerprint, w->job->fingerprint) != 0) {
+    return luaL_error(
+        L,
+        "the job graph built in worker %d differs from the one built when "
+        "the job was planned: the script must build the same graph every "
+        "time it runs (do not branch on random numbers, time or I/O at the "
+        "top level; do such work in open())",
+        w->index);
+  }
+  lua_pushvalue(L, env_idx);
+  w->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, (void *)&executed_key);
+  return lua_error(L);
+}
+
+/* Creates the operator instances, exchange outputs and input channel lists
+ * of this worker's subtasks. */
+static int worker_build(cs_worker *w) {
+  cs_plan *p = w->job->plan;
+  lua_State *L = w->L;
+  w->nopis = p->nnodes;
+  w->opis = cs_calloc((size_t)p->nnodes, sizeof(cs_opi));
+  w->tinst = cs_calloc((size_t)p->ntasks, sizeof(cs_tinst));
+  if (!w->opis || !w->tinst) return CS_ENOMEM;
+  /* Subtasks on this worker, sinks first (reverse graph order). */
+  for (int ti = p->ntasks - 1; ti >= 0; ti--) {
+    cs_task *task = &p->tasks[ti];
+    if (task->parallelism <= w->index) continue;
+    cs_tinst *t = &w->tinst[w->ntinst++];
+    t->task = task;
+    t->subtask = w->index;
+    t->w = w;
+    t->nops = task->nnodes;
+    t->ops = cs_calloc((size_t)task->nnodes, sizeof(cs_opi *));
+    if (!t->ops) return CS_ENOMEM;
+    for (int k = 0; k < task->nnodes; k++) {
+      cs_opi *op = &w->opis[task->nodes[k]];
+      op->node = &p->nodes[task->nodes[k]];
+      op->w = w;
+      op->t = t;
+      op->subtask = w->index;
+      op->self_ref = op->fn_ref[0] = op->fn_ref[1] = LUA_NOREF;
+      op->ctx_ref = op->out_ref = LUA_NOREF;
+      t->ops[k] = op;
+    }
+    cs_node *root = &p->nodes[task->root];
+    t->is_source = root->ninputs == 0;
+    /* inputs: every channel into the root */
+    for (int k = 0; k < root->ninputs; k++) {
+      cs_edge *e = &p->edges[root->in[k].edge];
+      for (int a = 0; a < e->nprod; a++) {
+        cs_channel *ch = e->ch[a * e->ncons + w->index];
+        if (ch == NULL) continue;
+        struct cs_inch *in = cs_realloc(t->inch, sizeof(*in) * (size_t)(t->ninch + 1));
+        if (!in) return CS_ENOMEM;
+        t->inch = in;
+        in[t->ninch].ch = ch;
+        in[t->ninch].input = k;
+        in[t->ninch].ended = 0;
+        t->ninch++;
+        ch->consumer = w;
+      }
+    }
+  }
+  /* outputs of every operator instance */
+  for (int i = 0; i < p->nnodes; i++) {
+    cs_opi *op = &w->opis[i];
+    if (op->node == NULL) continue;
+    for (int j = i + 1; j < p->nnodes; j++) {
+      cs_node *n = &p->nodes[j];
+      for (int k = 0; k < n->ninputs; k++) {
+        if (n->in[k].from != i) continue;
+        cs_out *o = cs_realloc(op->out, sizeof(*o) * (size_t)(op->nout + 1));
+        if (!o) return CS_ENOMEM;
+        op->out = o;
+        o = &op->out[op->nout++];
+        memset(o, 0, sizeof(*o));
+        o->input = k;
+        if (n->chained) {
+          o->chained = &w->opis[j];
+          continue;
+        }
+        cs_edge *e = &p->edges[n->in[k].edge];
+        cs_eout *eo = cs_calloc(1, sizeof(*eo));
+        if (!eo) return CS_ENOMEM;
+        o->eout = eo;
+        eo->edge = e;
+        eo->subtask = w->index;
+        eo->t = op->t;
+        eo->key_ref = LUA_NOREF;
+        eo->rr = w->index % e->ncons;
+        eo->pending = cs_calloc((size_t)e->ncons, sizeof(cs_batch *));
+        eo->ovf_head = cs_calloc((size_t)e->ncons, sizeof(cs_batch *));
+        eo->ovf_tail = cs_calloc((size_t)e->ncons, sizeof(cs_batch *));
+        cs_eout **list = cs_realloc(op->t->eouts, sizeof(*list) * (size_t)(op->t->neouts + 1));
+        if (!eo->pending || !eo->ovf_head || !eo->ovf_tail || !list) {
+          cs_free(list);
+          return CS_ENOMEM;
+        }
+        op->t->eouts = list;
+        list[op->t->neouts++] = eo;
+        for (int c = 0; c < e->ncons; c++)
+          if (e->ch[w->index * e->ncons + c])
+            e->ch[w->index * e->ncons + c]->producer = w;
+        if (n->in[k].key.kind == CS_SEL_FN) {
+          /* env._nodes[j+1].inputs[k+1].key */
+          lua_rawgeti(L, LUA_REGISTRYINDEX, w->env_ref);
+          lua_getfield(L, -1, "_nodes");
+          lua_geti(L, -1, j + 1);
+          lua_getfield(L, -1, "inputs");
+          lua_geti(L, -1, k + 1);
+          lua_getfield(L, -1, "key");
+          eo->key_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+          lua_pop(L, 5);
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+static void worker_teardown(cs_worker *w) {
+  lua_State *L = w->L;
+  for (int i = 0; i < w->ntinst; i++) {
+    cs_tinst *t = &w->tinst[i];
+    if (t->is_source && L) cs_source_destroy(L, t);
+    for (int k = 0; k < t->neouts; k++) {
+      cs_eout *eo = t->eouts[k];
+      for (int c = 0; eo->pending && c < eo->edge->ncons; c++) {
+        cs_batch_destroy(eo->pending[c]);
+        for (cs_batch *b = eo->ovf_head ? eo->ovf_head[c] : NULL; b;) {
+          cs_batch *n = b->next;
+          cs_batch_destroy(b);
+          b = n;
+        }
+      }
+      cs_free(eo->pending);
+      cs_free(eo->ovf_head);
+      cs_free(eo->ovf_tail);
+      cs_free(eo);
+    }
+    cs_free(t->eouts);
+    cs_free(t->inch);
+    cs_free(t->ops);
+  }
+  for (int i = 0; w->opis && i < w->nopis; i++) {
+    if (w->opis[i].node == NULL) continue;
+    cs_sink_close(&w->opis[i]);
+    if (L) cs_opi_release(L, &w->opis[i]);
+    cs_free(w->opis[i].out);
+  }
+  cs_free(w->opis);
+  cs_free(w->tinst);
+  w->opis = NULL;
+  w->tinst = NULL;
+  cs_worker_flush_stdio(w);
+  cs_buf_free(&w->keybuf);
+  cs_buf_free(&w->valbuf);
+  cs_buf_free(&w->scratch);
+  cs_buf_free(&w->out);
+  cs_buf_free(&w->err);
+  if (w->be) w->be->ops->destroy(w->be);
+  w->be = NULL;
+  if (L) lua_close(L);
+  w->L = NULL;
+}
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+/* The worker thread: load, bind, open, run the loop, close. */
+static void worker_main(void *arg) {
+  cs_worker *w = arg;
+  cs_job *job = w->job;
+  int ok = 0;
+  w->L = cs_lua_newstate();
+  w->be = cs_heap_backend_create();
+  if (w->L == NULL || w->be == NULL) {
+    cs_job_fail(job, "out of memory creating a worker");
+  } else if (worker_load(w) == 0) {
+    if (worker_build(w) != 0) {
+      cs_job_fail(job, "out of memory building the job");
+    } else {
+      ok = 1;
+      lua_rawgeti(w->L, LUA_REGISTRYINDEX, w->env_ref);
+      int env_idx = lua_gettop(w->L);
+      for (int i = 0; ok && i < w->nopis; i++)
+        if (w->opis[i].node && cs_opi_bind(w->L, &w->opis[i], env_idx)) ok = 0;
+      lua_pop(w->L, 1);
+    }
+  }
+  /* Everyone's handles exist before anyone sends to a channel. */
+  uv_barrier_wait(&job->ready);
+  if (ok && !atomic_load(&job->failed)) {
+    for (int i = 0; ok && i < w->nopis; i++)
+      if (w->opis[i].node && cs_opi_open(w->L, &w->opis[i])) ok = 0;
+    for (int i = 0; ok && i < w->ntinst; i++)
+      if (w->tinst[i].is_source && cs_source_start(w->L, &w->tinst[i])) ok = 0;
+    if (ok && !atomic_load(&job->failed)) {
+      uv_idle_start(&w->idle, on_idle);
+      uv_timer_start(&w->flush_timer, on_flush_timer, 2, 2);
+      uv_run(&w->loop, UV_RUN_DEFAULT);
+    }
+  }
+  if (w->L && !atomic_load(&job->failed))
+    for (int i = 0; i < w->ntinst; i++) {
+      /* sources finished early by an abort still need their close() */
+      cs_tinst *t = &w->tinst[i];
+      if (!t->finished)
+        for (int k = 0; k < t->nops; k++) cs_opi_close(w->L, t->ops[k]);
+    }
+  worker_teardown(w);
+  atomic_fetch_add(&job->workers_done, 1);
+  uv_async_send(job->main_wake);
+}
+
+/* ================================================================ main */
+
+typedef struct main_ctx {
+  cs_job *job;
+  uv_async_t wake;
+  uv_signal_t sigint, sigterm;
+  int signals;
+} main_ctx;
+
+static void on_main_wake(uv_async_t *h) {
+  main_ctx *m = container_of(h, main_ctx, wake);
+  if (atomic_load(&m->job->workers_done) == m->job->nworkers) {
+    uv_close((uv_handle_t *)&m->wake, close_cb);
+    uv_close((uv_handle_t *)&m->sigint, close_cb);
+    uv_close((uv_handle_t *)&m->sigterm, close_cb);
+  }
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  main_ctx *m = h->data;
+  cs_job *job = m->job;
+  if (++m->signals == 1) {
+    fprintf(stderr, "cstream-lua: %s received, stopping the job (again to "
+                    "abort)\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    for (int i = 0; i < job->nworkers; i++) {
+      atomic_store(&job->workers[i].stop, 1);
+      cs_worker_wake(&job->workers[i]);
+    }
+  } else {
+    cs_job_fail(job, "job aborted by a second signal");
+  }
+}
+
+int cs_job_run(cs_plan *plan, const char *name, const char *script, int argc,
+               char **argv, const char *fingerprint, char **errmsg) {
+  cs_job job;
+  main_ctx m;
+  uv_loop_t loop;
+  int rc = 0, started = 0;
+  memset(&job, 0, sizeof(job));
+  memset(&m, 0, sizeof(m));
+  *errmsg = NULL;
+  job.plan = plan;
+  job.name = name;
+  job.script = script;
+  job.argc = argc;
+  job.argv = argv;
+  job.fingerprint = fingerprint;
+  job.nworkers = plan->nworkers;
+  m.job = &job;
+  if (cs_plan_create_channels(plan)) {
+    *errmsg = cs_strdup("out of memory creating channels");
+    return CS_ENOMEM;
+  }
+  job.workers = cs_calloc((size_t)job.nworkers, sizeof(cs_worker));
+  if (job.workers == NULL) {
+    *errmsg = cs_strdup("out of memory");
+    return CS_ENOMEM;
+  }
+  uv_mutex_init(&job.lock);
+  uv_mutex_init(&job.out_lock);
+  uv_barrier_init(&job.ready, (unsigned)job.nworkers);
+  uv_loop_init(&loop);
+  uv_async_init(&loop, &m.wake, on_main_wake);
+  job.main_wake = &m.wake;
+  uv_signal_init(&loop, &m.sigint);
+  uv_signal_init(&loop, &m.sigterm);
+  m.sigint.data = m.sigterm.data = &m;
+  uv_signal_start(&m.sigint, on_signal, SIGINT);
+  uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+
+  for (int i = 0; i < job.nworkers; i++) {
+    cs_worker *w = &job.workers[i];
+    w->index = i;
+    w->job = &job;
+    w->env_ref = LUA_NOREF;
+    uv_loop_init(&w->loop);
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    uv_idle_init(&w->loop, &w->idle);
+    uv_timer_init(&w->loop, &w->flush_timer);
+    uv_unref((uv_handle_t *)&w->flush_timer);
+    w->running = 1;
+  }
+  for (int i = 0; i < job.nworkers; i++) {
+    if (uv_thread_create(&job.workers[i].thread, worker_main, &job.workers[i])) {
+      /* cannot happen short of resource exhaustion; run no job */
+      fprintf(stderr, "cstream-lua: cannot start worker threads\n");
+      abort();
+    }
+    started++;
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < started; i++) uv_thread_join(&job.workers[i].thread);
+  for (int i = 0; i < job.nworkers; i++) {
+    cs_worker *w = &job.workers[i];
+    uv_close((uv_handle_t *)&w->wake, close_cb);
+    uv_close((uv_handle_t *)&w->idle, close_cb);
+    uv_close((uv_handle_t *)&w->flush_timer, close_cb);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  if (atomic_load(&job.failed)) {
+    rc = CS_ELUA;
+    *errmsg = job.error;
+    job.error = NULL;
+  }
+  cs_free(job.error);
+  uv_barrier_destroy(&job.ready);
+  uv_mutex_destroy(&job.lock);
+  uv_mutex_destroy(&job.out_lock);
+  cs_free(job.workers);
+  return rc;
+}

@@ -1,0 +1,100 @@
+/*
+ * cs_lua.c - Lua states with our allocator, the message handler and the
+ * single pcall door into user code.
+ */
+#include "cs_lua.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* Lua's allocator contract on top of cs_realloc/cs_free. */
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  (void)osize;
+  if (nsize == 0) {
+    cs_free(ptr);
+    return NULL;
+  }
+  return cs_realloc(ptr, nsize);
+}
+
+static int file_exists(const char *dir, const char *name) {
+  char path[4096];
+  struct stat st;
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  return stat(path, &st) == 0;
+}
+
+const char *cs_lua_dir(void) {
+  const char *env = getenv("CSTREAM_LUA_DIR");
+  if (env != NULL && *env) return env;
+  if (file_exists(CS_SOURCE_LUA_DIR, "cstream.lua")) return CS_SOURCE_LUA_DIR;
+  return CS_INSTALL_LUA_DIR;
+}
+
+static int panic_handler(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "cstream-lua: unprotected Lua error: %s\n",
+          msg ? msg : "(not a string)");
+  return 0; /* Lua then aborts */
+}
+
+static int abort_key;
+
+void cs_lua_push_abort(lua_State *L) { lua_pushlightuserdata(L, &abort_key); }
+
+int cs_lua_is_abort(lua_State *L, int idx) {
+  return lua_touserdata(L, idx) == &abort_key;
+}
+
+/* Message handler: string errors get a traceback; light userdata (the
+ * engine's own markers: abort, execute's unwinding) pass through unchanged. */
+static int msghandler(lua_State *L) {
+  if (lua_type(L, 1) == LUA_TLIGHTUSERDATA) return 1;
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+int cs_lua_pcall(lua_State *L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs; /* function index */
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  int rc = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  return rc;
+}
+
+int cs_lua_loadfile(lua_State *L, const char *path) {
+  return luaL_loadfilex(L, path, "t");
+}
+
+lua_State *cs_lua_newstate(void) {
+  lua_State *L = lua_newstate(lua_alloc, NULL);
+  if (L == NULL) return NULL;
+  lua_atpanic(L, panic_handler);
+  luaL_openlibs(L);
+  /* package.preload["cstream.core"] = cs_core_open */
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, cs_core_open);
+  lua_setfield(L, -2, "cstream.core");
+  lua_pop(L, 1);
+  /* package.path = <lua dir>/?.lua;<lua dir>/?/init.lua;<old> */
+  lua_getfield(L, -1, "path");
+  const char *old = lua_tostring(L, -1);
+  const char *dir = cs_lua_dir();
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s", dir, dir, old ? old : "");
+  lua_setfield(L, -3, "path");
+  lua_pop(L, 2);
+  return L;
+}

@@ -1,0 +1,40 @@
+/*
+ * cs_lua.h - the boundary between the engine and Lua: creating states with
+ * the engine's allocator, finding the Lua library directory, and the one
+ * door through which C calls user code.
+ */
+#ifndef CS_LUA_H
+#define CS_LUA_H
+
+#include <lua.h>
+
+#include "../state/cs_common.h"
+
+/* Creates a Lua state that allocates through cs_malloc, with the standard
+ * libraries open, `cstream.core` preloaded and package.path extended with
+ * the cstream Lua directory. Returns NULL when out of memory. Caller closes
+ * it with lua_close. */
+lua_State *cs_lua_newstate(void);
+
+/* The directory holding cstream.lua: $CSTREAM_LUA_DIR, the build's source
+ * tree, or the install prefix, whichever has it. */
+const char *cs_lua_dir(void);
+
+/* Calls the function below nargs arguments, like lua_pcall, with a message
+ * handler that appends a traceback to string errors. On error the error
+ * value is left on the stack (one value, as lua_pcall). */
+int cs_lua_pcall(lua_State *L, int nargs, int nresults);
+
+/* Loads a script file with chunk name "@path"; on success pushes the chunk
+ * and returns LUA_OK, else pushes the message and returns the error. */
+int cs_lua_loadfile(lua_State *L, const char *path);
+
+/* The error raised to unwind user code when the job is already failing
+ * (the real error has been recorded); recognised by cs_lua_is_abort. */
+void cs_lua_push_abort(lua_State *L);
+int cs_lua_is_abort(lua_State *L, int idx);
+
+/* Opens cstream.core into a new table on the stack (defined in cs_core.c). */
+int cs_core_open(lua_State *L);
+
+#endif /* CS_LUA_H */

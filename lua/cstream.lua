@@ -1,0 +1,482 @@
+-- cstream: the Lua side of the cstream-lua API.
+--
+-- A job script builds a logical graph with these calls; env:execute() hands
+-- the graph to the C engine (cstream.core). The same script runs once in a
+-- planning state and once in every worker's state, so everything here must
+-- be deterministic: node ids are positions in creation order.
+
+local core = require("cstream.core")
+
+local M = {}
+
+M.VERSION = core.VERSION
+
+-- ------------------------------------------------------------- helpers --
+
+local function kind_error(what, expected, got, level)
+  error(string.format("%s: expected %s, got %s", what, expected, type(got)),
+        level + 1)
+end
+
+-- Checks that fn is a function or a table providing method `method`
+-- (a rich function); returns it unchanged.
+local function check_fn(what, fn, method, level)
+  local t = type(fn)
+  if t == "function" then return fn end
+  if t == "table" then
+    if type(fn[method]) ~= "function" then
+      error(string.format("%s: the table passed has no '%s' method", what, method),
+            level + 1)
+    end
+    return fn
+  end
+  kind_error(what, "a function or a table with a '" .. method .. "' method", fn,
+             level + 1)
+end
+
+local function check_positive_int(what, n, level)
+  if math.type(n) ~= "integer" or n < 1 then
+    error(string.format("%s: expected a positive integer, got %s", what,
+                        tostring(n)), level + 1)
+  end
+  return n
+end
+
+-- A key selector is a position (integer), a field name (string) or a function.
+local function check_key(what, key, level)
+  local t = type(key)
+  if t == "string" or t == "function" then return key end
+  if math.type(key) == "integer" and key >= 1 then return key end
+  kind_error(what, "a position (integer >= 1), a field name or a function",
+             key, level + 1)
+end
+
+-- ---------------------------------------------------------- environment --
+
+local Env = {}
+Env.__index = Env
+
+local DataStream = {}
+DataStream.__index = DataStream
+local KeyedStream = setmetatable({}, { __index = DataStream })
+KeyedStream.__index = KeyedStream
+local ConnectedStreams = {}
+ConnectedStreams.__index = ConnectedStreams
+
+local the_env
+
+-- Returns the job's execution environment (one per Lua state).
+function M.get_execution_environment()
+  if not the_env then
+    the_env = setmetatable({
+      _nodes = {},
+      _parallelism = nil,
+      _max_parallelism = nil,
+      _checkpoint_interval = nil,
+      _backend = nil,
+      _executed = false,
+    }, Env)
+  end
+  return the_env
+end
+
+function Env:set_parallelism(n)
+  self._parallelism = check_positive_int("set_parallelism", n, 2)
+  return self
+end
+
+function Env:get_parallelism()
+  return self._parallelism or core.default_parallelism()
+end
+
+function Env:set_max_parallelism(n)
+  check_positive_int("set_max_parallelism", n, 2)
+  if n > 32768 then
+    error("set_max_parallelism: at most 32768, got " .. n, 2)
+  end
+  self._max_parallelism = n
+  return self
+end
+
+function Env:get_max_parallelism()
+  return self._max_parallelism or 128
+end
+
+function Env:enable_checkpointing(ms)
+  check_positive_int("enable_checkpointing", ms, 2)
+  self._checkpoint_interval = ms
+  return self
+end
+
+function Env:set_state_backend(backend)
+  if type(backend) ~= "table" or type(backend.kind) ~= "string" then
+    error("set_state_backend: expected a backend from cstream.memory_state_backend(),"
+          .. " cstream.fs_state_backend() or cstream.rocksdb_state_backend()", 2)
+  end
+  self._backend = backend
+  return self
+end
+
+local function add_node(env, node)
+  if env._executed then
+    error("the job graph cannot change after execute()", 3)
+  end
+  local nodes = env._nodes
+  node.index = #nodes + 1
+  node.inputs = node.inputs or {}
+  nodes[#nodes + 1] = node
+  return node
+end
+
+local function new_stream(env, node, mt)
+  return setmetatable({ env = env, node = node }, mt or DataStream)
+end
+
+-- ------------------------------------------------------------- sources --
+
+function Env:from_elements(...)
+  local n = select("#", ...)
+  if n == 0 then error("from_elements: at least one element is needed", 2) end
+  local elements = { ... }
+  for i = 1, n do
+    if elements[i] == nil then
+      error("from_elements: element " .. i .. " is nil", 2)
+    end
+  end
+  return new_stream(self, add_node(self, {
+    kind = "source_elements", name = "Source: from_elements",
+    elements = elements, count = n, parallelism = 1,
+  }))
+end
+
+function Env:from_collection(list)
+  if type(list) ~= "table" then kind_error("from_collection", "a table", list, 2) end
+  local n = #list
+  return new_stream(self, add_node(self, {
+    kind = "source_elements", name = "Source: from_collection",
+    elements = list, count = n, parallelism = 1,
+  }))
+end
+
+function Env:read_text_file(path)
+  if type(path) ~= "string" then kind_error("read_text_file", "a path", path, 2) end
+  path = path:gsub("^file://", "")
+  return new_stream(self, add_node(self, {
+    kind = "source_file", name = "Source: read_text_file " .. path, path = path,
+  }))
+end
+
+function Env:socket_text_stream(host, port, delimiter)
+  if type(host) ~= "string" then kind_error("socket_text_stream", "a host name", host, 2) end
+  if math.type(port) ~= "integer" or port < 1 or port > 65535 then
+    error("socket_text_stream: expected a port number 1..65535, got " .. tostring(port), 2)
+  end
+  if delimiter ~= nil and (type(delimiter) ~= "string" or #delimiter ~= 1) then
+    error("socket_text_stream: the delimiter must be a one-character string", 2)
+  end
+  return new_stream(self, add_node(self, {
+    kind = "source_socket", name = "Source: socket_text_stream",
+    host = host, port = port, delimiter = delimiter or "\n", parallelism = 1,
+  }))
+end
+
+function Env:add_source(src)
+  check_fn("add_source", src, "run", 2)
+  if type(src) == "function" then src = { run = function(_, ctx) return src(ctx) end } end
+  return new_stream(self, add_node(self, {
+    kind = "source_custom", name = "Source: Custom Source", fn = src, parallelism = 1,
+  }))
+end
+
+-- ------------------------------------------------------ transformations --
+
+-- Adds a one-input operator fed by stream s. The edge is the stream's
+-- pending partitioning (set by key_by, rebalance, broadcast) or forward.
+local function one_input(s, kind, name, fn, extra, mt)
+  local node = extra or {}
+  node.kind, node.name, node.fn = kind, name, fn
+  node.inputs = { { node = s.node.index, partition = s.partition or "forward",
+                    key = s.key } }
+  node.keyed = s.partition == "hash"
+  return new_stream(s.env, add_node(s.env, node), mt)
+end
+
+function DataStream:map(fn)
+  return one_input(self, "map", "Map", check_fn("map", fn, "map", 2))
+end
+
+function DataStream:flat_map(fn)
+  return one_input(self, "flat_map", "Flat Map", check_fn("flat_map", fn, "flat_map", 2))
+end
+
+function DataStream:filter(fn)
+  return one_input(self, "filter", "Filter", check_fn("filter", fn, "filter", 2))
+end
+
+function DataStream:process(fn)
+  return one_input(self, "process", "Process",
+                   check_fn("process", fn, "process_element", 2))
+end
+
+function DataStream:key_by(key)
+  check_key("key_by", key, 2)
+  return setmetatable({ env = self.env, node = self.node, partition = "hash",
+                        key = key }, KeyedStream)
+end
+
+function DataStream:rebalance()
+  return setmetatable({ env = self.env, node = self.node, partition = "rebalance" },
+                      DataStream)
+end
+
+function DataStream:broadcast()
+  return setmetatable({ env = self.env, node = self.node, partition = "broadcast" },
+                      DataStream)
+end
+
+function DataStream:name(n)
+  if type(n) ~= "string" then kind_error("name", "a string", n, 2) end
+  self.node.name = n
+  return self
+end
+
+function DataStream:uid(u)
+  if type(u) ~= "string" or u == "" then kind_error("uid", "a non-empty string", u, 2) end
+  for _, other in ipairs(self.env._nodes) do
+    if other ~= self.node and other.uid == u then
+      error("uid: '" .. u .. "' is already used by another operator", 2)
+    end
+  end
+  self.node.uid = u
+  return self
+end
+
+function DataStream:set_parallelism(n)
+  check_positive_int("set_parallelism", n, 2)
+  local k = self.node.kind
+  if n > 1 and (k == "source_elements" or k == "source_socket") then
+    error("set_parallelism: " .. k:gsub("^source_", "") ..
+          " is a non-parallel source (parallelism 1)", 2)
+  end
+  self.node.parallelism = n
+  return self
+end
+
+function DataStream:get_parallelism()
+  return self.node.parallelism or self.env:get_parallelism()
+end
+
+-- Rolling aggregations on a keyed stream: the field is a position or a name;
+-- without one, the records themselves are numbers.
+local function rolling(k, agg, field, level)
+  if field ~= nil and type(field) ~= "string" and
+     not (math.type(field) == "integer" and field >= 1) then
+    kind_error(agg, "a position (integer >= 1) or a field name", field, level + 1)
+  end
+  return one_input(k, "reduce", agg:gsub("^%l", string.upper), nil,
+                   { agg = agg, field = field })
+end
+
+function KeyedStream:sum(field) return rolling(self, "sum", field, 2) end
+function KeyedStream:min(field) return rolling(self, "min", field, 2) end
+function KeyedStream:max(field) return rolling(self, "max", field, 2) end
+
+function KeyedStream:reduce(fn)
+  check_fn("reduce", fn, "reduce", 2)
+  return one_input(self, "reduce", "Keyed Reduce", fn, { agg = "reduce" })
+end
+
+-- --------------------------------------------------- connected streams --
+
+function DataStream:connect(other)
+  if getmetatable(other) ~= DataStream and getmetatable(other) ~= KeyedStream then
+    kind_error("connect", "a stream", other, 2)
+  end
+  if other.env ~= self.env then error("connect: streams of different environments", 2) end
+  local a_keyed, b_keyed = self.partition == "hash", other.partition == "hash"
+  if a_keyed ~= b_keyed then
+    error("connect: both streams must be keyed (key_by) or neither", 2)
+  end
+  return setmetatable({ env = self.env, a = self, b = other }, ConnectedStreams)
+end
+
+local function two_input(c, kind, name, fn)
+  local function edge(s)
+    return { node = s.node.index, partition = s.partition or "forward", key = s.key }
+  end
+  local node = { kind = kind, name = name, fn = fn,
+                 inputs = { edge(c.a), edge(c.b) },
+                 keyed = c.a.partition == "hash" }
+  return new_stream(c.env, add_node(c.env, node))
+end
+
+function ConnectedStreams:flat_map(fn)
+  if type(fn) ~= "table" or type(fn.flat_map1) ~= "function"
+     or type(fn.flat_map2) ~= "function" then
+    error("connect(...):flat_map: expected a table with 'flat_map1' and 'flat_map2' methods", 2)
+  end
+  return two_input(self, "co_flat_map", "Co-Flat Map", fn)
+end
+
+function ConnectedStreams:map(fn)
+  if type(fn) ~= "table" or type(fn.map1) ~= "function" or type(fn.map2) ~= "function" then
+    error("connect(...):map: expected a table with 'map1' and 'map2' methods", 2)
+  end
+  return two_input(self, "co_map", "Co-Map", fn)
+end
+
+function ConnectedStreams:key_by(k1, k2)
+  check_key("key_by", k1, 2)
+  check_key("key_by", k2, 2)
+  return setmetatable({ env = self.env, a = self.a:key_by(k1), b = self.b:key_by(k2) },
+                      ConnectedStreams)
+end
+
+-- --------------------------------------------------------------- sinks --
+
+function DataStream:print(prefix)
+  if prefix ~= nil and type(prefix) ~= "string" then kind_error("print", "a string", prefix, 2) end
+  return one_input(self, "sink_print", "Sink: Print to Std. Out", nil, { prefix = prefix })
+end
+
+function DataStream:print_to_err(prefix)
+  return one_input(self, "sink_print", "Sink: Print to Std. Err", nil,
+                   { prefix = prefix, stderr = true })
+end
+
+function DataStream:write_as_text(path)
+  if type(path) ~= "string" then kind_error("write_as_text", "a path", path, 2) end
+  return one_input(self, "sink_file", "Sink: write_as_text", nil,
+                   { path = (path:gsub("^file://", "")) })
+end
+
+function DataStream:add_sink(fn)
+  check_fn("add_sink", fn, "invoke", 2)
+  return one_input(self, "sink_custom", "Sink: Unnamed", fn)
+end
+
+-- ----------------------------------------------------------- execution --
+
+-- A description of the graph's structure, equal between runs of a
+-- deterministic script; the engine compares the planning run's with each
+-- worker's.
+local function fingerprint(env)
+  local parts = {}
+  for _, n in ipairs(env._nodes) do
+    local p = { n.index, n.kind, n.uid or "", tostring(n.parallelism or ""),
+                tostring(n.agg or ""), tostring(n.count or "") }
+    for _, e in ipairs(n.inputs) do
+      p[#p + 1] = string.format("%d/%s/%s", e.node, e.partition,
+                                type(e.key) == "function" and "fn" or tostring(e.key))
+    end
+    parts[#parts + 1] = table.concat(p, ",")
+  end
+  return table.concat(parts, ";")
+end
+
+function Env:execute(name)
+  if name ~= nil and type(name) ~= "string" then kind_error("execute", "a job name", name, 2) end
+  if #self._nodes == 0 then error("execute: the job has no operators", 2) end
+  local has_sink = false
+  for _, n in ipairs(self._nodes) do
+    if n.kind:match("^sink_") then has_sink = true end
+  end
+  if not has_sink then
+    error("execute: the job has no sink (add print(), write_as_text() or add_sink())", 2)
+  end
+  self._executed = true
+  return core.execute(self, name or "cstream-lua job", fingerprint(self))
+end
+
+-- ----------------------------------------------------- state backends --
+
+function M.memory_state_backend(max_state_size)
+  return { kind = "memory", max_state_size = max_state_size }
+end
+
+function M.fs_state_backend(uri)
+  if type(uri) ~= "string" then kind_error("fs_state_backend", "a checkpoint URI", uri, 2) end
+  return { kind = "filesystem", uri = uri }
+end
+
+function M.rocksdb_state_backend(uri, incremental)
+  if type(uri) ~= "string" then kind_error("rocksdb_state_backend", "a checkpoint URI", uri, 2) end
+  return { kind = "rocksdb", uri = uri, incremental = incremental and true or false }
+end
+
+-- -------------------------------------------------- state descriptors --
+-- A descriptor names a state and carries what the state needs; it is handed
+-- to ctx:get_state(d), ctx:get_list_state(d), ... in open().
+
+local function check_name(what, name, level)
+  if type(name) ~= "string" or name == "" then
+    kind_error(what, "a state name (non-empty string)", name, level + 1)
+  end
+end
+
+function M.value_state_descriptor(name)
+  check_name("value_state_descriptor", name, 2)
+  return { kind = "value", name = name }
+end
+
+function M.list_state_descriptor(name)
+  check_name("list_state_descriptor", name, 2)
+  return { kind = "list", name = name }
+end
+
+function M.map_state_descriptor(name)
+  check_name("map_state_descriptor", name, 2)
+  return { kind = "map", name = name }
+end
+
+-- reduce_function(a, b) returns the combination of two values.
+function M.reducing_state_descriptor(name, reduce_function)
+  check_name("reducing_state_descriptor", name, 2)
+  if type(reduce_function) ~= "function" then
+    kind_error("reducing_state_descriptor", "a reduce function", reduce_function, 2)
+  end
+  return { kind = "reducing", name = name, reduce_function = reduce_function }
+end
+
+-- aggregate_function: { create_accumulator = function() return acc end,
+--   add = function(value, acc) return acc end,
+--   get_result = function(acc) return result end,
+--   merge = function(a, b) return acc end }   (plain functions, as Flink's)
+function M.aggregating_state_descriptor(name, aggregate_function)
+  check_name("aggregating_state_descriptor", name, 2)
+  if type(aggregate_function) ~= "table" then
+    kind_error("aggregating_state_descriptor", "an aggregate function table",
+               aggregate_function, 2)
+  end
+  for _, m in ipairs({ "create_accumulator", "add", "get_result" }) do
+    if type(aggregate_function[m]) ~= "function" then
+      error("aggregating_state_descriptor: the aggregate function has no '" .. m ..
+            "' function", 2)
+    end
+  end
+  return { kind = "aggregating", name = name, aggregate_function = aggregate_function }
+end
+
+-- fold_function(acc, value) returns the new accumulator, starting from a
+-- copy of initial_value for each key.
+function M.folding_state_descriptor(name, initial_value, fold_function)
+  check_name("folding_state_descriptor", name, 2)
+  if type(fold_function) ~= "function" then
+    kind_error("folding_state_descriptor", "a fold function", fold_function, 2)
+  end
+  return { kind = "folding", name = name, initial_value = initial_value,
+           fold_function = fold_function }
+end
+
+-- ------------------------------------------------------------ utilities --
+
+-- Renders a value as Flink prints it: (1,5.0), 3.6666666666666665, ...
+M.format = core.format
+
+-- Sleeps for ms milliseconds. Inside a source's run() it yields to the
+-- engine, so other operators of the worker keep running.
+M.sleep = core.sleep
+
+M.DataStream, M.KeyedStream, M.ConnectedStreams = DataStream, KeyedStream, ConnectedStreams
+
+return M

@@ -1,0 +1,166 @@
+-- Helpers shared by the specs: running the cstream-lua binary and the test
+-- tools as a user would (exit code, stdout, stderr), temporary directories,
+-- background processes that are always stopped, and small list utilities.
+--
+-- ctest sets CSTREAM_BIN (the binary), CSTREAM_TOOLS (the build directory
+-- holding the test tools) and CSTREAM_SRC (the source tree).
+local M = {}
+
+local SRC = os.getenv("CSTREAM_SRC") or "."
+local BIN = os.getenv("CSTREAM_BIN") or (SRC .. "/build/cstream-lua")
+local TOOLS = os.getenv("CSTREAM_TOOLS") or (SRC .. "/build")
+
+local tmpdirs, procs = {}, {}
+
+-- Quotes s for the POSIX shell.
+local function q(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+M.quote = q
+
+local function join(args)
+  local parts = {}
+  for i, a in ipairs(args) do parts[i] = q(a) end
+  return table.concat(parts, " ")
+end
+
+function M.src(rel) return SRC .. "/" .. rel end
+function M.bin() return BIN end
+function M.tool(name) return TOOLS .. "/" .. name end
+
+function M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function M.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- A fresh directory, removed by cleanup().
+function M.tmpdir()
+  local p = io.popen("mktemp -d /tmp/cstream-spec.XXXXXX")
+  local dir = p:read("l")
+  p:close()
+  tmpdirs[#tmpdirs + 1] = dir
+  return dir
+end
+
+-- Writes a job script as <fresh dir>/job.lua and returns its path.
+function M.write_job(text, name)
+  return M.write_file(M.tmpdir() .. "/" .. (name or "job.lua"), text)
+end
+
+-- The lines of s, without the final empty one.
+function M.lines(s)
+  local out = {}
+  if s == nil then return out end
+  for line in s:gmatch("([^\n]*)\n") do out[#out + 1] = line end
+  local rest = s:match("([^\n]+)$")
+  if rest then out[#out + 1] = rest end
+  return out
+end
+
+function M.sorted(t)
+  local c = {}
+  for i, v in ipairs(t) do c[i] = v end
+  table.sort(c)
+  return c
+end
+
+function M.sleep(s) os.execute("sleep " .. s) end
+
+-- Runs the binary with args and waits for it. opts: timeout (seconds,
+-- default 120; the process is killed past it and code is 124 or 137),
+-- stdin (a file to read input from), env (a string of VAR=value words),
+-- cmd (an argv to run instead of the binary). Returns {code, stdout, stderr}.
+function M.run(args, opts)
+  opts = opts or {}
+  local dir = M.tmpdir()
+  local out, err = dir .. "/stdout", dir .. "/stderr"
+  local argv = opts.cmd or { BIN, table.unpack(args) }
+  local cmd = string.format("%s timeout -k 5 %d %s < %s > %s 2> %s; echo $?",
+    opts.env or "", opts.timeout or 120, join(argv), q(opts.stdin or "/dev/null"),
+    q(out), q(err))
+  local p = io.popen(cmd)
+  local code = tonumber(p:read("a"))
+  p:close()
+  return { code = code, stdout = M.read_file(out) or "", stderr = M.read_file(err) or "" }
+end
+
+-- Starts argv in the background. Returns a process record {pid, stdout,
+-- stderr (paths)}; cleanup() kills it if it is still running.
+function M.spawn(argv, opts)
+  opts = opts or {}
+  local dir = M.tmpdir()
+  local p = { stdout = dir .. "/stdout", stderr = dir .. "/stderr", codefile = dir .. "/code" }
+  local pidfile = dir .. "/pid"
+  -- The inner command's own pid is recorded, so signals reach it; the
+  -- wrapper waits for it and records its exit status.
+  local script = string.format("%s %s < %s > %s 2> %s & echo $! > %s; wait $!; echo $? > %s",
+    opts.env or "", join(argv), q(opts.stdin or "/dev/null"), q(p.stdout), q(p.stderr),
+    q(pidfile), q(p.codefile))
+  os.execute("sh -c " .. q(script) .. " > /dev/null 2>&1 &")
+  p.pid = M.wait_for(function()
+    local s = M.read_file(pidfile)
+    return s and tonumber(s:match("%d+"))
+  end, 10)
+  assert(p.pid, "could not start " .. argv[1])
+  procs[#procs + 1] = p
+  return p
+end
+
+-- Calls fn every 20 ms until it returns a true value (returned) or timeout
+-- seconds pass (nil).
+function M.wait_for(fn, timeout)
+  local deadline = os.time() + (timeout or 10)
+  repeat
+    local v = fn()
+    if v then return v end
+    M.sleep(0.02)
+  until os.time() > deadline
+  return nil
+end
+
+function M.alive(p)
+  return os.execute("kill -0 " .. p.pid .. " 2>/dev/null") == true
+end
+
+-- Waits for a spawned process to exit; returns its exit code, or nil on
+-- timeout.
+function M.wait(p, timeout)
+  return M.wait_for(function()
+    local s = M.read_file(p.codefile)
+    return s and tonumber(s:match("%d+"))
+  end, timeout or 30)
+end
+
+function M.signal(p, sig)
+  os.execute(string.format("kill -%s %d 2>/dev/null", sig, p.pid))
+end
+
+-- Stops a spawned process (TERM, then KILL) and waits for it.
+function M.kill(p)
+  if M.read_file(p.codefile) then return end
+  M.signal(p, "TERM")
+  if not M.wait(p, 5) then
+    M.signal(p, "KILL")
+    M.wait(p, 5)
+  end
+end
+
+-- Stops every spawned process and removes every temporary directory.
+function M.cleanup()
+  for _, p in ipairs(procs) do M.kill(p) end
+  procs = {}
+  for _, d in ipairs(tmpdirs) do os.execute("rm -rf " .. q(d)) end
+  tmpdirs = {}
+end
+
+return M

@@ -1,0 +1,111 @@
+/*
+ * cs_backend.h - the state backend interface: one vtable, bytes in and bytes
+ * out, key group first. A backend instance belongs to one worker thread and
+ * is never shared, so implementations take no locks.
+ *
+ * Addressing: every entry lives under (state, key group, key[, user key]).
+ *   state     a small id returned by cs_backend_register (name + kind);
+ *   kg        the key group of the current key (0 .. max_parallelism-1);
+ *   key       the canonical key bytes (cs_codec_encode_key);
+ *   user key  only for MAP states: the canonical bytes of the map key.
+ * Values are opaque bytes (MessagePack from cs_codec). A LIST state value is
+ * the concatenation of encoded items; append adds one or more items.
+ * A persistent backend (RocksDB) stores entries under the composite byte key
+ * kg (2 bytes, big-endian) ++ key ++ user key, one column family per state.
+ */
+#ifndef CS_BACKEND_H
+#define CS_BACKEND_H
+
+#include "cs_common.h"
+
+typedef enum cs_state_kind {
+  CS_STATE_VALUE = 1, /* value, reducing, aggregating, folding: one blob */
+  CS_STATE_LIST = 2,  /* concatenated encoded items, append supported */
+  CS_STATE_MAP = 3    /* user key -> value */
+} cs_state_kind;
+
+typedef struct cs_backend cs_backend;
+typedef struct cs_backend_iter cs_backend_iter;
+
+/* One entry seen by iteration; all slices borrowed until the next call on
+ * the iterator. ukey is empty for non-map states. */
+typedef struct cs_backend_entry {
+  int state;
+  int kg;
+  cs_slice key;
+  cs_slice ukey;
+  cs_slice val;
+} cs_backend_entry;
+
+typedef struct cs_backend_ops {
+  const char *name;
+
+  /* Registers (or finds) a state by name. A name registered again with
+   * another kind is CS_ESTATE. Returns the id (>= 0) or a negative error. */
+  int (*register_state)(cs_backend *be, const char *name, cs_state_kind kind);
+
+  /* Looks up an entry. ukey is NULL except for MAP states. On a hit stores a
+   * borrowed view in *val (valid until the next mutating call on be) and
+   * returns 0; on a miss returns CS_ENOTFOUND. */
+  int (*get)(cs_backend *be, int state, int kg, cs_slice key,
+             const cs_slice *ukey, cs_slice *val);
+
+  /* Stores a copy of val. */
+  int (*put)(cs_backend *be, int state, int kg, cs_slice key,
+             const cs_slice *ukey, cs_slice val);
+
+  /* Removes an entry. For a MAP state with ukey NULL, removes every user
+   * key under key. Removing what is absent is not an error. */
+  int (*del)(cs_backend *be, int state, int kg, cs_slice key,
+             const cs_slice *ukey);
+
+  /* LIST states: appends the encoded item(s) in val. */
+  int (*append)(cs_backend *be, int state, int kg, cs_slice key,
+                cs_slice val);
+
+  /* MAP states: iterates the user keys under key. Mutating the same
+   * (state, key) while the iterator lives makes the next step return
+   * CS_ESTATE ("modified during iteration"). */
+  int (*map_iter)(cs_backend *be, int state, int kg, cs_slice key,
+                  cs_backend_iter **it);
+
+  /* Iterates every entry of every state whose key group is in
+   * [kg_first, kg_last] (for snapshots and state dumps). */
+  int (*scan_iter)(cs_backend *be, int kg_first, int kg_last,
+                   cs_backend_iter **it);
+
+  /* Advances: returns 1 with *e filled, 0 at the end, or a negative error. */
+  int (*iter_next)(cs_backend_iter *it, cs_backend_entry *e);
+  void (*iter_destroy)(cs_backend_iter *it); /* accepts NULL */
+
+  /* Name and kind of a registered state, for snapshots. */
+  int (*state_info)(cs_backend *be, int state, const char **name,
+                    cs_state_kind *kind);
+  int (*state_count)(cs_backend *be);
+
+  /* Frees the backend and everything it holds. */
+  void (*destroy)(cs_backend *be);
+} cs_backend_ops;
+
+struct cs_backend {
+  const cs_backend_ops *ops;
+};
+
+/* The in-memory backend (used by the memory and filesystem backends).
+ * Returns NULL when out of memory. Caller frees with be->ops->destroy. */
+cs_backend *cs_heap_backend_create(void);
+
+/* Snapshot of key groups [kg_first, kg_last] of every state, appended to out
+ * in a self-describing, versioned, checksummed format (see cs_snapshot.c).
+ * Works for any backend through scan_iter. */
+int cs_backend_snapshot(cs_backend *be, int kg_first, int kg_last,
+                        cs_buf *out);
+
+/* Loads the entries of a snapshot whose key group is in [kg_first, kg_last]
+ * into be (registering states as needed). Other key groups are skipped, so a
+ * snapshot can be restored at another parallelism. A truncated or corrupt
+ * snapshot is CS_EDECODE and may leave be partly filled. */
+int cs_backend_restore(cs_backend *be, const char *data, size_t len,
+                       int kg_first, int kg_last);
+
+#endif /* CS_BACKEND_H */

@@ -1,0 +1,76 @@
+/*
+ * cs_common.h - error codes, allocation and the growable byte buffer shared
+ * by every module of cstream-lua.
+ */
+#ifndef CS_COMMON_H
+#define CS_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Error codes: negative ints, generated once. libuv codes (UV_E*) pass through
+ * unchanged and are also negative; ours start far below them. */
+#define CS_ERRNO_MAP(XX)                                              \
+  XX(ENOMEM, "out of memory")                                         \
+  XX(EINVAL, "invalid argument")                                      \
+  XX(EENCODE, "value cannot be encoded")                              \
+  XX(EDECODE, "corrupt or truncated encoded value")                   \
+  XX(ENOTFOUND, "not found")                                          \
+  XX(EIO, "input/output error")                                       \
+  XX(ELUA, "error in Lua code")                                       \
+  XX(ESTATE, "state error")                                           \
+  XX(EPLAN, "invalid job plan")                                       \
+  XX(ECANCELED, "canceled")
+
+enum {
+  CS__ERR_BASE = -10000,
+#define XX(code, _) CS_##code,
+  CS_ERRNO_MAP(XX)
+#undef XX
+  CS__ERR_END
+};
+
+/* Returns a static description of an error code (ours or libuv's). */
+const char *cs_strerror(int err);
+
+/* Allocation: every allocation in the engine goes through these so it can be
+ * counted and failed on purpose in tests. cs_free accepts NULL. */
+void *cs_malloc(size_t n);
+void *cs_calloc(size_t n, size_t size);
+void *cs_realloc(void *p, size_t n);
+void cs_free(void *p);
+char *cs_strdup(const char *s);
+/* Bytes currently allocated through cs_* (approximate, for tests/metrics). */
+size_t cs_allocated_bytes(void);
+/* Test hook: make the n-th allocation from now on fail (0 disables). */
+void cs_fail_nth_alloc(long n);
+
+/* A growable byte buffer. Zero-initialised is a valid empty buffer.
+ * The buffer owns data; release it with cs_buf_free. */
+typedef struct cs_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} cs_buf;
+
+void cs_buf_init(cs_buf *b);
+void cs_buf_free(cs_buf *b);
+/* Makes room for at least n more bytes. Returns 0 or CS_ENOMEM. */
+int cs_buf_reserve(cs_buf *b, size_t n);
+int cs_buf_append(cs_buf *b, const void *p, size_t n);
+int cs_buf_printf(cs_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline void cs_buf_reset(cs_buf *b) { b->len = 0; }
+
+/* A borrowed byte range; never owns its memory. */
+typedef struct cs_slice {
+  const char *data;
+  size_t len;
+} cs_slice;
+
+#ifndef container_of
+#define container_of(ptr, type, member) \
+  ((type *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
+#endif /* CS_COMMON_H */
