@@ -47,10 +47,16 @@ int cs_batch_next(const cs_batch *b, size_t *off, int *kg, cs_slice *key,
                   cs_slice *val);
 
 /* A bounded SPSC ring of batch pointers. */
+/* head and tail are kept a cache line apart (padding rather than _Alignas,
+ * since our allocator guarantees only max_align_t alignment). */
+#define CS__CACHE_LINE 64
 typedef struct cs_channel {
-  _Alignas(64) atomic_size_t head; /* consumer position */
-  _Alignas(64) atomic_size_t tail; /* producer position */
-  _Alignas(64) atomic_int producer_waiting;
+  atomic_size_t head; /* consumer position */
+  char pad0_[CS__CACHE_LINE - sizeof(atomic_size_t)];
+  atomic_size_t tail; /* producer position */
+  char pad1_[CS__CACHE_LINE - sizeof(atomic_size_t)];
+  atomic_int producer_waiting;
+  char pad2_[CS__CACHE_LINE - sizeof(atomic_int)];
   size_t mask;
   cs_batch **slots;
   /* Set by the runtime: who to wake. */

@@ -10,8 +10,8 @@ build_args=()
 if [ "${1:-}" = "--sanitize" ]; then
   build_args+=(--sanitize)
   shift
-  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
-  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:exitcode=86
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86
 fi
 dir=$(bash scripts/build.sh "${build_args[@]}" | tail -n 1)
 cd "$dir"

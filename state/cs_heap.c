@@ -4,7 +4,7 @@
  * get and a put per record.
  *
  * Layout. Each registered state owns one open-addressing hash table (linear
- * probing, power-of-two capacity, load factor at most 3/4, deletion by
+ * probing, power-of-two capacity, load factor at most 4/5, deletion by
  * backward shift, so there are no tombstones). The hash of (kg, key) is
  * computed once per call, XXH3 seeded with the key group; its low 32 bits
  * stay in the slot, so probes and rehashes compare and move hashes, not keys.
@@ -368,7 +368,7 @@ static int table_grow(table *t, size_t initial) {
  * slot found by table_find, or NONE. Returns 0, or CS_ENOMEM with t
  * unchanged and *s still the caller's. */
 static int table_insert(table *t, const slot *s, size_t hint, size_t initial) {
-  if (t->slots == NULL || (t->count + 1) * 4 > (t->mask + 1) * 3) {
+  if (t->slots == NULL || (t->count + 1) * 5 > (t->mask + 1) * 4) {
     int rc = table_grow(t, initial);
     if (rc) return rc;
     hint = NONE;

@@ -60,7 +60,8 @@ static size_t put_varint(unsigned char *p, uint64_t v) {
   return n;
 }
 
-/* Appends one entry; its lengths are checked by the caller. */
+/* Appends one entry to out with a single reservation. Returns 0 or
+ * CS_ENOMEM (out->len unchanged). */
 static int write_entry(cs_buf *out, int state, int kg, cs_slice key,
                        cs_slice ukey, cs_slice val) {
   unsigned char hdr[2 + 4 * 10];
@@ -69,10 +70,14 @@ static int write_entry(cs_buf *out, int state, int kg, cs_slice key,
   n += put_varint(hdr + n, key.len);
   n += put_varint(hdr + n, ukey.len);
   n += put_varint(hdr + n, val.len);
-  size_t need = n + key.len;
-  if (need < n || need + ukey.len < need || need + ukey.len + val.len < need)
-    return CS_ENOMEM;
-  int rc = cs_buf_reserve(out, need + ukey.len + val.len);
+  size_t need = n;
+  if (key.len > SIZE_MAX - need) return CS_ENOMEM;
+  need += key.len;
+  if (ukey.len > SIZE_MAX - need) return CS_ENOMEM;
+  need += ukey.len;
+  if (val.len > SIZE_MAX - need) return CS_ENOMEM;
+  need += val.len;
+  int rc = cs_buf_reserve(out, need);
   if (rc) return rc;
   memcpy(out->data + out->len, hdr, n);
   out->len += n;
@@ -113,6 +118,9 @@ static int write_head(cs_backend *be, int kg_first, int kg_last, int nstates,
   return rc;
 }
 
+/* Writes header and state table, then one entry per scanned entry, then
+ * the footer, whose checksum covers the total length patched into the
+ * header. On any error out is cut back to where it was. */
 int cs_backend_snapshot(cs_backend *be, int kg_first, int kg_last,
                         cs_buf *out) {
   if (be == NULL || out == NULL || kg_first < 0 || kg_last > KG_MAX ||
@@ -320,6 +328,10 @@ static int same_key(const snap_entry *a, const snap_entry *b) {
          (a->key.len == 0 || memcmp(a->key.data, b->key.data, a->key.len) == 0);
 }
 
+/* Checks the frame, parses everything (pass 1), then registers the states
+ * and loads the entries in [kg_first, kg_last] (pass 2). Only pass 2 touches
+ * be, and it fails only when be does (CS_ENOMEM, or CS_ESTATE when a name is
+ * registered with another kind). */
 int cs_backend_restore(cs_backend *be, const char *data, size_t len,
                        int kg_first, int kg_last) {
   if (be == NULL || kg_first < 0 || kg_last > KG_MAX || kg_first > kg_last)

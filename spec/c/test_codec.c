@@ -540,10 +540,10 @@ static void test_canonical(void) {
   CHECK(bytes_eq(&b, "cb4008000000000000"));
 
   /* Canonical bytes decode with the ordinary decoder to an equal value. */
-  const char *vals[] = {"return {b = 1, a = {2, 3}, [7] = 'x', [2.5] = false}",
-                        "local t = {} for i = 1, 50 do t['k' .. i] = {i} end "
-                        "return t",
-                        "return 'plain'", "return {}"};
+  const char *vals[] = {
+      "return {b = 1, a = {2, 3}, [7] = 'x', [2.5] = false}",
+      ("local t = {} for i = 1, 50 do t['k' .. i] = {i} end return t"),
+      "return 'plain'", "return {}"};
   for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
     encode_code(vals[i], 1, &b);
     CHECK_EQ_INT(cs_codec_skip(b.data, b.len), (long)b.len);
@@ -682,10 +682,10 @@ static void test_out_of_memory(void) {
 static void test_truncation(void) {
   const char *vals[] = {
       "return {1, -200, 70000, 2^40, -2^40, 1.5, 'str', true, nil, false}",
-      "return {a = {b = {c = 'deep'}}, [1.5] = {}, [{1}] = 'k', "
-      "s = string.rep('x', 300), t = string.rep('y', 70000)}",
-      "local t = {} for i = 1, 20 do t[i] = {i, tostring(i)} end "
-      "for i = 1, 20 do t['m' .. i] = i end return t",
+      ("return {a = {b = {c = 'deep'}}, [1.5] = {}, [{1}] = 'k', "
+       "s = string.rep('x', 300), t = string.rep('y', 70000)}"),
+      ("local t = {} for i = 1, 20 do t[i] = {i, tostring(i)} end "
+       "for i = 1, 20 do t['m' .. i] = i end return t"),
       "return math.mininteger", "return 0.25", "return 'abc'"};
   for (size_t v = 0; v < sizeof(vals) / sizeof(vals[0]); v++) {
     for (int key = 0; key <= 1; key++) {

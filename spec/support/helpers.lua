@@ -91,7 +91,18 @@ function M.run(args, opts)
   local p = io.popen(cmd)
   local code = tonumber(p:read("a"))
   p:close()
-  return { code = code, stdout = M.read_file(out) or "", stderr = M.read_file(err) or "" }
+  local r = { code = code, stdout = M.read_file(out) or "", stderr = M.read_file(err) or "" }
+  M.check_sanitizers(r.stderr)
+  return r
+end
+
+-- Fails the spec when a sanitizer reported anything, whatever the exit
+-- code the spec expected (a job that must fail with 1 could hide one).
+function M.check_sanitizers(stderr)
+  if stderr:match("ERROR: AddressSanitizer") or stderr:match("ERROR: LeakSanitizer")
+     or stderr:match("runtime error: ") then
+    error("sanitizer report:\n" .. stderr, 2)
+  end
 end
 
 -- Starts argv in the background. Returns a process record {pid, stdout,
@@ -135,10 +146,12 @@ end
 -- Waits for a spawned process to exit; returns its exit code, or nil on
 -- timeout.
 function M.wait(p, timeout)
-  return M.wait_for(function()
+  local code = M.wait_for(function()
     local s = M.read_file(p.codefile)
     return s and tonumber(s:match("%d+"))
   end, timeout or 30)
+  if code then M.check_sanitizers(M.read_file(p.stderr) or "") end
+  return code
 end
 
 function M.signal(p, sig)
