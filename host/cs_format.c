@@ -203,7 +203,10 @@ static int put_tostring_result(fmt *f, int idx, const char *what) {
 }
 
 /* Renders the value at idx through the __tostring metamethod on the top of
- * the stack, called in protected mode.  [-1, +0, m] */
+ * the stack, called in protected mode.  [-1, +0, m]
+ * Plain lua_pcall rather than cs_lua_pcall: the error is shown inline in
+ * the rendering, where a traceback does not belong, and the formatter stays
+ * usable from any lua_State, engine or not. */
 static int call_tostring(fmt *f, int idx) {
   lua_State *L = f->L;
   lua_pushvalue(L, idx);

@@ -662,10 +662,12 @@ static void worker_teardown(cs_worker *w) {
   cs_buf_free(&w->scratch);
   cs_buf_free(&w->out);
   cs_buf_free(&w->err);
-  if (w->be) w->be->ops->destroy(w->be);
-  w->be = NULL;
+  /* Lua first: finalizers of state objects and iterators still reach the
+   * backend. */
   if (L) lua_close(L);
   w->L = NULL;
+  if (w->be) w->be->ops->destroy(w->be);
+  w->be = NULL;
 }
 
 static void close_cb(uv_handle_t *h) { (void)h; }

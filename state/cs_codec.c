@@ -8,7 +8,7 @@
  * bounds check per token, and the callback can report running out of memory
  * only through a side channel. Measured on the engine's typical record
  * {"word", 1} with the same table traversal, writing directly encodes about
- * 11 M records/s against 9-9.5 M/s through the packer (-O2, one core); most
+ * 11 M records/s against 9-10 M/s through the packer (-O2, one core); most
  * of the remaining time is the Lua API. The bytes are the ones msgpack-c
  * writes: the shortest integer form (uint for non-negative values), float64
  * for every float, fixstr/str8/16/32 for strings.
@@ -16,10 +16,11 @@
  * Decoder: a hand-written reader over the bytes, pushing Lua values as it
  * goes. It allocates nothing besides the Lua values themselves, where
  * msgpack-c's unpacker builds a msgpack_object tree in a zone that then has
- * to be walked a second time: on {"word", 1} about 7-10 M decodes/s against
- * 4.3-5 M/s for msgpack_unpack_next plus the walk. Every length is checked
- * against the bytes that remain before anything is read or allocated, so a
- * corrupt length cannot make it read past the end or create a huge table.
+ * to be walked a second time: on {"word", 1} about 8.5-10 M decodes/s
+ * against 4.5-5.5 M/s for msgpack_unpack_next plus the walk. Every length
+ * is checked against the bytes that remain before anything is read or
+ * allocated, so a corrupt length cannot make it read past the end or create
+ * a huge table.
  */
 #include "cs_codec.h"
 
