@@ -18,13 +18,15 @@
 
 typedef enum cs_batch_kind {
   CS_BATCH_RECORDS = 0,
-  CS_BATCH_END = 1
+  CS_BATCH_END = 1,    /* the producer subtask has finished */
+  CS_BATCH_BARRIER = 2 /* checkpoint barrier `ckpt` */
 } cs_batch_kind;
 
 typedef struct cs_batch {
   cs_batch_kind kind;
   uint32_t count;  /* records in data */
   uint64_t born;   /* uv_hrtime() of the first record, for flush timeouts */
+  int64_t ckpt;    /* CS_BATCH_BARRIER: the checkpoint id */
   cs_buf data;
   struct cs_batch *next; /* producer-side overflow list link */
 } cs_batch;

@@ -3,9 +3,11 @@
  * of the API calls (execute, format, sleep, default_parallelism).
  */
 #include <lauxlib.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cs_config.h"
 #include "cs_core.h"
 #include "cs_format.h"
 #include "cs_lua.h"
@@ -35,8 +37,11 @@ int cs_default_parallelism(void) {
 
 static int core_default_parallelism(lua_State *L) {
   cs_options *o = get_options(L);
-  lua_pushinteger(L, o && o->parallelism > 0 ? o->parallelism
-                                             : cs_default_parallelism());
+  int par = 0;
+  for (int i = 0; o && i < o->nflags; i++)
+    if (strcmp(o->flags[i].key, "parallelism.default") == 0)
+      par = atoi(o->flags[i].value);
+  lua_pushinteger(L, par > 0 ? par : cs_default_parallelism());
   return 1;
 }
 
@@ -60,6 +65,99 @@ static int raise_job_error(lua_State *L, const char *msg) {
   return lua_error(L);
 }
 
+/* Sets key from the value at t[field] (a number, string or boolean) at the
+ * job's origin. Returns 0, or raises nothing and returns -1 with err set. */
+static int job_set(lua_State *L, cs_config *cfg, int t, const char *field,
+                   const char *key, const char *where, char *err, size_t errlen) {
+  int rc = 0;
+  int ty = lua_getfield(L, t, field);
+  if (ty == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+    lua_Integer n;
+    if (lua_numbertointeger(lua_tonumber(L, -1), &n)) {
+      lua_pop(L, 1);
+      lua_pushinteger(L, n);
+    }
+  }
+  if (ty == LUA_TNUMBER || ty == LUA_TSTRING) {
+    rc = cs_config_set(cfg, key, lua_tostring(L, -1), CS_CONF_JOB, where, err, errlen);
+  } else if (ty == LUA_TBOOLEAN) {
+    rc = cs_config_set(cfg, key, lua_toboolean(L, -1) ? "true" : "false",
+                       CS_CONF_JOB, where, err, errlen);
+  }
+  lua_pop(L, 1);
+  return rc ? -1 : 0;
+}
+
+/* Builds the job's configuration: defaults < cstream-conf.yaml < the job's
+ * own calls (env table at env_idx) < flags. Returns NULL with err set. */
+static cs_config *build_config(lua_State *L, int env_idx, cs_options *o,
+                               char *err, size_t errlen) {
+  cs_config *cfg = cs_config_create();
+  if (cfg == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  char *path = cs_config_find(o->conf);
+  if (path) {
+    int rc = cs_config_load_file(cfg, path, err, errlen);
+    cs_free(path);
+    if (rc) goto fail;
+  }
+  const char *where = o->script;
+  if (job_set(L, cfg, env_idx, "_parallelism", "parallelism.default", where, err, errlen) ||
+      job_set(L, cfg, env_idx, "_max_parallelism", "pipeline.max-parallelism", where, err, errlen) ||
+      job_set(L, cfg, env_idx, "_checkpoint_interval", "execution.checkpointing.interval", where, err, errlen))
+    goto fail;
+  if (lua_getfield(L, env_idx, "_backend") == LUA_TTABLE) {
+    int b = lua_gettop(L);
+    if (job_set(L, cfg, b, "kind", "state.backend", where, err, errlen) ||
+        job_set(L, cfg, b, "uri", "state.checkpoints.dir", where, err, errlen) ||
+        job_set(L, cfg, b, "incremental", "state.backend.incremental", where, err, errlen) ||
+        job_set(L, cfg, b, "max_state_size", "state.backend.memory.max-state-size", where, err, errlen)) {
+      lua_pop(L, 1);
+      goto fail;
+    }
+  }
+  lua_pop(L, 1);
+  for (int i = 0; i < o->nflags; i++)
+    if (cs_config_set(cfg, o->flags[i].key, o->flags[i].value, CS_CONF_FLAG,
+                      o->flags[i].flag, err, errlen))
+      goto fail;
+  return cfg;
+fail:
+  cs_config_destroy(cfg);
+  return NULL;
+}
+
+/* The run configuration the engine uses, read from cfg (strings borrowed
+ * from cfg, which must outlive it). */
+static void run_config_from(const cs_config *cfg, const cs_options *o,
+                            cs_run_config *rc) {
+  memset(rc, 0, sizeof(*rc));
+  rc->backend = cs_config_backend(cfg);
+  rc->checkpoint_dir = cs_config_str(cfg, "state.checkpoints.dir");
+  rc->savepoint_dir = cs_config_str(cfg, "state.savepoints.dir");
+  rc->interval_ms = cs_config_int(cfg, "execution.checkpointing.interval");
+  rc->timeout_ms = cs_config_int(cfg, "execution.checkpointing.timeout");
+  rc->tolerable_failures =
+      (int)cs_config_int(cfg, "execution.checkpointing.tolerable-failed-checkpoints");
+  rc->num_retained = (int)cs_config_int(cfg, "state.checkpoints.num-retained");
+  rc->incremental = (int)cs_config_int(cfg, "state.backend.incremental");
+  rc->memory_max_state = cs_config_int(cfg, "state.backend.memory.max-state-size");
+  const char *rs = cs_config_str(cfg, "restart-strategy");
+  int restarts = rs ? strcmp(rs, "fixed-delay") == 0 : rc->interval_ms > 0;
+  rc->restart_attempts =
+      restarts ? (int)cs_config_int(cfg, "restart-strategy.fixed-delay.attempts") : -1;
+  rc->restart_delay_ms = cs_config_int(cfg, "restart-strategy.fixed-delay.delay");
+  rc->restore = o->restore;
+  rc->allow_non_restored = o->allow_non_restored;
+  rc->savepoint_on_stop = o->savepoint_on_stop;
+  rc->rocksdb_localdir = cs_config_str(cfg, "state.backend.rocksdb.localdir");
+  rc->rocksdb_block_cache = cs_config_int(cfg, "state.backend.rocksdb.block.cache-size");
+  rc->rocksdb_write_buffer = cs_config_int(cfg, "state.backend.rocksdb.writebuffer.size");
+  if (rc->num_retained < 1) rc->num_retained = 1;
+}
+
 /* core.execute(env, name, fingerprint): plans and runs the job (planning
  * state) or binds this worker to it (worker state). */
 static int core_execute(lua_State *L) {
@@ -76,20 +174,30 @@ static int core_execute(lua_State *L) {
     return luaL_error(L, "env:execute() was already called: a job script "
                          "runs one job");
   o->executed = 1;
-  int par = o->parallelism;
-  if (par <= 0) {
-    lua_getfield(L, 1, "_parallelism");
-    par = lua_isinteger(L, -1) ? (int)lua_tointeger(L, -1) : 0;
-    lua_pop(L, 1);
+  char err[1024];
+  cs_config *cfg = build_config(L, 1, o, err, sizeof(err));
+  if (cfg == NULL) return raise_job_error(L, err);
+  if (o->print_config) {
+    cs_config_print(cfg, stdout);
+    cs_config_destroy(cfg);
+    lua_pushboolean(L, 1);
+    return 1;
   }
+  int par = (int)cs_config_int(cfg, "parallelism.default");
   if (par <= 0) par = cs_default_parallelism();
-  char err[512];
+  lua_pushinteger(L, cs_config_int(cfg, "pipeline.max-parallelism"));
+  lua_setfield(L, 1, "_max_parallelism");
   cs_plan *plan = NULL;
-  if (cs_plan_build(L, 1, par, &plan, err, sizeof(err)))
+  if (cs_plan_build(L, 1, par, &plan, err, sizeof(err))) {
+    cs_config_destroy(cfg);
     return luaL_error(L, "%s", err);
+  }
+  cs_run_config run;
+  run_config_from(cfg, o, &run);
   char *msg = NULL;
-  int rc = cs_job_run(plan, name, o->script, o->argc, o->argv, fp, &msg);
+  int rc = cs_job_run(plan, &run, name, o->script, o->argc, o->argv, fp, &msg);
   cs_plan_destroy(plan);
+  cs_config_destroy(cfg);
   if (rc) {
     lua_pushstring(L, msg ? msg : cs_strerror(rc));
     cs_free(msg);

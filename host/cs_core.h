@@ -7,16 +7,33 @@
 
 #include <lua.h>
 
+/* A configuration key given on the command line. */
+typedef struct cs_flag {
+  const char *flag; /* as typed, for messages: "--state-backend" */
+  const char *key;  /* the configuration key */
+  const char *value;
+} cs_flag;
+
 typedef struct cs_options {
   const char *script; /* the job file */
   int argc;           /* the script's own arguments */
   char **argv;
-  int parallelism; /* -p; 0 when not given */
-  int executed;    /* set by env:execute() */
+  int nflags;         /* configuration keys set by flags, in order */
+  cs_flag flags[64];
+  const char *conf;    /* --conf, or NULL */
+  const char *restore; /* --restore, or NULL */
+  int allow_non_restored;
+  int savepoint_on_stop;
+  int print_config;
+  int executed; /* set by env:execute() */
 } cs_options;
 
 /* Stores opts (borrowed; must outlive the state) in L's registry. */
 void cs_core_set_options(lua_State *L, cs_options *opts);
+
+/* `cstream-lua state ...` (argv[0] is "state"): inspects checkpoints.
+ * Returns the process exit status. */
+int cs_state_tool_main(int argc, char **argv);
 
 /* The number of online cores. */
 int cs_default_parallelism(void);

@@ -263,9 +263,168 @@ static void flush_outputs(cs_tinst *t, int all) {
   }
 }
 
+/* ========================================================= checkpoints */
+
+cs_backend *cs_opi_backend(cs_opi *op) {
+  if (op->be) return op->be;
+  op->be = cs_heap_backend_create();
+  if (op->be == NULL) cs_job_fail(op->w->job, "out of memory creating state");
+  return op->be;
+}
+
+/* Records a failure to snapshot checkpoint id; the coordinator discards
+ * the checkpoint (the job goes on within the tolerated failures). */
+static void ckpt_part_failed(cs_job *job, int64_t id, const char *msg) {
+  uv_mutex_lock(&job->lock);
+  if (job->pending && job->pending->id == id && job->pending_error == NULL)
+    job->pending_error = cs_strdup(msg);
+  uv_mutex_unlock(&job->lock);
+}
+
+/* Snapshots the state of every operator of t for checkpoint id (calling
+ * snapshot_state of rich functions first) and acknowledges it. Returns 0,
+ * or -1 when a user function failed (the job fails). An I/O failure fails
+ * only the checkpoint. */
+static int tinst_snapshot(cs_tinst *t, int64_t id) {
+  cs_worker *w = t->w;
+  cs_job *job = w->job;
+  char err[512];
+  if (t->acked >= id) return 0;
+  t->acked = id;
+  cs_ckpt *parts = cs_ckpt_create();
+  if (parts == NULL) {
+    ckpt_part_failed(job, id, "out of memory");
+    goto ack;
+  }
+  uv_mutex_lock(&job->lock);
+  char *dir = job->pending && job->pending->id == id && job->pending->dir
+                  ? cs_strdup(job->pending->dir) : NULL;
+  int in_memory = job->pending && job->pending->id == id && !job->pending->dir;
+  uv_mutex_unlock(&job->lock);
+  if (!dir && !in_memory) { /* not (or no longer) pending */
+    cs_ckpt_destroy(parts);
+    return 0;
+  }
+  for (int i = 0; i < t->nops; i++) {
+    cs_opi *op = t->ops[i];
+    if (!t->finished && cs_opi_snapshot_state(w->L, op)) {
+      cs_free(dir);
+      cs_ckpt_destroy(parts);
+      return -1;
+    }
+    char *pos = i == 0 && t->is_source ? cs_source_position(t) : NULL;
+    if (op->be == NULL && pos == NULL) continue;
+    cs_buf snap = {0};
+    char file[600];
+    file[0] = '\0';
+    if (op->be) {
+      int rc = cs_backend_snapshot(op->be, 0, 65535, &snap);
+      if (rc) {
+        snprintf(err, sizeof(err), "snapshot of '%s' failed: %s", op->node->id,
+                 cs_strerror(rc));
+        ckpt_part_failed(job, id, err);
+      } else if (dir) {
+        snprintf(file, sizeof(file), "%s-%d.state", op->node->id, op->subtask);
+        for (char *c = file; *c; c++)
+          if (*c == '/' || *c == ' ') *c = '_';
+        char path[4800];
+        snprintf(path, sizeof(path), "%s/%s", dir, file);
+        if (cs_write_file_durable(path, snap.data, snap.len, err, sizeof(err)))
+          ckpt_part_failed(job, id, err);
+        cs_buf_free(&snap);
+      }
+    }
+    if (cs_ckpt_add_op(parts, op->node->id, op->node->parallelism) ||
+        cs_ckpt_add_part(parts, op->node->id, op->subtask, file[0] ? file : NULL,
+                         snap.len ? &snap : NULL, pos))
+      ckpt_part_failed(job, id, "out of memory");
+    cs_buf_free(&snap);
+    cs_free(pos);
+  }
+  cs_free(dir);
+ack:
+  uv_mutex_lock(&job->lock);
+  if (job->pending && job->pending->id == id) {
+    for (int i = 0; parts && i < parts->nparts; i++) {
+      cs_ckpt_part *p = &parts->parts[i];
+      if (cs_ckpt_add_op(job->pending, p->op_id,
+                         cs_ckpt_op_parallelism(parts, p->op_id)) ||
+          cs_ckpt_add_part(job->pending, p->op_id, p->subtask, p->file,
+                           &p->bytes, p->source)) {
+        if (!job->pending_error) job->pending_error = cs_strdup("out of memory");
+      }
+    }
+    if (++job->pending_acks == job->expected_acks) uv_async_send(job->main_wake);
+  }
+  uv_mutex_unlock(&job->lock);
+  cs_ckpt_destroy(parts);
+  return 0;
+}
+
+/* Sends barrier id on every output of t, behind the records before it. */
+static void tinst_emit_barrier(cs_tinst *t, int64_t id) {
+  flush_outputs(t, 1);
+  for (int i = 0; i < t->neouts; i++) {
+    cs_eout *eo = t->eouts[i];
+    for (int c = 0; c < eo->edge->ncons; c++) {
+      if (eo->edge->ch[eo->subtask * eo->edge->ncons + c] == NULL) continue;
+      cs_batch *b = cs_batch_create(CS_BATCH_BARRIER);
+      if (b == NULL) {
+        cs_job_fail(t->w->job, "out of memory");
+        return;
+      }
+      b->ckpt = id;
+      eout_send(eo, c, b);
+    }
+  }
+}
+
+/* When every input of t delivered the barrier being aligned (or ended),
+ * snapshots, forwards the barrier and releases the inputs. Returns -1 when
+ * the job failed. */
+static int tinst_check_aligned(cs_tinst *t) {
+  if (t->align_id == 0) return 0;
+  int n = 0;
+  for (int i = 0; i < t->ninch; i++)
+    if (t->inch[i].aligned || t->inch[i].ended) n++;
+  if (n < t->ninch) return 0;
+  int64_t id = t->align_id;
+  t->align_id = 0;
+  t->naligned = 0;
+  for (int i = 0; i < t->ninch; i++) t->inch[i].aligned = 0;
+  if (tinst_snapshot(t, id)) return -1;
+  tinst_emit_barrier(t, id);
+  return 0;
+}
+
+/* Handles checkpoint triggers the coordinator posted: sources snapshot
+ * their position and state and inject the barrier; subtasks that already
+ * finished acknowledge with their final state. */
+static void worker_handle_trigger(cs_worker *w) {
+  cs_job *job = w->job;
+  int64_t id = atomic_load(&job->trigger);
+  if (id <= w->trigger_seen) return;
+  w->trigger_seen = id;
+  int stop = atomic_load(&job->stop_at_trigger);
+  for (int i = 0; i < w->ntinst; i++) {
+    cs_tinst *t = &w->tinst[i];
+    if (t->acked >= id) continue;
+    if (t->is_source && !t->finished) {
+      if (tinst_snapshot(t, id)) return;
+      tinst_emit_barrier(t, id);
+      if (stop) cs_source_cancel(w->L, t);
+    } else if (t->finished) {
+      if (tinst_snapshot(t, id)) return;
+    }
+  }
+}
+
 /* Ends a subtask: close() its operators, flush, and queue END downstream. */
 static void tinst_finish(cs_tinst *t) {
   lua_State *L = t->w->L;
+  /* A checkpoint this subtask has not acknowledged gets its final state. */
+  if (t->acked < t->w->trigger_seen && tinst_snapshot(t, t->w->trigger_seen))
+    return;
   for (int i = 0; i < t->nops; i++) {
     if (atomic_load(&t->w->job->failed)) break;
     cs_opi_close(L, t->ops[i]);
@@ -320,7 +479,7 @@ static int tinst_visit_inputs(cs_tinst *t) {
   int progress = 0;
   for (int n = 0; n < t->ninch && !cs_tinst_blocked(t); n++) {
     struct cs_inch *in = &t->inch[(t->rr + n) % t->ninch];
-    if (in->ended) continue;
+    if (in->ended || in->aligned) continue;
     for (int k = 0; k < BATCHES_PER_VISIT && !cs_tinst_blocked(t); k++) {
       int wake = 0;
       cs_batch *b = cs_channel_pop(in->ch, &wake);
@@ -331,6 +490,19 @@ static int tinst_visit_inputs(cs_tinst *t) {
         in->ended = 1;
         t->nended++;
         cs_batch_destroy(b);
+        if (tinst_check_aligned(t)) return 1;
+        break;
+      }
+      if (b->kind == CS_BATCH_BARRIER) {
+        int64_t id = b->ckpt;
+        cs_batch_destroy(b);
+        if (id <= t->acked) continue; /* a barrier of an abandoned checkpoint */
+        if (id > t->align_id) {       /* a newer checkpoint overtakes */
+          for (int j = 0; j < t->ninch; j++) t->inch[j].aligned = 0;
+          t->align_id = id;
+        }
+        in->aligned = 1;
+        if (tinst_check_aligned(t)) return 1;
         break;
       }
       int rc = process_batch(t, b, in->input);
@@ -350,6 +522,7 @@ static int tinst_visit_inputs(cs_tinst *t) {
 static int worker_round(cs_worker *w) {
   int progress = 0;
   lua_State *L = w->L;
+  worker_handle_trigger(w);
   if (atomic_load(&w->stop) && !w->stop_seen) {
     w->stop_seen = 1;
     for (int i = 0; i < w->ntinst; i++)
@@ -406,8 +579,16 @@ static void on_idle(uv_idle_t *h) {
     return;
   }
   if (w->ndone == w->ntinst) {
+    /* Everything here is done; the loop stays up (answering checkpoint
+     * triggers with final state) until every worker is done. */
     cs_worker_flush_stdio(w);
-    worker_stop_loop(w);
+    uv_idle_stop(&w->idle);
+    if (!w->idle_reported) {
+      w->idle_reported = 1;
+      atomic_fetch_add(&w->job->workers_idle, 1);
+      uv_async_send(w->job->main_wake);
+    }
+    if (atomic_load(&w->job->all_done)) worker_stop_loop(w);
     return;
   }
   if (!progress) {
@@ -422,7 +603,9 @@ static void on_idle(uv_idle_t *h) {
       if (t->done) continue;
       if (t->finished && !t->ovf) runnable = 1;
       for (int k = 0; k < t->ninch; k++)
-        if (!t->inch[k].ended && cs_channel_ready(t->inch[k].ch)) runnable = 1;
+        if (!t->inch[k].ended && !t->inch[k].aligned &&
+            cs_channel_ready(t->inch[k].ch))
+          runnable = 1;
     }
     if (!runnable) uv_idle_stop(&w->idle);
   }
@@ -432,7 +615,7 @@ void cs_worker_kick(cs_worker *w) { uv_idle_start(&w->idle, on_idle); }
 
 static void on_wake(uv_async_t *h) {
   cs_worker *w = container_of(h, cs_worker, wake);
-  if (atomic_load(&w->abort)) {
+  if (atomic_load(&w->abort) || atomic_load(&w->job->all_done)) {
     worker_stop_loop(w);
     return;
   }
@@ -560,6 +743,7 @@ static int worker_build(cs_worker *w) {
         in[t->ninch].ch = ch;
         in[t->ninch].input = k;
         in[t->ninch].ended = 0;
+        in[t->ninch].aligned = 0;
         t->ninch++;
         ch->consumer = w;
       }
@@ -652,9 +836,7 @@ static void worker_teardown(cs_worker *w) {
     if (L) cs_opi_release(L, &w->opis[i]);
     cs_free(w->opis[i].out);
   }
-  cs_free(w->opis);
   cs_free(w->tinst);
-  w->opis = NULL;
   w->tinst = NULL;
   cs_worker_flush_stdio(w);
   cs_buf_free(&w->keybuf);
@@ -666,8 +848,10 @@ static void worker_teardown(cs_worker *w) {
    * backend. */
   if (L) lua_close(L);
   w->L = NULL;
-  if (w->be) w->be->ops->destroy(w->be);
-  w->be = NULL;
+  for (int i = 0; w->opis && i < w->nopis; i++)
+    if (w->opis[i].be) w->opis[i].be->ops->destroy(w->opis[i].be);
+  cs_free(w->opis);
+  w->opis = NULL;
 }
 
 static void close_cb(uv_handle_t *h) { (void)h; }
@@ -678,8 +862,7 @@ static void worker_main(void *arg) {
   cs_job *job = w->job;
   int ok = 0;
   w->L = cs_lua_newstate();
-  w->be = cs_heap_backend_create();
-  if (w->L == NULL || w->be == NULL) {
+  if (w->L == NULL) {
     cs_job_fail(job, "out of memory creating a worker");
   } else if (worker_load(w) == 0) {
     if (worker_build(w) != 0) {
@@ -696,6 +879,8 @@ static void worker_main(void *arg) {
   /* Everyone's handles exist before anyone sends to a channel. */
   uv_barrier_wait(&job->ready);
   if (ok && !atomic_load(&job->failed)) {
+    for (int i = 0; ok && job->restore && i < w->nopis; i++)
+      if (w->opis[i].node && cs_restore_opi(&w->opis[i], job->restore)) ok = 0;
     for (int i = 0; ok && i < w->nopis; i++)
       if (w->opis[i].node && cs_opi_open(w->L, &w->opis[i])) ok = 0;
     for (int i = 0; ok && i < w->ntinst; i++)
@@ -724,24 +909,223 @@ typedef struct main_ctx {
   cs_job *job;
   uv_async_t wake;
   uv_signal_t sigint, sigterm;
+  uv_timer_t ckpt_timer;
   int signals;
+  int closing;
 } main_ctx;
+
+static int verbose(void) {
+  const char *v = getenv("CSTREAM_VERBOSE");
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+static void wake_all(cs_job *job) {
+  for (int i = 0; i < job->nworkers; i++) cs_worker_wake(&job->workers[i]);
+}
+
+/* Drops the pending checkpoint (failed or abandoned); under no lock. */
+static void ckpt_discard(cs_job *job, const char *why) {
+  uv_mutex_lock(&job->lock);
+  cs_ckpt *c = job->pending;
+  job->pending = NULL;
+  char *e = job->pending_error;
+  job->pending_error = NULL;
+  uv_mutex_unlock(&job->lock);
+  if (c == NULL) {
+    cs_free(e);
+    return;
+  }
+  if (why) {
+    job->failed_ckpts++;
+    fprintf(stderr, "cstream-lua: checkpoint %lld failed: %s\n", (long long)c->id,
+            e ? e : why);
+    if (job->failed_ckpts > job->cfg->tolerable_failures) {
+      char msg[1024];
+      snprintf(msg, sizeof(msg), "checkpoint %lld failed and the job tolerates "
+               "%d failed checkpoint(s) in a row "
+               "(execution.checkpointing.tolerable-failed-checkpoints): %s",
+               (long long)c->id, job->cfg->tolerable_failures, e ? e : why);
+      cs_job_fail(job, msg);
+    }
+  }
+  if (c->dir) cs_ckpt_remove_dir(c->dir);
+  cs_ckpt_destroy(c);
+  cs_free(e);
+}
+
+/* Keeps the newest num-retained checkpoints of this run; a savepoint is
+ * never removed. */
+static void ckpt_retain(cs_job *job, const char *dir) {
+  if (dir == NULL) return;
+  char **r = cs_realloc(job->retained, sizeof(*r) * (size_t)(job->nretained + 1));
+  if (r == NULL) return;
+  job->retained = r;
+  r[job->nretained++] = cs_strdup(dir);
+  while (job->nretained > job->cfg->num_retained) {
+    cs_ckpt_remove_dir(r[0]);
+    cs_free(r[0]);
+    memmove(r, r + 1, sizeof(*r) * (size_t)(job->nretained - 1));
+    job->nretained--;
+  }
+}
+
+/* Completes the pending checkpoint once every subtask acknowledged it. */
+static void ckpt_complete(cs_job *job) {
+  uv_mutex_lock(&job->lock);
+  cs_ckpt *c = job->pending;
+  int done = c && job->pending_acks == job->expected_acks;
+  int failed = job->pending_error != NULL;
+  uv_mutex_unlock(&job->lock);
+  if (!done) return;
+  if (failed) {
+    ckpt_discard(job, "a subtask could not write its state");
+    return;
+  }
+  char err[1024];
+  size_t total = 0;
+  for (int i = 0; i < c->nparts; i++) total += c->parts[i].bytes.len;
+  if (c->dir == NULL && (long long)total > job->cfg->memory_max_state) {
+    snprintf(err, sizeof(err), "the state size %zu bytes exceeds the memory "
+             "backend's maximum of %lld bytes (state.backend.memory.max-state-size); "
+             "use the filesystem or rocksdb backend for larger state",
+             total, job->cfg->memory_max_state);
+    uv_mutex_lock(&job->lock);
+    job->pending_error = cs_strdup(err);
+    uv_mutex_unlock(&job->lock);
+    ckpt_discard(job, err);
+    return;
+  }
+  if (c->dir && cs_ckpt_write_metadata(c, err, sizeof(err))) {
+    uv_mutex_lock(&job->lock);
+    if (!job->pending_error) job->pending_error = cs_strdup(err);
+    uv_mutex_unlock(&job->lock);
+    ckpt_discard(job, err);
+    return;
+  }
+  uv_mutex_lock(&job->lock);
+  job->pending = NULL;
+  uv_mutex_unlock(&job->lock);
+  job->failed_ckpts = 0;
+  if (verbose())
+    fprintf(stderr, "cstream-lua: %s %lld completed in %.1f ms%s%s\n",
+            c->savepoint ? "savepoint" : "checkpoint", (long long)c->id,
+            (double)(uv_hrtime() - job->pending_started) / 1e6,
+            c->dir ? ": " : "", c->dir ? c->dir : "");
+  if (c->savepoint)
+    fprintf(stderr, "cstream-lua: savepoint written to %s\n", c->dir);
+  else
+    ckpt_retain(job, c->dir);
+  cs_ckpt_destroy(job->latest);
+  job->latest = c;
+}
+
+/* Starts checkpoint (or savepoint) job->last_id + 1. */
+static void ckpt_trigger(cs_job *job, int savepoint) {
+  uv_mutex_lock(&job->lock);
+  int busy = job->pending != NULL;
+  uv_mutex_unlock(&job->lock);
+  if (busy) {
+    if ((long long)((uv_hrtime() - job->pending_started) / 1000000) <
+        job->cfg->timeout_ms)
+      return;
+    ckpt_discard(job, "it timed out (execution.checkpointing.timeout)");
+  }
+  if (atomic_load(&job->failed) || atomic_load(&job->all_done)) return;
+  cs_ckpt *c = cs_ckpt_create();
+  if (c == NULL) return;
+  c->id = ++job->last_id;
+  c->savepoint = savepoint;
+  c->job = cs_strdup(job->name);
+  c->backend = cs_strdup(job->cfg->backend);
+  c->max_parallelism = job->plan->max_parallelism;
+  if (job->ckpt_base) {
+    cs_buf dir = {0};
+    if (savepoint && job->cfg->savepoint_dir)
+      cs_buf_printf(&dir, "%s/savepoint-%lld", job->cfg->savepoint_dir, (long long)c->id);
+    else
+      cs_buf_printf(&dir, "%s/%s-%lld", job->ckpt_base,
+                    savepoint ? "savepoint" : "chk", (long long)c->id);
+    c->dir = dir.data;
+    char err[600];
+    if (c->dir == NULL || cs_mkdirs(c->dir, err, sizeof(err))) {
+      job->failed_ckpts++;
+      fprintf(stderr, "cstream-lua: checkpoint %lld failed: %s\n",
+              (long long)c->id, c->dir ? err : "out of memory");
+      if (job->failed_ckpts > job->cfg->tolerable_failures) {
+        char msg[900];
+        snprintf(msg, sizeof(msg), "checkpoint %lld failed and the job tolerates %d "
+                 "failed checkpoint(s) in a row: %s", (long long)c->id,
+                 job->cfg->tolerable_failures, c->dir ? err : "out of memory");
+        cs_job_fail(job, msg);
+      }
+      cs_ckpt_destroy(c);
+      return;
+    }
+  }
+  int expected = 0;
+  for (int i = 0; i < job->plan->ntasks; i++) expected += job->plan->tasks[i].parallelism;
+  uv_mutex_lock(&job->lock);
+  job->pending = c;
+  job->pending_acks = 0;
+  job->expected_acks = expected;
+  job->pending_started = uv_hrtime();
+  uv_mutex_unlock(&job->lock);
+  atomic_store(&job->trigger, c->id);
+  wake_all(job);
+}
+
+static void main_close(main_ctx *m) {
+  if (m->closing) return;
+  m->closing = 1;
+  uv_close((uv_handle_t *)&m->wake, close_cb);
+  uv_close((uv_handle_t *)&m->sigint, close_cb);
+  uv_close((uv_handle_t *)&m->sigterm, close_cb);
+  uv_close((uv_handle_t *)&m->ckpt_timer, close_cb);
+}
 
 static void on_main_wake(uv_async_t *h) {
   main_ctx *m = container_of(h, main_ctx, wake);
-  if (atomic_load(&m->job->workers_done) == m->job->nworkers) {
-    uv_close((uv_handle_t *)&m->wake, close_cb);
-    uv_close((uv_handle_t *)&m->sigint, close_cb);
-    uv_close((uv_handle_t *)&m->sigterm, close_cb);
+  cs_job *job = m->job;
+  ckpt_complete(job);
+  if (job->stop_ckpt && !atomic_load(&job->stop_at_trigger)) {
+    /* not reached: stop checkpoints set stop_at_trigger before triggering */
   }
+  if (atomic_load(&job->workers_idle) == job->nworkers &&
+      !atomic_exchange(&job->all_done, 1)) {
+    uv_timer_stop(&m->ckpt_timer);
+    wake_all(job);
+  }
+  if (atomic_load(&job->workers_done) == job->nworkers) main_close(m);
+}
+
+static void on_ckpt_timer(uv_timer_t *h) {
+  main_ctx *m = h->data;
+  if (!m->job->stopping) ckpt_trigger(m->job, 0);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
   main_ctx *m = h->data;
   cs_job *job = m->job;
   if (++m->signals == 1) {
-    fprintf(stderr, "cstream-lua: %s received, stopping the job (again to "
-                    "abort)\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    const cs_run_config *cfg = job->cfg;
+    int with_ckpt = (cfg->interval_ms > 0 || cfg->savepoint_on_stop) && job->ckpt_base;
+    fprintf(stderr, "cstream-lua: %s received, stopping the job%s (again to "
+                    "abort)\n", signum == SIGINT ? "SIGINT" : "SIGTERM",
+            with_ckpt ? (cfg->savepoint_on_stop ? " with a savepoint"
+                                                : " after a final checkpoint")
+                      : "");
+    job->stopping = 1;
+    if (with_ckpt) {
+      /* Sources inject the final barrier and stop right after it. */
+      uv_mutex_lock(&job->lock);
+      int busy = job->pending != NULL;
+      uv_mutex_unlock(&job->lock);
+      if (busy) ckpt_discard(job, NULL);
+      atomic_store(&job->stop_at_trigger, 1);
+      ckpt_trigger(job, cfg->savepoint_on_stop);
+      job->stop_ckpt = 1;
+      if (atomic_load(&job->trigger) == job->last_id) return;
+    }
     for (int i = 0; i < job->nworkers; i++) {
       atomic_store(&job->workers[i].stop, 1);
       cs_worker_wake(&job->workers[i]);
@@ -751,48 +1135,51 @@ static void on_signal(uv_signal_t *h, int signum) {
   }
 }
 
-int cs_job_run(cs_plan *plan, const char *name, const char *script, int argc,
-               char **argv, const char *fingerprint, char **errmsg) {
-  cs_job job;
+/* One run of the job: workers started, the main loop run until they all
+ * finish, everything torn down. Returns 0 or CS_ELUA with job->error set. */
+static int run_attempt(cs_job *job) {
   main_ctx m;
   uv_loop_t loop;
-  int rc = 0, started = 0;
-  memset(&job, 0, sizeof(job));
+  int started = 0;
   memset(&m, 0, sizeof(m));
-  *errmsg = NULL;
-  job.plan = plan;
-  job.name = name;
-  job.script = script;
-  job.argc = argc;
-  job.argv = argv;
-  job.fingerprint = fingerprint;
-  job.nworkers = plan->nworkers;
-  m.job = &job;
-  if (cs_plan_create_channels(plan)) {
-    *errmsg = cs_strdup("out of memory creating channels");
+  m.job = job;
+  job->error = NULL;
+  atomic_store(&job->failed, 0);
+  atomic_store(&job->workers_done, 0);
+  atomic_store(&job->workers_idle, 0);
+  atomic_store(&job->all_done, 0);
+  atomic_store(&job->stop_at_trigger, 0);
+  atomic_store(&job->trigger, 0);
+  job->stopping = 0;
+  job->stop_ckpt = 0;
+  if (cs_plan_create_channels(job->plan)) {
+    job->error = cs_strdup("out of memory creating channels");
     return CS_ENOMEM;
   }
-  job.workers = cs_calloc((size_t)job.nworkers, sizeof(cs_worker));
-  if (job.workers == NULL) {
-    *errmsg = cs_strdup("out of memory");
+  job->workers = cs_calloc((size_t)job->nworkers, sizeof(cs_worker));
+  if (job->workers == NULL) {
+    job->error = cs_strdup("out of memory");
     return CS_ENOMEM;
   }
-  uv_mutex_init(&job.lock);
-  uv_mutex_init(&job.out_lock);
-  uv_barrier_init(&job.ready, (unsigned)job.nworkers);
+  uv_barrier_init(&job->ready, (unsigned)job->nworkers);
   uv_loop_init(&loop);
   uv_async_init(&loop, &m.wake, on_main_wake);
-  job.main_wake = &m.wake;
+  job->main_wake = &m.wake;
   uv_signal_init(&loop, &m.sigint);
   uv_signal_init(&loop, &m.sigterm);
   m.sigint.data = m.sigterm.data = &m;
   uv_signal_start(&m.sigint, on_signal, SIGINT);
   uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+  uv_timer_init(&loop, &m.ckpt_timer);
+  m.ckpt_timer.data = &m;
+  if (job->cfg->interval_ms > 0)
+    uv_timer_start(&m.ckpt_timer, on_ckpt_timer, (uint64_t)job->cfg->interval_ms,
+                   (uint64_t)job->cfg->interval_ms);
 
-  for (int i = 0; i < job.nworkers; i++) {
-    cs_worker *w = &job.workers[i];
+  for (int i = 0; i < job->nworkers; i++) {
+    cs_worker *w = &job->workers[i];
     w->index = i;
-    w->job = &job;
+    w->job = job;
     w->env_ref = LUA_NOREF;
     uv_loop_init(&w->loop);
     uv_async_init(&w->loop, &w->wake, on_wake);
@@ -801,8 +1188,8 @@ int cs_job_run(cs_plan *plan, const char *name, const char *script, int argc,
     uv_unref((uv_handle_t *)&w->flush_timer);
     w->running = 1;
   }
-  for (int i = 0; i < job.nworkers; i++) {
-    if (uv_thread_create(&job.workers[i].thread, worker_main, &job.workers[i])) {
+  for (int i = 0; i < job->nworkers; i++) {
+    if (uv_thread_create(&job->workers[i].thread, worker_main, &job->workers[i])) {
       /* cannot happen short of resource exhaustion; run no job */
       fprintf(stderr, "cstream-lua: cannot start worker threads\n");
       abort();
@@ -810,26 +1197,186 @@ int cs_job_run(cs_plan *plan, const char *name, const char *script, int argc,
     started++;
   }
   uv_run(&loop, UV_RUN_DEFAULT);
-  for (int i = 0; i < started; i++) uv_thread_join(&job.workers[i].thread);
-  for (int i = 0; i < job.nworkers; i++) {
-    cs_worker *w = &job.workers[i];
+  for (int i = 0; i < started; i++) uv_thread_join(&job->workers[i].thread);
+  for (int i = 0; i < job->nworkers; i++) {
+    cs_worker *w = &job->workers[i];
     uv_close((uv_handle_t *)&w->wake, close_cb);
     uv_close((uv_handle_t *)&w->idle, close_cb);
     uv_close((uv_handle_t *)&w->flush_timer, close_cb);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
   }
+  main_close(&m);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
-  if (atomic_load(&job.failed)) {
-    rc = CS_ELUA;
-    *errmsg = job.error;
-    job.error = NULL;
+  job->main_wake = NULL;
+  /* A checkpoint still open when the job ended never completes. */
+  ckpt_complete(job);
+  ckpt_discard(job, NULL);
+  uv_barrier_destroy(&job->ready);
+  cs_free(job->workers);
+  job->workers = NULL;
+  cs_plan_destroy_channels(job->plan);
+  return atomic_load(&job->failed) ? CS_ELUA : 0;
+}
+
+/* Checks that checkpoint ck can start this plan: same max parallelism,
+ * and every operator with state in ck still exists (or the user allowed
+ * dropping its state). Returns 0 or CS_EPLAN with a message. */
+static int check_restorable(const cs_job *job, const cs_ckpt *ck, char *err,
+                            size_t errlen) {
+  const cs_plan *p = job->plan;
+  if (ck->max_parallelism != p->max_parallelism) {
+    snprintf(err, errlen, "cannot restore %s: it was taken with max parallelism "
+             "%d and the job now has %d; keyed state is spread over key groups "
+             "and cannot move to another max parallelism",
+             ck->dir ? ck->dir : "the checkpoint", ck->max_parallelism,
+             p->max_parallelism);
+    return CS_EPLAN;
   }
+  cs_buf dropped = {0};
+  for (int i = 0; i < ck->nops; i++) {
+    int found = 0;
+    for (int k = 0; k < p->nnodes && !found; k++)
+      found = strcmp(p->nodes[k].id, ck->ops[i].id) == 0;
+    if (!found) cs_buf_printf(&dropped, "%s'%s'", dropped.len ? ", " : "", ck->ops[i].id);
+  }
+  if (dropped.len && !job->cfg->allow_non_restored) {
+    snprintf(err, errlen, "cannot restore %s: it has state for operator(s) %s that "
+             "the job no longer has (give operators stable ids with :uid(), or "
+             "pass --allow-non-restored-state to drop that state)",
+             ck->dir ? ck->dir : "the checkpoint", dropped.data);
+    cs_buf_free(&dropped);
+    return CS_EPLAN;
+  }
+  if (dropped.len)
+    fprintf(stderr, "cstream-lua: dropping the state of operator(s) %s, which the "
+            "job no longer has (--allow-non-restored-state)\n", dropped.data);
+  cs_buf_free(&dropped);
+  return 0;
+}
+
+/* Loads the checkpoint --restore names ("latest" or a directory). */
+static int load_restore(cs_job *job, cs_ckpt **out, char *err, size_t errlen) {
+  const cs_run_config *cfg = job->cfg;
+  *out = NULL;
+  if (cfg->restore == NULL) return 0;
+  char *dir = NULL;
+  if (strcmp(cfg->restore, "latest") == 0) {
+    if (cfg->checkpoint_dir == NULL) {
+      snprintf(err, errlen, "--restore latest needs a checkpoint directory "
+               "(--checkpoint-dir or state.checkpoints.dir)");
+      return CS_EINVAL;
+    }
+    dir = cs_ckpt_find_latest(cfg->checkpoint_dir, job->name);
+    if (dir == NULL) {
+      fprintf(stderr, "cstream-lua: no complete checkpoint of job '%s' under %s: "
+              "starting without state\n", job->name, cfg->checkpoint_dir);
+      return 0;
+    }
+  } else {
+    dir = cs_strdup(cfg->restore);
+  }
+  int rc = cs_ckpt_read(dir, out, err, errlen);
+  cs_free(dir);
+  if (rc) return rc;
+  if ((*out)->job && strcmp((*out)->job, job->name) != 0) {
+    snprintf(err, errlen, "cannot restore %s: it belongs to job '%s', not '%s'",
+             (*out)->dir, (*out)->job, job->name);
+    cs_ckpt_destroy(*out);
+    *out = NULL;
+    return CS_EPLAN;
+  }
+  return 0;
+}
+
+int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const char *name,
+               const char *script, int argc, char **argv,
+               const char *fingerprint, char **errmsg) {
+  cs_job job;
+  char err[1024];
+  int rc = 0;
+  memset(&job, 0, sizeof(job));
+  *errmsg = NULL;
+  job.plan = plan;
+  job.cfg = cfg;
+  job.name = name;
+  job.script = script;
+  job.argc = argc;
+  job.argv = argv;
+  job.fingerprint = fingerprint;
+  job.nworkers = plan->nworkers;
+  uv_mutex_init(&job.lock);
+  uv_mutex_init(&job.out_lock);
+  if (cfg->checkpoint_dir) {
+    cs_buf b = {0};
+    cs_buf_printf(&b, "%s/%s", cfg->checkpoint_dir, name);
+    job.ckpt_base = b.data;
+  }
+  if (cfg->interval_ms > 0 && strcmp(cfg->backend, "memory") != 0 &&
+      job.ckpt_base == NULL) {
+    *errmsg = cs_strdup("checkpointing with the filesystem or rocksdb backend "
+                        "needs a checkpoint directory (--checkpoint-dir, "
+                        "state.checkpoints.dir, or the backend's URI)");
+    rc = CS_EINVAL;
+    goto done;
+  }
+  if (strcmp(cfg->backend, "memory") == 0 && !cfg->savepoint_on_stop) {
+    cs_free(job.ckpt_base); /* the memory backend keeps checkpoints in memory */
+    job.ckpt_base = NULL;
+  }
+  if ((rc = load_restore(&job, &job.latest, err, sizeof(err))) != 0 ||
+      (job.latest && (rc = check_restorable(&job, job.latest, err, sizeof(err))))) {
+    *errmsg = cs_strdup(err);
+    goto done;
+  }
+  if (job.latest) {
+    job.last_id = job.latest->id;
+    fprintf(stderr, "cstream-lua: restoring job '%s' from %s %lld (%s)\n", name,
+            job.latest->savepoint ? "savepoint" : "checkpoint",
+            (long long)job.latest->id, job.latest->dir);
+  }
+  int attempts = 0;
+  int max_attempts = cfg->restart_attempts;
+  for (;;) {
+    job.restore = job.latest;
+    rc = run_attempt(&job);
+    if (rc == 0 || job.stopping) break;
+    if (max_attempts < 0 || attempts >= max_attempts) break;
+    attempts++;
+    fprintf(stderr, "cstream-lua: the job failed:\n%s\n", job.error ? job.error : "?");
+    if (job.latest)
+      fprintf(stderr, "cstream-lua: restarting (attempt %d of %d) in %lld ms from "
+              "checkpoint %lld\n", attempts, max_attempts, cfg->restart_delay_ms,
+              (long long)job.latest->id);
+    else
+      fprintf(stderr, "cstream-lua: restarting (attempt %d of %d) in %lld ms without "
+              "state (no checkpoint completed yet)\n", attempts, max_attempts,
+              cfg->restart_delay_ms);
+    cs_free(job.error);
+    job.error = NULL;
+    uv_sleep((unsigned)cfg->restart_delay_ms);
+  }
+  if (rc) {
+    if (max_attempts > 0 && attempts >= max_attempts && !job.stopping) {
+      cs_buf b = {0};
+      cs_buf_printf(&b, "%s\n(the job failed %d time(s) after %d restart(s); "
+                    "restart-strategy.fixed-delay.attempts is %d)",
+                    job.error ? job.error : "job failed", attempts + 1, attempts,
+                    max_attempts);
+      *errmsg = b.data;
+    } else {
+      *errmsg = job.error;
+      job.error = NULL;
+    }
+  }
+done:
   cs_free(job.error);
-  uv_barrier_destroy(&job.ready);
+  cs_ckpt_destroy(job.latest);
+  for (int i = 0; i < job.nretained; i++) cs_free(job.retained[i]);
+  cs_free(job.retained);
+  cs_free(job.ckpt_base);
   uv_mutex_destroy(&job.lock);
   uv_mutex_destroy(&job.out_lock);
-  cs_free(job.workers);
   return rc;
 }

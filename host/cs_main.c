@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cs_config.h"
 #include "cs_core.h"
 #include "cs_lua.h"
 
@@ -20,20 +21,36 @@ static const char *progname = "cstream-lua";
 static void usage(FILE *f) {
   fprintf(f,
           "usage: %s [options] job.lua [args...]\n"
+          "       %s state dump <checkpoint dir> [--operator ID] [--state NAME]\n"
           "\n"
           "Runs a cstream-lua job: a Lua script that builds a dataflow with\n"
           "require(\"cstream\") and calls env:execute().\n"
           "\n"
           "options:\n"
-          "  -p, --parallelism N   default parallelism of the job's operators\n"
-          "                        (default: the number of cores)\n"
-          "  -h, --help            print this help and exit\n"
-          "  -v, --version         print the version and exit\n"
+          "  -p, --parallelism N        default parallelism of the job's operators\n"
+          "                             (default: the number of cores)\n"
+          "  --state-backend NAME       memory, filesystem or rocksdb\n"
+          "  --checkpoint-dir DIR       where checkpoints go (state.checkpoints.dir)\n"
+          "  --checkpoint-interval T    checkpoint every T (\"1000\", \"500ms\", \"1 s\")\n"
+          "  -D KEY=VALUE               set any configuration key\n"
+          "  --conf FILE                the configuration file (default:\n"
+          "                             $CSTREAM_CONF_DIR/cstream-conf.yaml, then\n"
+          "                             ./cstream-conf.yaml)\n"
+          "  --restore DIR|latest       start from a checkpoint or savepoint\n"
+          "  --allow-non-restored-state drop restored state of removed operators\n"
+          "  --savepoint-on-stop        write a savepoint when stopped by a signal\n"
+          "  --print-config             print the configuration and where each\n"
+          "                             value comes from, then exit\n"
+          "  --help-config              list every configuration key\n"
+          "  -h, --help                 print this help and exit\n"
+          "  -v, --version              print the version and exit\n"
           "\n"
-          "Arguments after the script reach it as the global table arg,\n"
-          "as with the lua interpreter. SIGINT or SIGTERM stops the job\n"
-          "cleanly; a second one aborts it.\n",
-          progname);
+          "Precedence: flags > the job's own calls > the configuration file >\n"
+          "defaults. Arguments after the script reach it as the global table\n"
+          "arg, as with the lua interpreter. SIGINT or SIGTERM stops the job\n"
+          "cleanly (after a final checkpoint when checkpointing is on); a\n"
+          "second one aborts it.\n",
+          progname, progname);
 }
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -43,13 +60,111 @@ static int usage_error(const char *fmt, const char *arg) {
   return EXIT_USAGE;
 }
 
-static int parse_int(const char *s, int *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *s == '\0' || *end != '\0' || v < 1 || v > 32768) return -1;
-  *out = (int)v;
+static int add_flag(cs_options *o, const char *flag, const char *key,
+                    const char *value) {
+  if (o->nflags >= (int)(sizeof(o->flags) / sizeof(o->flags[0])))
+    return usage_error("too many configuration flags (at %s)", flag);
+  o->flags[o->nflags].flag = flag;
+  o->flags[o->nflags].key = key;
+  o->flags[o->nflags].value = value;
+  o->nflags++;
   return 0;
+}
+
+/* Options that set a configuration key: flag -> key. */
+static const struct {
+  const char *flag, *alt, *key;
+} key_flags[] = {
+    {"-p", "--parallelism", "parallelism.default"},
+    {"--state-backend", NULL, "state.backend"},
+    {"--checkpoint-dir", NULL, "state.checkpoints.dir"},
+    {"--checkpoint-interval", NULL, "execution.checkpointing.interval"},
+};
+
+/* Parses the options before the script. Returns the index of the script
+ * argument, or -1 after printing help/version (exit 0), or -2 for a usage
+ * error (already reported). */
+static int parse_options(int argc, char **argv, cs_options *o) {
+  int i = 1;
+  for (; i < argc; i++) {
+    char *a = argv[i];
+    if (a[0] != '-' || strcmp(a, "-") == 0) break;
+    if (strcmp(a, "--") == 0) return i + 1;
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      usage(stdout);
+      return -1;
+    }
+    if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
+      printf("cstream-lua %s (%s)\n", CS_VERSION, LUA_RELEASE);
+      return -1;
+    }
+    if (strcmp(a, "--help-config") == 0) {
+      cs_config_print_help(stdout);
+      return -1;
+    }
+    if (strcmp(a, "--allow-non-restored-state") == 0) {
+      o->allow_non_restored = 1;
+      continue;
+    }
+    if (strcmp(a, "--savepoint-on-stop") == 0) {
+      o->savepoint_on_stop = 1;
+      continue;
+    }
+    if (strcmp(a, "--print-config") == 0) {
+      o->print_config = 1;
+      continue;
+    }
+    /* options with a value: "--opt v" or "--opt=v" */
+    char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    if (eq) *eq = '\0';
+    const char *value = eq ? eq + 1 : NULL;
+    int matched = 0;
+    const char *key = NULL;
+    for (size_t k = 0; k < sizeof(key_flags) / sizeof(key_flags[0]); k++)
+      if (strcmp(a, key_flags[k].flag) == 0 ||
+          (key_flags[k].alt && strcmp(a, key_flags[k].alt) == 0))
+        key = key_flags[k].key;
+    if (key || strcmp(a, "--conf") == 0 || strcmp(a, "--restore") == 0 ||
+        strcmp(a, "-D") == 0)
+      matched = 1;
+    if (!matched) {
+      if (strncmp(a, "-D", 2) == 0 && a[2]) { /* -Dkey=value */
+        value = a + 2;
+        a = "-D";
+        matched = 1;
+      } else {
+        usage_error("unknown option '%s'", a);
+        return -2;
+      }
+    }
+    if (value == NULL) {
+      if (i + 1 >= argc) {
+        usage_error("%s needs a value", a);
+        return -2;
+      }
+      value = argv[++i];
+    }
+    if (key) {
+      if (add_flag(o, a, key, value)) return -2;
+    } else if (strcmp(a, "--conf") == 0) {
+      o->conf = value;
+    } else if (strcmp(a, "--restore") == 0) {
+      o->restore = value;
+    } else { /* -D key=value */
+      char *veq = strchr(value, '=');
+      if (veq == NULL) {
+        usage_error("-D expects KEY=VALUE, got '%s'", value);
+        return -2;
+      }
+      *veq = '\0';
+      if (add_flag(o, "-D", value, veq + 1)) return -2;
+    }
+  }
+  if (i >= argc) {
+    usage_error("%s", "no job script given");
+    return -2;
+  }
+  return i;
 }
 
 /* Sets the global arg table as lua.c does: arg[0] the script, arg[-1] the
@@ -66,36 +181,24 @@ static void set_arg(lua_State *L, char **argv, int script_i, int argc) {
 int main(int argc, char **argv) {
   cs_options opts;
   memset(&opts, 0, sizeof(opts));
-  int i = 1;
-  for (; i < argc; i++) {
-    const char *a = argv[i];
-    if (a[0] != '-' || strcmp(a, "-") == 0) break;
-    if (strcmp(a, "--") == 0) {
-      i++;
-      break;
-    }
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      usage(stdout);
-      return 0;
-    }
-    if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
-      printf("cstream-lua %s (%s)\n", CS_VERSION, LUA_RELEASE);
-      return 0;
-    }
-    if (strcmp(a, "-p") == 0 || strcmp(a, "--parallelism") == 0 ||
-        strncmp(a, "--parallelism=", 14) == 0) {
-      const char *v = strncmp(a, "--parallelism=", 14) == 0 ? a + 14
-                      : i + 1 < argc                        ? argv[++i]
-                                                            : NULL;
-      if (v == NULL) return usage_error("%s needs a value", a);
-      if (parse_int(v, &opts.parallelism))
-        return usage_error("bad parallelism '%s': expected an integer from 1 "
-                           "to 32768", v);
-      continue;
-    }
-    return usage_error("unknown option '%s'", a);
+  if (argc >= 2 && strcmp(argv[1], "state") == 0)
+    return cs_state_tool_main(argc - 1, argv + 1);
+  int i = parse_options(argc, argv, &opts);
+  if (i == -1) return 0;
+  if (i < 0) return EXIT_USAGE;
+  /* flag values are checked before the job runs, for a usage error */
+  {
+    cs_config *check = cs_config_create();
+    char err[512];
+    for (int k = 0; check && k < opts.nflags; k++)
+      if (cs_config_set(check, opts.flags[k].key, opts.flags[k].value, CS_CONF_FLAG,
+                        opts.flags[k].flag, err, sizeof(err))) {
+        cs_config_destroy(check);
+        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", progname, err, progname);
+        return EXIT_USAGE;
+      }
+    cs_config_destroy(check);
   }
-  if (i >= argc) return usage_error("%s", "no job script given");
   const char *script = argv[i];
   struct stat st;
   if (stat(script, &st) != 0) {

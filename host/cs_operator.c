@@ -117,7 +117,8 @@ int cs_opi_bind(lua_State *L, cs_opi *op, int env_idx) {
   op->ctx_ref = new_handle(L, op, CONTEXT_MT);
   op->out_ref = new_handle(L, op, COLLECTOR_MT);
   if (n->kind == CS_OP_REDUCE) {
-    cs_backend *be = op->w->be;
+    cs_backend *be = cs_opi_backend(op);
+    if (be == NULL) return -1;
     char name[256];
     snprintf(name, sizeof(name), "%s/_rolling", n->id);
     op->state_id = be->ops->register_state(be, name, CS_STATE_VALUE);
@@ -154,6 +155,10 @@ static int call_lifecycle(lua_State *L, cs_opi *op, const char *method) {
 int cs_opi_open(lua_State *L, cs_opi *op) {
   if (call_lifecycle(L, op, "initialize_state")) return -1;
   return call_lifecycle(L, op, "open");
+}
+
+int cs_opi_snapshot_state(lua_State *L, cs_opi *op) {
+  return call_lifecycle(L, op, "snapshot_state");
 }
 
 int cs_opi_close(lua_State *L, cs_opi *op) {
@@ -252,7 +257,7 @@ static int combine_builtin(lua_State *L, cs_opi *op, int acc, int rec) {
  * the state backend. */
 static int process_reduce(lua_State *L, cs_opi *op) {
   cs_worker *w = op->w;
-  cs_backend *be = w->be;
+  cs_backend *be = op->be;
   int rec = lua_gettop(L);
   cs_slice cur;
   int rc = be->ops->get(be, op->state_id, w->cur_kg, w->cur_key, NULL, &cur);

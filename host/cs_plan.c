@@ -228,6 +228,16 @@ int cs_plan_create_channels(cs_plan *p) {
   return 0;
 }
 
+void cs_plan_destroy_channels(cs_plan *p) {
+  for (int i = 0; p->edges && i < p->nedges; i++) {
+    cs_edge *e = &p->edges[i];
+    if (e->ch)
+      for (int k = 0; k < e->nprod * e->ncons; k++) cs_channel_destroy(e->ch[k]);
+    cs_free(e->ch);
+    e->ch = NULL;
+  }
+}
+
 static void selector_free(cs_selector *s) { cs_free(s->field); }
 
 void cs_plan_destroy(cs_plan *p) {
@@ -242,12 +252,7 @@ void cs_plan_destroy(cs_plan *p) {
     selector_free(&n->field);
     for (int k = 0; k < 2; k++) selector_free(&n->in[k].key);
   }
-  for (int i = 0; p->edges && i < p->nedges; i++) {
-    cs_edge *e = &p->edges[i];
-    if (e->ch)
-      for (int k = 0; k < e->nprod * e->ncons; k++) cs_channel_destroy(e->ch[k]);
-    cs_free(e->ch);
-  }
+  cs_plan_destroy_channels(p);
   for (int i = 0; p->tasks && i < p->ntasks; i++) cs_free(p->tasks[i].nodes);
   cs_free(p->nodes);
   cs_free(p->edges);

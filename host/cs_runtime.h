@@ -22,6 +22,7 @@
 #include "../state/cs_backend.h"
 #include "../state/cs_common.h"
 #include "cs_channel.h"
+#include "cs_checkpoint.h"
 
 /* ================================================================ plan */
 
@@ -127,6 +128,8 @@ int cs_plan_build(lua_State *L, int env_idx, int default_par, cs_plan **out,
                   char *err, size_t errlen);
 /* Creates the channels of every edge. Returns 0 or CS_ENOMEM. */
 int cs_plan_create_channels(cs_plan *p);
+/* Frees the channels (and batches queued in them), for another run. */
+void cs_plan_destroy_channels(cs_plan *p);
 void cs_plan_destroy(cs_plan *p); /* accepts NULL; frees channels too */
 
 /* ============================================================= runtime */
@@ -168,6 +171,7 @@ typedef struct cs_opi {
   cs_out *out;
   int state_id; /* rolling aggregate state */
   int restored; /* state came back from a checkpoint */
+  cs_backend *be; /* this operator subtask's state, created on first use */
   /* sinks */
   FILE *file;
   char *file_path;
@@ -186,8 +190,12 @@ typedef struct cs_tinst {
     cs_channel *ch;
     int input;
     int ended;
+    int aligned; /* delivered the barrier being aligned; held until all do */
   } *inch;
   int nended;
+  int64_t align_id; /* checkpoint being aligned, 0 when none */
+  int naligned;
+  int64_t acked;    /* newest checkpoint this subtask acknowledged */
   int rr;
   int neouts;
   cs_eout **eouts;
@@ -225,15 +233,59 @@ typedef struct cs_worker {
   cs_slice cur_key;
   int key_valid; /* a keyed record is being processed */
   cs_opi *cur_op;
+  int64_t trigger_seen; /* newest checkpoint trigger handled */
   atomic_int abort;
   atomic_int stop;
   int stop_seen;
   int running;
   int ndone;
+  int idle_reported; /* counted in job->workers_idle */
 } cs_worker;
+
+/* How a job runs: state backend, checkpoints, restarts, restore. Filled
+ * from flags, the job's own calls, the config file and defaults. */
+typedef struct cs_run_config {
+  const char *backend;        /* "memory", "filesystem" or "rocksdb" */
+  const char *checkpoint_dir; /* base directory, or NULL */
+  const char *savepoint_dir;  /* or NULL: <checkpoint_dir>/<job> */
+  long long interval_ms;      /* 0: checkpointing off */
+  long long timeout_ms;
+  int tolerable_failures;
+  int num_retained;
+  int incremental;
+  long long memory_max_state; /* bytes, memory backend */
+  int restart_attempts;       /* -1: no restarts */
+  long long restart_delay_ms;
+  const char *restore;        /* checkpoint dir, "latest" or NULL */
+  int allow_non_restored;
+  int savepoint_on_stop;
+  const char *rocksdb_localdir;
+  long long rocksdb_block_cache;
+  long long rocksdb_write_buffer;
+} cs_run_config;
 
 typedef struct cs_job {
   cs_plan *plan;
+  const cs_run_config *cfg;
+  char *ckpt_base;   /* <checkpoint_dir>/<job name>, or NULL */
+  char *workdir;     /* local working directory (RocksDB), or NULL */
+  cs_ckpt *restore;  /* the checkpoint this attempt starts from, or NULL */
+  atomic_llong trigger;   /* newest checkpoint id sources must inject */
+  atomic_int stop_at_trigger; /* sources finish right after that barrier */
+  cs_ckpt *pending;  /* checkpoint being acknowledged (under lock) */
+  int pending_acks;
+  int expected_acks;
+  char *pending_error; /* a subtask failed to snapshot (under lock) */
+  uint64_t pending_started; /* uv_hrtime() */
+  int64_t last_id;   /* newest checkpoint id used */
+  cs_ckpt *latest;   /* newest completed checkpoint (kept across restarts) */
+  char **retained;   /* directories of completed checkpoints, oldest first */
+  int nretained;
+  int failed_ckpts;  /* consecutive failed checkpoints */
+  int stopping;      /* a stop was requested (signal) */
+  int stop_ckpt;     /* the checkpoint that stops the job, 0 when none */
+  atomic_int workers_idle; /* workers whose subtasks are all done */
+  atomic_int all_done;     /* every worker is idle: stop the loops */
   const char *name;
   const char *script;
   int argc; /* arguments for the script's arg table */
@@ -252,10 +304,16 @@ typedef struct cs_job {
 
 /* ------------------------------------------------------------ cs_job.c */
 
-/* Runs the planned job to its end. Returns 0, or CS_ELUA/... with the error
- * in *errmsg (caller frees with cs_free). */
-int cs_job_run(cs_plan *plan, const char *name, const char *script, int argc,
-               char **argv, const char *fingerprint, char **errmsg);
+/* Runs the planned job to its end, restarting it from its latest checkpoint
+ * after a failure as cfg's restart strategy allows. Returns 0, or CS_ELUA/...
+ * with the error in *errmsg (caller frees with cs_free). */
+int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const char *name,
+               const char *script, int argc, char **argv,
+               const char *fingerprint, char **errmsg);
+
+/* The operator subtask's state backend, created on first use. Returns
+ * NULL when it cannot be created (the job has failed then). */
+cs_backend *cs_opi_backend(cs_opi *op);
 
 /* Records the job's failure (the first one wins) and stops every worker. */
 void cs_job_fail(cs_job *job, const char *msg);
@@ -281,6 +339,9 @@ int cs_opi_bind(lua_State *L, cs_opi *op, int env_idx);
 /* Calls open()/close() of a rich function. Returns 0 or -1. */
 int cs_opi_open(lua_State *L, cs_opi *op);
 int cs_opi_close(lua_State *L, cs_opi *op);
+/* Calls snapshot_state(self, ctx) of a rich function that has it (before
+ * its operator state is copied into a checkpoint). Returns 0 or -1. */
+int cs_opi_snapshot_state(lua_State *L, cs_opi *op);
 void cs_opi_release(lua_State *L, cs_opi *op);
 
 /* Processes the value on top of L arriving at op's input; pops it.
@@ -297,6 +358,13 @@ void cs_operator_open_types(lua_State *L);
 /* The worker whose Lua state is L (set for worker states), or NULL. */
 cs_worker *cs_worker_of(lua_State *L);
 
+/* ------------------------------------------------------- cs_restore.c */
+
+/* Loads op's keyed and operator state from checkpoint ck, redistributing
+ * it when the operator's parallelism changed; sets op->restored when the
+ * checkpoint has the operator. Returns 0 or -1 (job failed). */
+int cs_restore_opi(cs_opi *op, const cs_ckpt *ck);
+
 /* -------------------------------------------------------- cs_source.c */
 
 /* Prepares the task's source (files opened, sockets connected). Returns 0
@@ -307,6 +375,9 @@ int cs_source_start(lua_State *L, cs_tinst *t);
 int cs_source_step(lua_State *L, cs_tinst *t);
 /* Called when the task is no longer blocked (resumes socket reads). */
 void cs_source_unblocked(cs_tinst *t);
+/* The source's position for a checkpoint, as text (see cs_checkpoint.h);
+ * caller frees with cs_free. NULL when out of memory. */
+char *cs_source_position(cs_tinst *t);
 /* Cancels the source (stop requested). */
 void cs_source_cancel(lua_State *L, cs_tinst *t);
 void cs_source_destroy(lua_State *L, cs_tinst *t);

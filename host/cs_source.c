@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -25,13 +26,18 @@ typedef struct cs_source {
   /* elements */
   int elems_ref;
   lua_Integer pos, count;
-  /* file */
+  /* file: the byte ranges still to read, the first one being read now */
   int fd;
   char *buf;
   size_t len, off, cap;
   int eof;
   off_t buf_pos; /* file offset of buf[0] */
   off_t hi;      /* lines starting at or after hi belong to the next split */
+  struct frange {
+    off_t start, end;
+    int aligned; /* start is a line start; else skip to the next line */
+  } *ranges;
+  int nranges, cur; /* cur: the range being read, -1 before the first */
   /* socket */
   uv_tcp_t tcp;
   uv_connect_t conn;
@@ -77,6 +83,68 @@ static int file_fill(cs_source *s) {
   return 0;
 }
 
+/* Positions the reader at range r: seeks, and unless the range starts at a
+ * line start, skips to the first line that starts at or after its start
+ * (the line running across belongs to the previous range). */
+static int file_seek_range(cs_tinst *t, cs_source *s, int r) {
+  struct frange *fr = &s->ranges[r];
+  s->cur = r;
+  s->hi = fr->end;
+  s->len = s->off = 0;
+  s->eof = 0;
+  off_t at = fr->aligned || fr->start == 0 ? fr->start : fr->start - 1;
+  if (lseek(s->fd, at, SEEK_SET) < 0) return fail(t, strerror(errno));
+  s->buf_pos = at;
+  if (fr->aligned || fr->start == 0) return 0;
+  for (;;) {
+    if (s->off == s->len) {
+      if (s->eof) break;
+      if (file_fill(s)) return fail(t, "read_text_file: read error");
+      continue;
+    }
+    char *nl = memchr(s->buf + s->off, '\n', s->len - s->off);
+    if (nl) {
+      s->off = (size_t)(nl - s->buf) + 1;
+      break;
+    }
+    s->off = s->len;
+  }
+  return 0;
+}
+
+static int add_range(cs_source *s, off_t start, off_t end, int aligned) {
+  struct frange *r = cs_realloc(s->ranges, sizeof(*r) * (size_t)(s->nranges + 1));
+  if (r == NULL) return CS_ENOMEM;
+  s->ranges = r;
+  r[s->nranges].start = start;
+  r[s->nranges].end = end;
+  r[s->nranges].aligned = aligned;
+  s->nranges++;
+  return 0;
+}
+
+/* Parses "file a0:100,s100:200" (or "file" with no ranges: done) and adds
+ * the ranges with index % nsub == sub to s. */
+static int parse_ranges(cs_source *s, const char *pos, int *index, int nsub,
+                        int sub) {
+  if (strncmp(pos, "file", 4) != 0) return CS_EDECODE;
+  const char *p = pos + 4;
+  while (*p == ' ' || *p == ',') {
+    p++;
+    if (*p == '\0') break;
+    int aligned = *p == 'a';
+    if (*p != 'a' && *p != 's') return CS_EDECODE;
+    char *e;
+    long long a = strtoll(p + 1, &e, 10);
+    if (*e != ':') return CS_EDECODE;
+    long long b = strtoll(e + 1, &e, 10);
+    p = e;
+    if ((*index)++ % nsub == sub && add_range(s, (off_t)a, (off_t)b, aligned))
+      return CS_ENOMEM;
+  }
+  return *p == '\0' ? 0 : CS_EDECODE;
+}
+
 static int file_start(cs_tinst *t, cs_source *s) {
   cs_node *n = t->ops[0]->node;
   char msg[600];
@@ -91,40 +159,46 @@ static int file_start(cs_tinst *t, cs_source *s) {
     snprintf(msg, sizeof(msg), "read_text_file: '%s' is a directory", n->path);
     return fail(t, msg);
   }
-  off_t size = st.st_size;
-  int p = n->parallelism, i = t->subtask;
-  off_t lo = (off_t)((long double)size * i / p);
-  s->hi = (off_t)((long double)size * (i + 1) / p);
   s->cap = FILE_CHUNK;
   s->buf = cs_malloc(s->cap);
   if (s->buf == NULL) return fail(t, "out of memory");
-  if (lo > 0) {
-    /* Start at the first line that begins at or after lo. */
-    if (lseek(s->fd, lo - 1, SEEK_SET) < 0) return fail(t, strerror(errno));
-    s->buf_pos = lo - 1;
-    for (;;) {
-      if (s->off == s->len) {
-        if (s->eof) break;
-        if (file_fill(s)) return fail(t, "read_text_file: read error");
-        continue;
+  s->cur = -1;
+  int p = n->parallelism, i = t->subtask;
+  cs_ckpt *ck = t->w->job->restore;
+  int oldp = ck ? cs_ckpt_op_parallelism(ck, n->id) : 0;
+  if (oldp > 0) {
+    /* The ranges every old subtask still had to read, dealt out again. */
+    int index = 0;
+    for (int j = 0; j < oldp; j++) {
+      const cs_ckpt_part *part = cs_ckpt_find(ck, n->id, j);
+      if (part == NULL || part->source == NULL ||
+          parse_ranges(s, part->source, &index, p, i)) {
+        snprintf(msg, sizeof(msg), "read_text_file: the checkpoint has no "
+                 "valid position for subtask %d of '%s'", j + 1, n->id);
+        return fail(t, msg);
       }
-      char *nl = memchr(s->buf + s->off, '\n', s->len - s->off);
-      if (nl) {
-        s->off = (size_t)(nl - s->buf) + 1;
-        break;
-      }
-      s->off = s->len;
     }
+  } else {
+    off_t size = st.st_size;
+    off_t lo = (off_t)((long double)size * i / p);
+    off_t hi = (off_t)((long double)size * (i + 1) / p);
+    if (add_range(s, lo, hi, lo == 0)) return fail(t, "out of memory");
   }
   return 0;
 }
 
 static int file_step(lua_State *L, cs_tinst *t, cs_source *s) {
   for (int k = 0; k < LINES_PER_STEP && !cs_tinst_blocked(t); k++) {
-    off_t start = s->buf_pos + (off_t)s->off;
-    if (start >= s->hi) {
-      t->src_done = 1;
-      return 1;
+    if (s->cur < 0 || s->buf_pos + (off_t)s->off >= s->hi ||
+        (s->eof && s->off == s->len)) {
+      /* this range is done: on to the next one */
+      if (s->cur + 1 >= s->nranges) {
+        s->cur = s->nranges;
+        t->src_done = 1;
+        return 1;
+      }
+      if (file_seek_range(t, s, s->cur + 1)) return 1;
+      continue;
     }
     char *nl = memchr(s->buf + s->off, '\n', s->len - s->off);
     if (nl == NULL && !s->eof) {
@@ -133,10 +207,7 @@ static int file_step(lua_State *L, cs_tinst *t, cs_source *s) {
       continue;
     }
     size_t end = nl ? (size_t)(nl - s->buf) : s->len;
-    if (nl == NULL && end == s->off) { /* end of file */
-      t->src_done = 1;
-      return 1;
-    }
+    if (nl == NULL && end == s->off) continue; /* end of file */
     size_t l = end - s->off;
     if (l > 0 && s->buf[s->off + l - 1] == '\r') l--;
     lua_pushlstring(L, s->buf + s->off, l);
@@ -144,6 +215,30 @@ static int file_step(lua_State *L, cs_tinst *t, cs_source *s) {
     if (cs_emit(L, s->op)) return 1;
   }
   return 1;
+}
+
+/* "file a<next line>:<end>,s<start>:<end>,...": the rest of the current
+ * range (from the next line, which is a line start) and the ranges not
+ * started yet. */
+static char *file_position(cs_source *s) {
+  cs_buf b = {0};
+  cs_buf_append(&b, "file", 4);
+  char sep = ' ';
+  int from = s->cur < 0 ? 0 : s->cur;
+  for (int r = from; r < s->nranges; r++) {
+    off_t start = s->ranges[r].start;
+    int aligned = s->ranges[r].aligned;
+    if (r == s->cur) {
+      start = s->buf_pos + (off_t)s->off;
+      aligned = 1;
+      if (start >= s->ranges[r].end || (s->eof && s->off == s->len)) continue;
+    }
+    cs_buf_printf(&b, "%c%c%lld:%lld", sep, aligned ? 'a' : 's', (long long)start,
+                  (long long)s->ranges[r].end);
+    sep = ',';
+  }
+  cs_buf_append(&b, "", 1);
+  return b.data;
 }
 
 /* ============================================================== socket */
@@ -383,6 +478,12 @@ int cs_source_start(lua_State *L, cs_tinst *t) {
     s->elems_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 4);
     s->pos = 1;
+    if (t->w->job->restore) {
+      const cs_ckpt_part *part = cs_ckpt_find(t->w->job->restore, n->id, 0);
+      long long next;
+      if (part && part->source && sscanf(part->source, "elements %lld", &next) == 1)
+        s->pos = (lua_Integer)next;
+    }
     return 0;
   case CS_OP_SRC_FILE:
     return file_start(t, s);
@@ -392,6 +493,25 @@ int cs_source_start(lua_State *L, cs_tinst *t) {
     return custom_start(L, t, s);
   default:
     return fail(t, "internal error: not a source");
+  }
+}
+
+char *cs_source_position(cs_tinst *t) {
+  cs_source *s = t->src;
+  cs_buf b = {0};
+  if (s == NULL) {
+    cs_buf_printf(&b, "none");
+    return b.data;
+  }
+  switch (s->op->node->kind) {
+  case CS_OP_SRC_ELEMENTS:
+    cs_buf_printf(&b, "elements %lld", (long long)s->pos);
+    return b.data;
+  case CS_OP_SRC_FILE:
+    return file_position(s);
+  default:
+    cs_buf_printf(&b, "none");
+    return b.data;
   }
 }
 
@@ -468,6 +588,7 @@ void cs_source_destroy(lua_State *L, cs_tinst *t) {
   if (s->ai) uv_freeaddrinfo(s->ai);
   if (s->fd >= 0) close(s->fd);
   cs_free(s->buf);
+  cs_free(s->ranges);
   cs_buf_free(&s->line);
   luaL_unref(L, LUA_REGISTRYINDEX, s->elems_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, s->co_ref);

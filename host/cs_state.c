@@ -63,7 +63,9 @@ static void current_key(lua_State *L, kstate *s, int *kg, cs_slice *key) {
   *key = w->cur_key;
 }
 
-static cs_backend *be_of(kstate *s) { return s->op->w->be; }
+/* The backend of the state's operator subtask (created when the state was
+ * obtained, so never NULL here). */
+static cs_backend *be_of(kstate *s) { return s->op->be; }
 
 static void check_rc(lua_State *L, kstate *s, int rc) {
   if (rc == 0 || rc == CS_ENOTFOUND) return;
@@ -510,7 +512,8 @@ static int get_state(lua_State *L, int kind, int op_state) {
                          "needs key_by() before the operator (or use operator state)",
                       getter, name, op->node->name);
   cs_buf full = {0};
-  cs_buf_printf(&full, "%s/%s%s", op->node->id, op_state ? "#op/" : "", name);
+  cs_buf_printf(&full, "%s/%s%s", op->node->id,
+                op_state == 2 ? "#uop/" : op_state ? "#op/" : "", name);
   lua_pushlstring(L, full.data, full.len);
   cs_buf_free(&full);
   int fullname = lua_gettop(L);
@@ -558,7 +561,11 @@ static int get_state(lua_State *L, int kind, int op_state) {
   }
   cs_state_kind bk = kind == K_LIST ? CS_STATE_LIST : kind == K_MAP ? CS_STATE_MAP
                                                                     : CS_STATE_VALUE;
-  cs_backend *be = op->w->be;
+  cs_backend *be = cs_opi_backend(op);
+  if (be == NULL) {
+    cs_lua_push_abort(L);
+    return lua_error(L);
+  }
   int id = be->ops->register_state(be, lua_tostring(L, fullname), bk);
   if (id < 0)
     return luaL_error(L, "%s('%s'): %s", getter, name,
@@ -606,6 +613,12 @@ static int ctx_get_folding_state(lua_State *L) { return get_state(L, K_FOLDING, 
 static int store_get_list_state(lua_State *L) {
   luaL_checkudata(L, 1, OPSTATE_MT);
   return get_state(L, K_LIST, 1);
+}
+
+/* Union list state: on restore every subtask gets the whole list. */
+static int store_get_union_list_state(lua_State *L) {
+  luaL_checkudata(L, 1, OPSTATE_MT);
+  return get_state(L, K_LIST, 2);
 }
 
 static int ctx_get_operator_state_store(lua_State *L) {
@@ -664,7 +677,7 @@ void cs_state_open_types(lua_State *L) {
   lua_pop(L, 1);
   if (luaL_newmetatable(L, OPSTATE_MT)) {
     static const luaL_Reg store_m[] = {{"get_list_state", store_get_list_state},
-                                       {"get_union_list_state", store_get_list_state},
+                                       {"get_union_list_state", store_get_union_list_state},
                                        {NULL, NULL}};
     luaL_newlib(L, store_m);
     lua_setfield(L, -2, "__index");

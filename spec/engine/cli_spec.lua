@@ -28,7 +28,7 @@ describe("cstream-lua command line", function()
     for _, v in ipairs({ "0", "x", "-3", "99999" }) do
       local r = h.run({ "-p", v, "job.lua" })
       assert.are.equal(2, r.code, v)
-      assert.matches("bad parallelism '" .. v:gsub("%-", "%%-") .. "'", r.stderr)
+      assert.matches("%-p: invalid value '" .. v:gsub("%-", "%%-") .. "' for 'parallelism.default'", r.stderr)
     end
     local r = h.run({ "-p" })
     assert.are.equal(2, r.code)

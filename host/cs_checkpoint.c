@@ -1,0 +1,427 @@
+/*
+ * cs_checkpoint.c - the checkpoint record, its _metadata file, durable file
+ * writes, and finding, reading and removing checkpoint directories.
+ */
+#include "cs_checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define META_NAME "_metadata"
+#define META_MAGIC "cstream-checkpoint 1"
+
+/* ============================================================== record */
+
+cs_ckpt *cs_ckpt_create(void) { return cs_calloc(1, sizeof(cs_ckpt)); }
+
+void cs_ckpt_destroy(cs_ckpt *c) {
+  if (c == NULL) return;
+  for (int i = 0; i < c->nparts; i++) {
+    cs_free(c->parts[i].op_id);
+    cs_free(c->parts[i].file);
+    cs_free(c->parts[i].source);
+    cs_buf_free(&c->parts[i].bytes);
+  }
+  for (int i = 0; i < c->nops; i++) cs_free(c->ops[i].id);
+  cs_free(c->parts);
+  cs_free(c->ops);
+  cs_free(c->job);
+  cs_free(c->backend);
+  cs_free(c->dir);
+  cs_free(c);
+}
+
+static char *dup_or_null(const char *s) { return s ? cs_strdup(s) : NULL; }
+
+int cs_ckpt_add_part(cs_ckpt *c, const char *op_id, int subtask,
+                     const char *file, cs_buf *bytes, const char *source) {
+  cs_ckpt_part *p = cs_realloc(c->parts, sizeof(*p) * (size_t)(c->nparts + 1));
+  if (p == NULL) return CS_ENOMEM;
+  c->parts = p;
+  p = &c->parts[c->nparts];
+  memset(p, 0, sizeof(*p));
+  p->op_id = cs_strdup(op_id);
+  p->subtask = subtask;
+  p->file = dup_or_null(file);
+  p->source = dup_or_null(source);
+  if (p->op_id == NULL || (file && !p->file) || (source && !p->source)) {
+    cs_free(p->op_id);
+    cs_free(p->file);
+    cs_free(p->source);
+    return CS_ENOMEM;
+  }
+  if (bytes) {
+    p->bytes = *bytes;
+    memset(bytes, 0, sizeof(*bytes));
+  }
+  c->nparts++;
+  return 0;
+}
+
+int cs_ckpt_add_op(cs_ckpt *c, const char *op_id, int parallelism) {
+  if (cs_ckpt_op_parallelism(c, op_id)) return 0;
+  struct cs_ckpt_op *o = cs_realloc(c->ops, sizeof(*o) * (size_t)(c->nops + 1));
+  if (o == NULL) return CS_ENOMEM;
+  c->ops = o;
+  o[c->nops].id = cs_strdup(op_id);
+  if (o[c->nops].id == NULL) return CS_ENOMEM;
+  o[c->nops].parallelism = parallelism;
+  c->nops++;
+  return 0;
+}
+
+int cs_ckpt_op_parallelism(const cs_ckpt *c, const char *op_id) {
+  for (int i = 0; i < c->nops; i++)
+    if (strcmp(c->ops[i].id, op_id) == 0) return c->ops[i].parallelism;
+  return 0;
+}
+
+const cs_ckpt_part *cs_ckpt_find(const cs_ckpt *c, const char *op_id,
+                                 int subtask) {
+  for (int i = 0; i < c->nparts; i++)
+    if (c->parts[i].subtask == subtask && strcmp(c->parts[i].op_id, op_id) == 0)
+      return &c->parts[i];
+  return NULL;
+}
+
+/* ================================================================ files */
+
+static void errf(char *err, size_t errlen, const char *what, const char *path) {
+  snprintf(err, errlen, "%s '%s': %s", what, path, strerror(errno));
+}
+
+int cs_mkdirs(const char *path, char *err, size_t errlen) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp)) {
+    snprintf(err, errlen, "path too long: '%s'", path);
+    return CS_EINVAL;
+  }
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) {
+      errf(err, errlen, "cannot create directory", tmp);
+      return CS_EIO;
+    }
+    *p = '/';
+  }
+  if (mkdir(tmp, 0777) != 0 && errno != EEXIST) {
+    errf(err, errlen, "cannot create directory", tmp);
+    return CS_EIO;
+  }
+  return 0;
+}
+
+static int fsync_dir_of(const char *path) {
+  char dir[4096];
+  snprintf(dir, sizeof(dir), "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL) snprintf(dir, sizeof(dir), ".");
+  else if (slash == dir) dir[1] = '\0';
+  else *slash = '\0';
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+int cs_write_file_durable(const char *path, const void *data, size_t len,
+                          char *err, size_t errlen) {
+  char tmp[4200];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    errf(err, errlen, "cannot write", tmp);
+    return CS_EIO;
+  }
+  const char *p = data;
+  size_t left = len;
+  while (left > 0) {
+    ssize_t n = write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = ENOSPC;
+      errf(err, errlen, "cannot write", tmp);
+      close(fd);
+      unlink(tmp);
+      return CS_EIO;
+    }
+    p += n;
+    left -= (size_t)n;
+  }
+  if (fsync(fd) != 0) {
+    errf(err, errlen, "cannot sync", tmp);
+    close(fd);
+    unlink(tmp);
+    return CS_EIO;
+  }
+  close(fd);
+  if (rename(tmp, path) != 0) {
+    errf(err, errlen, "cannot rename into place", path);
+    unlink(tmp);
+    return CS_EIO;
+  }
+  if (fsync_dir_of(path) != 0) {
+    errf(err, errlen, "cannot sync the directory of", path);
+    return CS_EIO;
+  }
+  return 0;
+}
+
+int cs_read_file(const char *path, cs_buf *out, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    errf(err, errlen, "cannot read", path);
+    return errno == ENOENT ? CS_ENOTFOUND : CS_EIO;
+  }
+  for (;;) {
+    if (cs_buf_reserve(out, 64 * 1024)) {
+      close(fd);
+      snprintf(err, errlen, "out of memory reading '%s'", path);
+      return CS_ENOMEM;
+    }
+    ssize_t n = read(fd, out->data + out->len, out->cap - out->len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      errf(err, errlen, "cannot read", path);
+      close(fd);
+      return CS_EIO;
+    }
+    if (n == 0) break;
+    out->len += (size_t)n;
+  }
+  close(fd);
+  return 0;
+}
+
+int cs_ckpt_remove_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return errno == ENOENT ? 0 : CS_EIO;
+  struct dirent *e;
+  int rc = 0;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    struct stat st;
+    if (lstat(path, &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      if (cs_ckpt_remove_dir(path)) rc = CS_EIO;
+    } else if (unlink(path) != 0) {
+      rc = CS_EIO;
+    }
+  }
+  closedir(d);
+  if (rmdir(dir) != 0) rc = CS_EIO;
+  return rc;
+}
+
+/* ============================================================ metadata */
+
+/* Appends s with spaces, '%' and control bytes percent-encoded. */
+static void put_token(cs_buf *b, const char *s) {
+  if (*s == '\0') {
+    cs_buf_append(b, "%00", 3); /* the empty token */
+    return;
+  }
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch <= ' ' || ch == '%' || ch == 0x7f)
+      cs_buf_printf(b, "%%%02X", ch);
+    else
+      cs_buf_append(b, s, 1);
+  }
+}
+
+/* Decodes a token in place. */
+static void get_token(char *s) {
+  if (strcmp(s, "%00") == 0) {
+    *s = '\0';
+    return;
+  }
+  char *o = s;
+  for (char *p = s; *p; p++) {
+    unsigned v;
+    if (*p == '%' && p[1] && p[2] && sscanf(p + 1, "%2x", &v) == 1) {
+      *o++ = (char)v;
+      p += 2;
+    } else {
+      *o++ = *p;
+    }
+  }
+  *o = '\0';
+}
+
+int cs_ckpt_write_metadata(const cs_ckpt *c, char *err, size_t errlen) {
+  cs_buf b = {0};
+  cs_buf_printf(&b, "%s\njob ", META_MAGIC);
+  put_token(&b, c->job ? c->job : "job");
+  cs_buf_printf(&b, "\ncheckpoint %lld\nkind %s\nbackend %s\nmax-parallelism %d\n",
+                (long long)c->id, c->savepoint ? "savepoint" : "checkpoint",
+                c->backend ? c->backend : "filesystem", c->max_parallelism);
+  for (int i = 0; i < c->nops; i++) {
+    cs_buf_append(&b, "op ", 3);
+    put_token(&b, c->ops[i].id);
+    cs_buf_printf(&b, " %d\n", c->ops[i].parallelism);
+  }
+  for (int i = 0; i < c->nparts; i++) {
+    const cs_ckpt_part *p = &c->parts[i];
+    if (p->file) {
+      cs_buf_append(&b, "state ", 6);
+      put_token(&b, p->op_id);
+      cs_buf_printf(&b, " %d ", p->subtask);
+      put_token(&b, p->file);
+      cs_buf_append(&b, "\n", 1);
+    }
+    if (p->source) {
+      cs_buf_append(&b, "source ", 7);
+      put_token(&b, p->op_id);
+      cs_buf_printf(&b, " %d ", p->subtask);
+      put_token(&b, p->source);
+      cs_buf_append(&b, "\n", 1);
+    }
+  }
+  if (b.data == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return CS_ENOMEM;
+  }
+  cs_buf_printf(&b, "end %016llx\n",
+                (unsigned long long)XXH3_64bits(b.data, b.len));
+  char path[4200];
+  snprintf(path, sizeof(path), "%s/%s", c->dir, META_NAME);
+  int rc = b.data ? cs_write_file_durable(path, b.data, b.len, err, errlen)
+                  : CS_ENOMEM;
+  cs_buf_free(&b);
+  return rc;
+}
+
+#define BAD(...)                                                        \
+  do {                                                                  \
+    int n_ = snprintf(err, errlen, "checkpoint metadata '%s': ", path); \
+    if (n_ > 0 && (size_t)n_ < errlen)                                  \
+      snprintf(err + n_, errlen - (size_t)n_, __VA_ARGS__);             \
+    rc = CS_EDECODE;                                                    \
+    goto done;                                                          \
+  } while (0)
+
+int cs_ckpt_read(const char *dir, cs_ckpt **out, char *err, size_t errlen) {
+  char path[4200];
+  snprintf(path, sizeof(path), "%s/%s", dir, META_NAME);
+  cs_buf b = {0};
+  cs_ckpt *c = NULL;
+  int rc = cs_read_file(path, &b, err, errlen);
+  if (rc) goto done;
+  if (cs_buf_append(&b, "", 1)) BAD("out of memory");
+  b.len--; /* NUL-terminated, not counted */
+  /* the checksum line */
+  char *end = NULL;
+  for (char *p = b.data; p && *p;) {
+    if (strncmp(p, "end ", 4) == 0) end = p;
+    char *nl = strchr(p, '\n');
+    p = nl ? nl + 1 : NULL;
+  }
+  if (end == NULL) BAD("truncated (no end line)");
+  unsigned long long want;
+  if (sscanf(end, "end %llx", &want) != 1) BAD("malformed end line");
+  if (XXH3_64bits(b.data, (size_t)(end - b.data)) != want)
+    BAD("checksum mismatch (the file is corrupt)");
+  *end = '\0';
+  c = cs_ckpt_create();
+  if (c == NULL) BAD("out of memory");
+  c->dir = cs_strdup(dir);
+  int line = 0;
+  for (char *p = b.data, *nl; *p; p = nl + 1) {
+    nl = strchr(p, '\n');
+    if (nl == NULL) BAD("line %d is not terminated", line + 1);
+    *nl = '\0';
+    line++;
+    char a[1024], s2[1024], s3[1024];
+    int n;
+    if (line == 1) {
+      if (strcmp(p, META_MAGIC) != 0) BAD("not a cstream-lua checkpoint (or another version)");
+    } else if (sscanf(p, "job %1023s", a) == 1) {
+      get_token(a);
+      c->job = cs_strdup(a);
+    } else if (sscanf(p, "checkpoint %1023s", a) == 1) {
+      c->id = strtoll(a, NULL, 10);
+    } else if (sscanf(p, "kind %1023s", a) == 1) {
+      c->savepoint = strcmp(a, "savepoint") == 0;
+    } else if (sscanf(p, "backend %1023s", a) == 1) {
+      c->backend = cs_strdup(a);
+    } else if (sscanf(p, "max-parallelism %d", &n) == 1) {
+      c->max_parallelism = n;
+    } else if (sscanf(p, "op %1023s %d", a, &n) == 2) {
+      get_token(a);
+      if (cs_ckpt_add_op(c, a, n)) BAD("out of memory");
+    } else if (sscanf(p, "state %1023s %d %1023s", a, &n, s2) == 3) {
+      get_token(a);
+      get_token(s2);
+      if (strstr(s2, "..") || s2[0] == '/') BAD("line %d: bad state file name", line);
+      cs_ckpt_part *q = (cs_ckpt_part *)cs_ckpt_find(c, a, n);
+      if (q) {
+        cs_free(q->file);
+        q->file = cs_strdup(s2);
+      } else if (cs_ckpt_add_part(c, a, n, s2, NULL, NULL)) {
+        BAD("out of memory");
+      }
+    } else if (sscanf(p, "source %1023s %d %1023s", a, &n, s3) == 3) {
+      get_token(a);
+      get_token(s3);
+      cs_ckpt_part *q = (cs_ckpt_part *)cs_ckpt_find(c, a, n);
+      if (q) {
+        cs_free(q->source);
+        q->source = cs_strdup(s3);
+      } else if (cs_ckpt_add_part(c, a, n, NULL, NULL, s3)) {
+        BAD("out of memory");
+      }
+    } else {
+      BAD("line %d is not understood: %.80s", line, p);
+    }
+  }
+  if (c->job == NULL || c->backend == NULL || c->max_parallelism <= 0)
+    BAD("incomplete (job, backend or max-parallelism missing)");
+  *out = c;
+  c = NULL;
+done:
+  cs_buf_free(&b);
+  cs_ckpt_destroy(c);
+  return rc;
+}
+
+char *cs_ckpt_find_latest(const char *base, const char *job) {
+  char jobdir[4200];
+  snprintf(jobdir, sizeof(jobdir), "%s/%s", base, job);
+  DIR *d = opendir(jobdir);
+  if (d == NULL) return NULL;
+  long long best = -1;
+  char *best_dir = NULL;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    long long n;
+    char tail;
+    if (sscanf(e->d_name, "chk-%lld%c", &n, &tail) != 1 || n <= best) continue;
+    char dir[4500], err[512];
+    snprintf(dir, sizeof(dir), "%s/%s", jobdir, e->d_name);
+    cs_ckpt *c = NULL;
+    int rc = cs_ckpt_read(dir, &c, err, sizeof(err));
+    cs_ckpt_destroy(c);
+    if (rc) {
+      if (rc != CS_ENOTFOUND)
+        fprintf(stderr, "cstream-lua: skipping checkpoint %s: %s\n", dir, err);
+      continue;
+    }
+    cs_free(best_dir);
+    best_dir = cs_strdup(dir);
+    best = n;
+  }
+  closedir(d);
+  return best_dir;
+}

@@ -1,0 +1,102 @@
+/*
+ * cs_checkpoint.h - checkpoints: what one completed checkpoint holds, its
+ * _metadata file, and the coordinator's bookkeeping of acknowledgements.
+ *
+ * A checkpoint n of a job lives in <dir>/<job>/chk-<n>/: one state file per
+ * stateful operator subtask (a backend snapshot, or for RocksDB a directory
+ * of a native checkpoint) and _metadata, written last, to a temporary name,
+ * fsynced and renamed: a checkpoint without _metadata never completed and is
+ * never restored. With the memory backend the same record is kept in the
+ * coordinator's memory instead, with the snapshot bytes inline.
+ *
+ * _metadata is text, one record per line, tokens percent-encoded:
+ *   cstream-checkpoint 1
+ *   job <name>
+ *   checkpoint <n>
+ *   kind checkpoint|savepoint
+ *   backend memory|filesystem|rocksdb
+ *   max-parallelism <m>
+ *   op <operator id> <parallelism>
+ *   state <operator id> <subtask> <file relative to the checkpoint dir>
+ *   source <operator id> <subtask> <position>
+ *   end <XXH3-64 of every byte before this line, hex>
+ * A source position is "elements <next index>", "file <start>:<end>,..."
+ * (the byte ranges still to read) or "none".
+ */
+#ifndef CS_CHECKPOINT_H
+#define CS_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "../state/cs_common.h"
+
+/* The state of one operator subtask in a checkpoint. */
+typedef struct cs_ckpt_part {
+  char *op_id;
+  int subtask;
+  char *file;   /* relative to the checkpoint dir, or NULL */
+  cs_buf bytes; /* inline snapshot (memory backend), else empty */
+  char *source; /* source position, or NULL */
+} cs_ckpt_part;
+
+/* One completed (or loaded) checkpoint. */
+typedef struct cs_ckpt {
+  int64_t id;
+  int savepoint;
+  char *job;
+  char *backend;
+  char *dir; /* its directory, or NULL when held in memory */
+  int max_parallelism;
+  int nops;
+  struct cs_ckpt_op {
+    char *id;
+    int parallelism;
+  } *ops;
+  int nparts;
+  cs_ckpt_part *parts;
+} cs_ckpt;
+
+cs_ckpt *cs_ckpt_create(void);
+void cs_ckpt_destroy(cs_ckpt *c); /* accepts NULL */
+
+/* Adds a part (takes ownership of nothing: strings are copied, bytes are
+ * moved out of *bytes when not NULL). Returns 0 or CS_ENOMEM. */
+int cs_ckpt_add_part(cs_ckpt *c, const char *op_id, int subtask,
+                     const char *file, cs_buf *bytes, const char *source);
+/* Records an operator and its parallelism (once per id). */
+int cs_ckpt_add_op(cs_ckpt *c, const char *op_id, int parallelism);
+/* The parallelism the operator had, or 0 when the checkpoint has no such
+ * operator. */
+int cs_ckpt_op_parallelism(const cs_ckpt *c, const char *op_id);
+/* The part of (op, subtask), or NULL. */
+const cs_ckpt_part *cs_ckpt_find(const cs_ckpt *c, const char *op_id,
+                                 int subtask);
+
+/* Writes c's _metadata into c->dir (temporary file, fsync, rename, fsync
+ * of the directory). Returns 0 or a negative error with a message. */
+int cs_ckpt_write_metadata(const cs_ckpt *c, char *err, size_t errlen);
+
+/* Reads <dir>/_metadata. Returns 0 with *out (caller destroys), or an error
+ * with a message naming the file and what is wrong with it. */
+int cs_ckpt_read(const char *dir, cs_ckpt **out, char *err, size_t errlen);
+
+/* Finds the newest complete checkpoint under <base>/<job>/ (chk-N with a
+ * readable _metadata; corrupt ones are skipped with a warning on stderr).
+ * Returns a malloc'd directory path (cs_free) or NULL. */
+char *cs_ckpt_find_latest(const char *base, const char *job);
+
+/* Removes a checkpoint directory and everything in it. */
+int cs_ckpt_remove_dir(const char *dir);
+
+/* Writes a file durably: temporary name, fsync, rename, fsync of the
+ * directory. Returns 0 or a negative error (errno text in err). */
+int cs_write_file_durable(const char *path, const void *data, size_t len,
+                          char *err, size_t errlen);
+
+/* Reads a whole file into out. Returns 0 or a negative error. */
+int cs_read_file(const char *path, cs_buf *out, char *err, size_t errlen);
+
+/* mkdir -p. Returns 0 or a negative error. */
+int cs_mkdirs(const char *path, char *err, size_t errlen);
+
+#endif /* CS_CHECKPOINT_H */

@@ -1,0 +1,260 @@
+/*
+ * cs_statetool.c - `cstream-lua state dump <checkpoint dir> [--operator ID]
+ * [--state NAME]`: prints the keyed and operator state and the source
+ * positions of a checkpoint or savepoint as JSON lines.
+ *
+ *   {"operator":"flat_map_2","subtask":0,"state":"average","kind":"value",
+ *    "key_group":17,"key":1,"value":[2,8]}
+ *   {"operator":"sink_custom_3","subtask":0,"state":"buffered-elements",
+ *    "kind":"operator_list","value":[["Spark",3]]}
+ *   {"operator":"source_file_1","subtask":0,"source_position":"file a120:4096"}
+ *
+ * Map state prints one line per user key ("user_key"); list state prints
+ * the whole list as an array.
+ */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../state/cs_backend.h"
+#include "../state/cs_codec.h"
+#include "cs_checkpoint.h"
+#include "cs_core.h"
+#include "cs_format.h"
+#include "cs_state.h"
+
+static void json_string(cs_buf *b, const char *s, size_t n) {
+  cs_buf_append(b, "\"", 1);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      cs_buf_printf(b, "\\%c", c);
+    } else if (c < 0x20) {
+      cs_buf_printf(b, "\\u%04x", c);
+    } else {
+      cs_buf_append(b, s + i, 1);
+    }
+  }
+  cs_buf_append(b, "\"", 1);
+}
+
+/* Renders the Lua value at idx as JSON (tables with keys 1..n as arrays,
+ * other tables as objects with their keys rendered as strings). */
+static void json_value(lua_State *L, int idx, cs_buf *b, int depth) {
+  idx = lua_absindex(L, idx);
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    cs_buf_append(b, "null", 4);
+    break;
+  case LUA_TBOOLEAN:
+    cs_buf_printf(b, "%s", lua_toboolean(L, idx) ? "true" : "false");
+    break;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) {
+      cs_buf_printf(b, "%lld", (long long)lua_tointeger(L, idx));
+    } else {
+      double d = lua_tonumber(L, idx);
+      if (isfinite(d)) {
+        cs_buf_printf(b, "%.17g", d);
+      } else {
+        cs_buf tmp = {0};
+        cs_format_double(d, &tmp);
+        json_string(b, tmp.data ? tmp.data : "", tmp.len);
+        cs_buf_free(&tmp);
+      }
+    }
+    break;
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    json_string(b, s, n);
+    break;
+  }
+  case LUA_TTABLE: {
+    if (depth > CS_CODEC_MAX_DEPTH || !lua_checkstack(L, 4)) {
+      cs_buf_append(b, "null", 4);
+      break;
+    }
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      count++;
+      lua_pop(L, 1);
+    }
+    if (count == n) {
+      cs_buf_append(b, "[", 1);
+      for (lua_Integer i = 1; i <= n; i++) {
+        if (i > 1) cs_buf_append(b, ",", 1);
+        lua_rawgeti(L, idx, i);
+        json_value(L, -1, b, depth + 1);
+        lua_pop(L, 1);
+      }
+      cs_buf_append(b, "]", 1);
+    } else {
+      cs_buf_append(b, "{", 1);
+      int first = 1;
+      lua_pushnil(L);
+      while (lua_next(L, idx)) {
+        if (!first) cs_buf_append(b, ",", 1);
+        first = 0;
+        cs_buf key = {0};
+        cs_format_value(L, -2, &key);
+        json_string(b, key.data ? key.data : "", key.len);
+        cs_buf_free(&key);
+        cs_buf_append(b, ":", 1);
+        json_value(L, -1, b, depth + 1);
+        lua_pop(L, 1);
+      }
+      cs_buf_append(b, "}", 1);
+    }
+    break;
+  }
+  default:
+    cs_buf_append(b, "null", 4);
+  }
+}
+
+/* Decodes one encoded value (or, for lists, all items as an array) and
+ * appends it as JSON. */
+static void json_encoded(lua_State *L, cs_slice v, int list, cs_buf *b) {
+  int top = lua_gettop(L);
+  if (list) {
+    lua_newtable(L);
+    size_t off = 0;
+    lua_Integer i = 1;
+    while (off < v.len) {
+      size_t used;
+      if (cs_codec_decode(L, v.data + off, v.len - off, &used)) break;
+      lua_rawseti(L, -2, i++);
+      off += used;
+    }
+    json_value(L, -1, b, 0);
+  } else if (v.len == 0) {
+    cs_buf_append(b, "null", 4);
+  } else if (cs_codec_decode(L, v.data, v.len, NULL) == 0) {
+    json_value(L, -1, b, 0);
+  } else {
+    cs_buf_append(b, "\"<corrupt>\"", 11);
+  }
+  lua_settop(L, top);
+}
+
+static int dump_part(lua_State *L, const cs_ckpt *ck, const cs_ckpt_part *p,
+                     const char *want_state) {
+  char path[4500], err[600];
+  snprintf(path, sizeof(path), "%s/%s", ck->dir, p->file);
+  cs_buf data = {0};
+  if (cs_read_file(path, &data, err, sizeof(err))) {
+    fprintf(stderr, "cstream-lua: %s\n", err);
+    return 1;
+  }
+  cs_backend *be = cs_heap_backend_create();
+  int rc = be ? cs_backend_restore(be, data.data, data.len, 0, 65535) : CS_ENOMEM;
+  cs_buf_free(&data);
+  if (rc) {
+    fprintf(stderr, "cstream-lua: the state file '%s' cannot be read: %s\n", path,
+            rc == CS_EDECODE ? "it is corrupt or truncated" : cs_strerror(rc));
+    if (be) be->ops->destroy(be);
+    return 1;
+  }
+  cs_backend_iter *it = NULL;
+  rc = be->ops->scan_iter(be, 0, 65535, &it);
+  cs_backend_entry e;
+  cs_buf line = {0};
+  while (rc == 0 && be->ops->iter_next(it, &e) == 1) {
+    const char *name;
+    cs_state_kind kind;
+    be->ops->state_info(be, e.state, &name, &kind);
+    /* "<op id>/<name>", "<op id>/#op/<name>", "<op id>/#uop/<name>" */
+    size_t idlen = strlen(p->op_id);
+    const char *short_name = strncmp(name, p->op_id, idlen) == 0 && name[idlen] == '/'
+                                 ? name + idlen + 1 : name;
+    int opstate = e.kg == CS_OPSTATE_KEY_GROUP;
+    const char *kind_name = opstate ? (strncmp(short_name, "#uop/", 5) == 0
+                                           ? "union_list" : "operator_list")
+                            : kind == CS_STATE_LIST ? "list"
+                            : kind == CS_STATE_MAP  ? "map" : "value";
+    if (strncmp(short_name, "#op/", 4) == 0) short_name += 4;
+    else if (strncmp(short_name, "#uop/", 5) == 0) short_name += 5;
+    if (want_state && strcmp(want_state, short_name) != 0) continue;
+    cs_buf_reset(&line);
+    cs_buf_append(&line, "{\"operator\":", 12);
+    json_string(&line, p->op_id, strlen(p->op_id));
+    cs_buf_printf(&line, ",\"subtask\":%d,\"state\":", p->subtask);
+    json_string(&line, short_name, strlen(short_name));
+    cs_buf_printf(&line, ",\"kind\":\"%s\"", kind_name);
+    if (!opstate) {
+      cs_buf_printf(&line, ",\"key_group\":%d,\"key\":", e.kg);
+      json_encoded(L, e.key, 0, &line);
+    }
+    if (kind == CS_STATE_MAP) {
+      cs_buf_append(&line, ",\"user_key\":", 12);
+      json_encoded(L, e.ukey, 0, &line);
+    }
+    cs_buf_append(&line, ",\"value\":", 9);
+    json_encoded(L, e.val, kind == CS_STATE_LIST, &line);
+    cs_buf_append(&line, "}\n", 2);
+    fwrite(line.data, 1, line.len, stdout);
+  }
+  cs_buf_free(&line);
+  be->ops->iter_destroy(it);
+  be->ops->destroy(be);
+  return 0;
+}
+
+static int dump(const char *dir, const char *want_op, const char *want_state) {
+  char err[1024];
+  cs_ckpt *ck = NULL;
+  if (cs_ckpt_read(dir, &ck, err, sizeof(err))) {
+    fprintf(stderr, "cstream-lua: %s\n", err);
+    return 1;
+  }
+  lua_State *L = luaL_newstate();
+  int status = L ? 0 : 1;
+  for (int i = 0; L && i < ck->nparts; i++) {
+    const cs_ckpt_part *p = &ck->parts[i];
+    if (want_op && strcmp(want_op, p->op_id) != 0) continue;
+    if (p->file && dump_part(L, ck, p, want_state)) status = 1;
+    if (p->source && !want_state) {
+      cs_buf line = {0};
+      cs_buf_append(&line, "{\"operator\":", 12);
+      json_string(&line, p->op_id, strlen(p->op_id));
+      cs_buf_printf(&line, ",\"subtask\":%d,\"source_position\":", p->subtask);
+      json_string(&line, p->source, strlen(p->source));
+      cs_buf_append(&line, "}\n", 2);
+      fwrite(line.data, 1, line.len, stdout);
+      cs_buf_free(&line);
+    }
+  }
+  if (L) lua_close(L);
+  cs_ckpt_destroy(ck);
+  return status;
+}
+
+int cs_state_tool_main(int argc, char **argv) {
+  const char *dir = NULL, *op = NULL, *state = NULL;
+  if (argc < 2 || strcmp(argv[1], "dump") != 0) {
+    fprintf(stderr, "usage: cstream-lua state dump <checkpoint dir> "
+                    "[--operator ID] [--state NAME]\n");
+    return 2;
+  }
+  for (int i = 2; i < argc; i++) {
+    if (strcmp(argv[i], "--operator") == 0 && i + 1 < argc) {
+      op = argv[++i];
+    } else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc) {
+      state = argv[++i];
+    } else if (argv[i][0] != '-' && dir == NULL) {
+      dir = argv[i];
+    } else {
+      fprintf(stderr, "cstream-lua: state dump: unexpected argument '%s'\n", argv[i]);
+      return 2;
+    }
+  }
+  if (dir == NULL) {
+    fprintf(stderr, "cstream-lua: state dump: no checkpoint directory given\n");
+    return 2;
+  }
+  return dump(dir, op, state);
+}
