@@ -7,12 +7,15 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+
+#include "../state/cs_rocksdb.h"
 
 #define META_NAME "_metadata"
 #define META_MAGIC "cstream-checkpoint 1"
@@ -424,4 +427,138 @@ char *cs_ckpt_find_latest(const char *base, const char *job) {
   }
   closedir(d);
   return best_dir;
+}
+
+/* ======================================================== shared files */
+
+typedef struct names {
+  char **v;
+  size_t n, cap;
+} names;
+
+static void names_add(void *ud, const char *name) {
+  names *ns = ud;
+  if (ns->n == ns->cap) {
+    size_t cap = ns->cap ? ns->cap * 2 : 64;
+    char **v = cs_realloc(ns->v, cap * sizeof(*v));
+    if (v == NULL) return;
+    ns->v = v;
+    ns->cap = cap;
+  }
+  char *d = cs_strdup(name);
+  if (d) ns->v[ns->n++] = d;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds the shared files every RocksDB part of checkpoint dir references.
+ * Returns 0, or -1 when a manifest cannot be read (then nothing may be
+ * deleted: a file might still be needed). */
+static int collect_refs(const char *dir, names *ns) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return 0;
+  struct dirent *e;
+  int rc = 0;
+  while ((e = readdir(d)) != NULL) {
+    size_t len = strlen(e->d_name);
+    if (len < 8 || strcmp(e->d_name + len - 8, ".rocksdb") != 0) continue;
+    char path[4500], err[256];
+    snprintf(path, sizeof(path), "%s/%s/%s", dir, e->d_name, CS_ROCKSDB_MANIFEST_FILE);
+    cs_buf m = {0};
+    if (cs_read_file(path, &m, err, sizeof(err)) == CS_ENOTFOUND) {
+      cs_buf_free(&m);
+      continue; /* a checkpoint that failed half-way references nothing */
+    }
+    if (m.data == NULL || cs_rocksdb_manifest_files(m.data, m.len, names_add, ns))
+      rc = -1;
+    cs_buf_free(&m);
+  }
+  closedir(d);
+  return rc;
+}
+
+int cs_ckpt_gc_shared(const char *job_dir) {
+  names ns = {0};
+  DIR *d = opendir(job_dir);
+  if (d == NULL) return 0;
+  struct dirent *e;
+  int rc = 0;
+  while ((e = readdir(d)) != NULL && rc == 0) {
+    if (strncmp(e->d_name, "chk-", 4) != 0 && strncmp(e->d_name, "savepoint-", 10) != 0)
+      continue;
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/%s", job_dir, e->d_name);
+    rc = collect_refs(path, &ns);
+  }
+  closedir(d);
+  int deleted = 0;
+  if (rc == 0) {
+    qsort(ns.v, ns.n, sizeof(*ns.v), cmp_str);
+    char shared[4300];
+    snprintf(shared, sizeof(shared), "%s/shared", job_dir);
+    DIR *s = opendir(shared);
+    while (s && (e = readdir(s)) != NULL) {
+      if (e->d_name[0] == '.') continue;
+      const char *key = e->d_name;
+      if (ns.n && bsearch(&key, ns.v, ns.n, sizeof(*ns.v), cmp_str)) continue;
+      char path[4600];
+      snprintf(path, sizeof(path), "%s/%s", shared, e->d_name);
+      if (unlink(path) == 0) deleted++;
+    }
+    if (s) closedir(s);
+  }
+  for (size_t i = 0; i < ns.n; i++) cs_free(ns.v[i]);
+  cs_free(ns.v);
+  return rc ? rc : deleted;
+}
+
+int64_t cs_ckpt_max_id(const char *job_dir) {
+  DIR *d = opendir(job_dir);
+  if (d == NULL) return 0;
+  int64_t max = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    long long n;
+    if (sscanf(e->d_name, "chk-%lld", &n) == 1 || sscanf(e->d_name, "savepoint-%lld", &n) == 1)
+      if (n > max) max = n;
+  }
+  closedir(d);
+  return max;
+}
+
+void cs_ckpt_remove_stale_workdirs(const char *base) {
+  DIR *d = opendir(base);
+  if (d == NULL) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    int pid, n;
+    char tail;
+    if (sscanf(e->d_name, "cstream-%d-%d%c", &pid, &n, &tail) != 2 || pid <= 0)
+      continue;
+    if (pid == (int)getpid() || kill(pid, 0) == 0 || errno != ESRCH) continue;
+    char path[4300];
+    snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+    /* only our own working directories: they hold RocksDB instances */
+    cs_ckpt_remove_dir(path);
+  }
+  closedir(d);
+}
+
+void cs_ckpt_remove_incomplete(const char *job_dir) {
+  DIR *d = opendir(job_dir);
+  if (d == NULL) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    long long n;
+    if (sscanf(e->d_name, "chk-%lld", &n) != 1) continue;
+    char meta[4400];
+    struct stat st;
+    snprintf(meta, sizeof(meta), "%s/%s/%s", job_dir, e->d_name, META_NAME);
+    if (stat(meta, &st) == 0) continue;
+    snprintf(meta, sizeof(meta), "%s/%s", job_dir, e->d_name);
+    cs_ckpt_remove_dir(meta);
+  }
+  closedir(d);
 }

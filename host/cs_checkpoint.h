@@ -85,6 +85,24 @@ int cs_ckpt_read(const char *dir, cs_ckpt **out, char *err, size_t errlen);
  * Returns a malloc'd directory path (cs_free) or NULL. */
 char *cs_ckpt_find_latest(const char *base, const char *job);
 
+/* Deletes the files of <job_dir>/shared that no chk-* or savepoint-*
+ * directory under job_dir references (RocksDB incremental checkpoints).
+ * Returns the number deleted, or -1 when a manifest could not be read (then
+ * nothing is deleted). Must not run while a checkpoint is being taken. */
+int cs_ckpt_gc_shared(const char *job_dir);
+
+/* The highest N of the chk-N and savepoint-N directories in job_dir (0 when
+ * none), so a new run never reuses a directory. */
+int64_t cs_ckpt_max_id(const char *job_dir);
+
+/* Removes RocksDB working directories "cstream-<pid>-<n>" under base whose
+ * process no longer exists (left by a killed run). */
+void cs_ckpt_remove_stale_workdirs(const char *base);
+
+/* Removes the chk-N directories of job_dir that have no _metadata: left by
+ * a run that was killed while taking them (none is in progress then). */
+void cs_ckpt_remove_incomplete(const char *job_dir);
+
 /* Removes a checkpoint directory and everything in it. */
 int cs_ckpt_remove_dir(const char *dir);
 

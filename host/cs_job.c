@@ -21,6 +21,7 @@
 #include "cs_format.h"
 #include "cs_lua.h"
 #include "cs_runtime.h"
+#include "../state/cs_rocksdb.h"
 
 #define FLUSH_TIMEOUT_NS (2 * 1000 * 1000) /* buffer timeout: 2 ms */
 #define BATCHES_PER_VISIT 4
@@ -265,10 +266,44 @@ static void flush_outputs(cs_tinst *t, int all) {
 
 /* ========================================================= checkpoints */
 
+int cs_job_uses_rocksdb(const cs_job *job) {
+  return strcmp(job->cfg->backend, "rocksdb") == 0;
+}
+
+void cs_job_rocksdb_options(const cs_job *job, cs_rocksdb_options *o) {
+  memset(o, 0, sizeof(*o));
+  if (job->cfg->rocksdb_block_cache > 0)
+    o->block_cache_bytes = (size_t)job->cfg->rocksdb_block_cache;
+  if (job->cfg->rocksdb_write_buffer > 0)
+    o->write_buffer_bytes = (size_t)job->cfg->rocksdb_write_buffer;
+}
+
+void cs_opi_workdir(const cs_opi *op, char *buf, size_t len) {
+  snprintf(buf, len, "%s/%s-%d", op->w->job->workdir, op->node->id, op->subtask);
+  for (char *c = buf + strlen(op->w->job->workdir) + 1; *c; c++)
+    if (*c == '/' || *c == ' ') *c = '_';
+}
+
 cs_backend *cs_opi_backend(cs_opi *op) {
   if (op->be) return op->be;
+  cs_job *job = op->w->job;
+  if (cs_job_uses_rocksdb(job)) {
+    char dir[4200], err[1024];
+    cs_opi_workdir(op, dir, sizeof(dir));
+    cs_rocksdb_options o;
+    cs_job_rocksdb_options(job, &o);
+    if (cs_rocksdb_backend_open(dir, &o, &op->be, err, sizeof(err))) {
+      char msg[1400];
+      snprintf(msg, sizeof(msg), "cannot create the RocksDB state of operator '%s' "
+               "(id %s, subtask %d): %s", op->node->name, op->node->id,
+               op->subtask + 1, err);
+      cs_job_fail(job, msg);
+      op->be = NULL;
+    }
+    return op->be;
+  }
   op->be = cs_heap_backend_create();
-  if (op->be == NULL) cs_job_fail(op->w->job, "out of memory creating state");
+  if (op->be == NULL) cs_job_fail(job, "out of memory creating state");
   return op->be;
 }
 
@@ -300,6 +335,7 @@ static int tinst_snapshot(cs_tinst *t, int64_t id) {
   char *dir = job->pending && job->pending->id == id && job->pending->dir
                   ? cs_strdup(job->pending->dir) : NULL;
   int in_memory = job->pending && job->pending->id == id && !job->pending->dir;
+  int savepoint = job->pending && job->pending->id == id && job->pending->savepoint;
   uv_mutex_unlock(&job->lock);
   if (!dir && !in_memory) { /* not (or no longer) pending */
     cs_ckpt_destroy(parts);
@@ -317,7 +353,21 @@ static int tinst_snapshot(cs_tinst *t, int64_t id) {
     cs_buf snap = {0};
     char file[600];
     file[0] = '\0';
-    if (op->be) {
+    if (op->be && cs_job_uses_rocksdb(job) && dir) {
+      snprintf(file, sizeof(file), "%s-%d.rocksdb", op->node->id, op->subtask);
+      for (char *c = file; *c; c++)
+        if (*c == '/' || *c == ' ') *c = '_';
+      char path[4800], shared[4800];
+      snprintf(path, sizeof(path), "%s/%s", dir, file);
+      int incremental = job->cfg->incremental && !savepoint && job->ckpt_base;
+      if (incremental) snprintf(shared, sizeof(shared), "%s/shared", job->ckpt_base);
+      if (incremental && cs_mkdirs(shared, err, sizeof(err))) {
+        ckpt_part_failed(job, id, err);
+      } else if (cs_rocksdb_checkpoint(op->be, path, incremental ? shared : NULL,
+                                       NULL, err, sizeof(err))) {
+        ckpt_part_failed(job, id, err);
+      }
+    } else if (op->be) {
       int rc = cs_backend_snapshot(op->be, 0, 65535, &snap);
       if (rc) {
         snprintf(err, sizeof(err), "snapshot of '%s' failed: %s", op->node->id,
@@ -961,12 +1011,16 @@ static void ckpt_retain(cs_job *job, const char *dir) {
   if (r == NULL) return;
   job->retained = r;
   r[job->nretained++] = cs_strdup(dir);
+  int removed = 0;
   while (job->nretained > job->cfg->num_retained) {
     cs_ckpt_remove_dir(r[0]);
     cs_free(r[0]);
     memmove(r, r + 1, sizeof(*r) * (size_t)(job->nretained - 1));
     job->nretained--;
+    removed = 1;
   }
+  if (removed && cs_job_uses_rocksdb(job) && job->ckpt_base)
+    cs_ckpt_gc_shared(job->ckpt_base);
 }
 
 /* Completes the pending checkpoint once every subtask acknowledged it. */
@@ -1038,7 +1092,9 @@ static void ckpt_trigger(cs_job *job, int savepoint) {
   c->job = cs_strdup(job->name);
   c->backend = cs_strdup(job->cfg->backend);
   c->max_parallelism = job->plan->max_parallelism;
-  if (job->ckpt_base) {
+  int in_memory = strcmp(job->cfg->backend, "memory") == 0;
+  if ((savepoint && (job->cfg->savepoint_dir || job->ckpt_base)) ||
+      (!savepoint && !in_memory && job->ckpt_base)) {
     cs_buf dir = {0};
     if (savepoint && job->cfg->savepoint_dir)
       cs_buf_printf(&dir, "%s/savepoint-%lld", job->cfg->savepoint_dir, (long long)c->id);
@@ -1108,7 +1164,10 @@ static void on_signal(uv_signal_t *h, int signum) {
   cs_job *job = m->job;
   if (++m->signals == 1) {
     const cs_run_config *cfg = job->cfg;
-    int with_ckpt = (cfg->interval_ms > 0 || cfg->savepoint_on_stop) && job->ckpt_base;
+    int in_memory = strcmp(cfg->backend, "memory") == 0;
+    int with_ckpt = cfg->savepoint_on_stop
+                        ? (cfg->savepoint_dir != NULL || job->ckpt_base != NULL)
+                        : cfg->interval_ms > 0 && !in_memory && job->ckpt_base;
     fprintf(stderr, "cstream-lua: %s received, stopping the job%s (again to "
                     "abort)\n", signum == SIGINT ? "SIGINT" : "SIGTERM",
             with_ckpt ? (cfg->savepoint_on_stop ? " with a savepoint"
@@ -1321,17 +1380,42 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const char *name,
     rc = CS_EINVAL;
     goto done;
   }
-  if (strcmp(cfg->backend, "memory") == 0 && !cfg->savepoint_on_stop) {
-    cs_free(job.ckpt_base); /* the memory backend keeps checkpoints in memory */
-    job.ckpt_base = NULL;
+  if (strcmp(cfg->backend, "rocksdb") == 0) {
+    if (cfg->interval_ms > 0 && job.ckpt_base == NULL) {
+      *errmsg = cs_strdup("checkpointing with the rocksdb backend needs a "
+                          "checkpoint directory");
+      rc = CS_EINVAL;
+      goto done;
+    }
+    cs_ckpt_remove_stale_workdirs(cfg->rocksdb_localdir ? cfg->rocksdb_localdir : "/tmp");
+    cs_buf b = {0};
+    static atomic_int seq;
+    cs_buf_printf(&b, "%s/cstream-%d-%d",
+                  cfg->rocksdb_localdir ? cfg->rocksdb_localdir : "/tmp",
+                  (int)getpid(), atomic_fetch_add(&seq, 1));
+    job.workdir = b.data;
+    if (job.workdir == NULL || cs_mkdirs(job.workdir, err, sizeof(err))) {
+      *errmsg = cs_strdup(job.workdir ? err : "out of memory");
+      rc = CS_EIO;
+      goto done;
+    }
+  }
+  if (cfg->savepoint_on_stop && !job.ckpt_base && !cfg->savepoint_dir) {
+    *errmsg = cs_strdup("--savepoint-on-stop needs a directory for the savepoint "
+                        "(state.savepoints.dir or --checkpoint-dir)");
+    rc = CS_EINVAL;
+    goto done;
   }
   if ((rc = load_restore(&job, &job.latest, err, sizeof(err))) != 0 ||
       (job.latest && (rc = check_restorable(&job, job.latest, err, sizeof(err))))) {
     *errmsg = cs_strdup(err);
     goto done;
   }
+  if (job.ckpt_base) cs_ckpt_remove_incomplete(job.ckpt_base);
+  /* New checkpoint ids never reuse a directory of an earlier run. */
+  job.last_id = job.ckpt_base ? cs_ckpt_max_id(job.ckpt_base) : 0;
   if (job.latest) {
-    job.last_id = job.latest->id;
+    if (job.latest->id > job.last_id) job.last_id = job.latest->id;
     fprintf(stderr, "cstream-lua: restoring job '%s' from %s %lld (%s)\n", name,
             job.latest->savepoint ? "savepoint" : "checkpoint",
             (long long)job.latest->id, job.latest->dir);
@@ -1376,6 +1460,8 @@ done:
   for (int i = 0; i < job.nretained; i++) cs_free(job.retained[i]);
   cs_free(job.retained);
   cs_free(job.ckpt_base);
+  if (job.workdir) cs_ckpt_remove_dir(job.workdir);
+  cs_free(job.workdir);
   uv_mutex_destroy(&job.lock);
   uv_mutex_destroy(&job.out_lock);
   return rc;

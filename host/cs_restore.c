@@ -8,9 +8,12 @@
  * are concatenated and split evenly ("#op/" states), or given whole to
  * every subtask (union list state, "#uop/").
  */
+#include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../state/cs_codec.h"
+#include "../state/cs_rocksdb.h"
 #include "cs_runtime.h"
 #include "cs_state.h"
 
@@ -33,6 +36,63 @@ static int part_bytes(const cs_ckpt *ck, const cs_ckpt_part *part, cs_buf *own,
   int rc = cs_read_file(path, own, err, errlen);
   out->data = own->data;
   out->len = own->len;
+  return rc;
+}
+
+static int is_rocksdb_part(const cs_ckpt_part *part) {
+  size_t n = part->file ? strlen(part->file) : 0;
+  return n > 8 && strcmp(part->file + n - 8, ".rocksdb") == 0;
+}
+
+/* <dir of the checkpoint's parent>/shared: where incremental RocksDB
+ * checkpoints keep their SST files. */
+static void shared_dir_of(const cs_ckpt *ck, char *buf, size_t len) {
+  snprintf(buf, len, "%s", ck->dir ? ck->dir : ".");
+  char *slash = strrchr(buf, '/');
+  if (slash) *slash = '\0';
+  else snprintf(buf, len, ".");
+  size_t n = strlen(buf);
+  snprintf(buf + n, len - n, "/shared");
+}
+
+/* Opens the RocksDB checkpoint of a part read-only (in a scratch dir). */
+static int open_rocksdb_part(cs_opi *op, const cs_ckpt *ck, const cs_ckpt_part *part,
+                             cs_backend **out, char *err, size_t errlen) {
+  static atomic_int seq;
+  char chk[4500], shared[4500], scratch[4500];
+  snprintf(chk, sizeof(chk), "%s/%s", ck->dir, part->file);
+  shared_dir_of(ck, shared, sizeof(shared));
+  snprintf(scratch, sizeof(scratch), "%s/restore-%d-%d",
+           op->w->job->workdir ? op->w->job->workdir : "/tmp",
+           (int)getpid(), atomic_fetch_add(&seq, 1));
+  return cs_rocksdb_open_readonly(chk, shared, scratch, out, err, errlen);
+}
+
+/* Copies the entries of src whose key group is in [first, last] into dst,
+ * registering states by name and kind. */
+static int copy_range(cs_backend *src, cs_backend *dst, int first, int last) {
+  cs_backend_iter *it = NULL;
+  int rc = src->ops->scan_iter(src, first, last, &it);
+  cs_backend_entry e;
+  int n;
+  while (rc == 0 && (n = src->ops->iter_next(it, &e)) != 0) {
+    if (n < 0) {
+      rc = n;
+      break;
+    }
+    const char *name;
+    cs_state_kind kind;
+    rc = src->ops->state_info(src, e.state, &name, &kind);
+    if (rc) break;
+    int sid = dst->ops->register_state(dst, name, kind);
+    if (sid < 0) {
+      rc = sid;
+      break;
+    }
+    rc = dst->ops->put(dst, sid, e.kg, e.key, kind == CS_STATE_MAP ? &e.ukey : NULL,
+                       e.val);
+  }
+  if (it) src->ops->iter_destroy(it);
   return rc;
 }
 
@@ -82,6 +142,11 @@ static int restore_opstate(cs_opi *op, const cs_ckpt *ck, int oldp, cs_backend *
     if (part == NULL) continue;
     cs_buf own = {0};
     cs_slice bytes;
+    if (is_rocksdb_part(part)) {
+      int r = open_rocksdb_part(op, ck, part, &tmp[j], err, errlen);
+      if (r) rc = r;
+      continue;
+    }
     int r = part_bytes(ck, part, &own, &bytes, err, errlen);
     if (r == 0) {
       tmp[j] = cs_heap_backend_create();
@@ -161,15 +226,31 @@ int cs_restore_opi(cs_opi *op, const cs_ckpt *ck) {
   }
   op->restored = 1;
   if (!any) return 0; /* only source positions */
-  cs_backend *be = cs_opi_backend(op);
-  if (be == NULL) return -1;
-  char err[600];
+  char err[1200];
   err[0] = '\0';
+  int rc = 0;
   int maxp = op->w->job->plan->max_parallelism;
   int first, last;
   cs_key_group_range(op->subtask, maxp, n->parallelism, &first, &last);
-  int rc = 0;
-  for (int j = 0; rc == 0 && j < oldp; j++) {
+  const cs_ckpt_part *mine = cs_ckpt_find(ck, n->id, op->subtask);
+  int fast = 0;
+  if (oldp == n->parallelism && mine && is_rocksdb_part(mine) && op->be == NULL &&
+      cs_job_uses_rocksdb(op->w->job)) {
+    /* Same parallelism, RocksDB to RocksDB: the checkpoint becomes the
+     * working instance (hard links, no copying of entries). */
+    char chk[4500], shared[4500], dir[4500];
+    snprintf(chk, sizeof(chk), "%s/%s", ck->dir, mine->file);
+    shared_dir_of(ck, shared, sizeof(shared));
+    cs_opi_workdir(op, dir, sizeof(dir));
+    cs_rocksdb_options o;
+    cs_job_rocksdb_options(op->w->job, &o);
+    rc = cs_rocksdb_restore(dir, chk, shared, &o, &op->be, err, sizeof(err));
+    if (rc) op->be = NULL;
+    fast = rc == 0;
+  }
+  cs_backend *be = rc == 0 ? cs_opi_backend(op) : NULL;
+  if (rc == 0 && be == NULL) return -1;
+  for (int j = 0; rc == 0 && !fast && j < oldp; j++) {
     int of, ol;
     cs_key_group_range(j, maxp, oldp, &of, &ol);
     if (ol < first || of > last) continue; /* no key group in common */
@@ -177,6 +258,18 @@ int cs_restore_opi(cs_opi *op, const cs_ckpt *ck) {
     if (part == NULL || (!part->file && !part->bytes.len)) continue;
     cs_buf own = {0};
     cs_slice bytes;
+    if (is_rocksdb_part(part)) {
+      cs_backend *src = NULL;
+      rc = open_rocksdb_part(op, ck, part, &src, err, sizeof(err));
+      if (rc == 0) {
+        rc = copy_range(src, be, first, last);
+        if (rc && err[0] == '\0')
+          snprintf(err, sizeof(err), "copying state from '%s/%s' failed: %s", ck->dir,
+                   part->file, cs_strerror(rc));
+      }
+      if (src) src->ops->destroy(src);
+      continue;
+    }
     rc = part_bytes(ck, part, &own, &bytes, err, sizeof(err));
     if (rc == 0) {
       rc = cs_backend_restore(be, bytes.data, bytes.len, first, last);

@@ -315,6 +315,14 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const char *name,
  * NULL when it cannot be created (the job has failed then). */
 cs_backend *cs_opi_backend(cs_opi *op);
 
+/* Whether the job keeps its working state in RocksDB, and the RocksDB
+ * options its configuration asks for. */
+struct cs_rocksdb_options;
+int cs_job_uses_rocksdb(const cs_job *job);
+void cs_job_rocksdb_options(const cs_job *job, struct cs_rocksdb_options *o);
+/* The local RocksDB working directory of an operator subtask. */
+void cs_opi_workdir(const cs_opi *op, char *buf, size_t len);
+
 /* Records the job's failure (the first one wins) and stops every worker. */
 void cs_job_fail(cs_job *job, const char *msg);
 

@@ -15,6 +15,9 @@
  * map iterators of that very (state, kg, key) stale; there are rarely more
  * than one or two, so the walk costs nothing when there are none.
  *
+ * Every RocksDB call gets its own `char *rerr = NULL` (rerr, because err is
+ * the caller's message buffer in this file's API); an error is mapped to a
+ * CS_E* code, logged or put in that buffer with its context, and freed.
  * Memory that RocksDB hands us (error strings) is freed with rocksdb_free.
  * The merge operator's results are allocated with malloc, not cs_malloc: they
  * are made on RocksDB's background threads during compactions, and a failure
@@ -100,18 +103,18 @@ struct riter {
   int type;
   int stale; /* ITER_MAP: its (state, kg, key) was mutated */
   int done;
-  int started;
-  int state; /* ITER_MAP: its state; ITER_SCAN: the state being walked */
+  int started; /* the RocksDB iterator is on an entry already returned */
+  int state;   /* ITER_MAP: its state; ITER_SCAN: the state being walked */
   int kg_first;
   int kg_last;
   rocksdb_iterator_t *it;    /* ITER_MAP */
   rocksdb_readoptions_t *ro; /* holds a pointer to the bounds below */
   rocksdb_iterator_t **its;  /* ITER_SCAN: one per state, NULL once done */
   int nits;
-  char lower[2], upper[2]; /* ITER_SCAN bounds */
-  size_t klen;                    /* ITER_MAP: key length */
-  size_t plen;                    /* ITER_MAP: prefix length */
-  size_t ulen;                    /* ITER_MAP: upper bound length, 0: none */
+  char lower[2], upper[2];   /* ITER_SCAN bounds */
+  size_t klen;               /* ITER_MAP: key length */
+  size_t plen;               /* ITER_MAP: prefix length */
+  size_t ulen;               /* ITER_MAP: upper bound length, 0: none */
   char buf[]; /* ITER_MAP: prefix kg ++ varint ++ key, then upper bound */
 };
 
@@ -196,16 +199,16 @@ typedef struct ckey {
   char stack[KEY_STACK];
 } ckey;
 
-/* Composes kg ++ [varint(key.len) when map] ++ key ++ [*ukey] into k, with
- * room for `extra` more bytes after it. Returns 0 or CS_ENOMEM; release
- * with ckey_done. */
+/* Composes kg ++ [varint(key.len) when map] ++ key ++ [*ukey] into k; with
+ * twice, leaves room for a copy of it right after it. Returns 0 or
+ * CS_ENOMEM; release with ckey_done. */
 static int ckey_make(ckey *k, int kg, cs_slice key, int map,
-                     const cs_slice *ukey, size_t extra) {
+                     const cs_slice *ukey, int twice) {
   size_t ulen = ukey ? ukey->len : 0;
-  if (key.len > SIZE_MAX / 4 || ulen > SIZE_MAX / 4 || extra > SIZE_MAX / 4)
-    return CS_ENOMEM;
+  if (key.len > SIZE_MAX / 8 || ulen > SIZE_MAX / 8) return CS_ENOMEM;
   size_t n = 2 + (map ? varint_len(key.len) : 0) + key.len + ulen;
-  k->p = n + extra <= KEY_STACK ? k->stack : cs_malloc(n + extra);
+  size_t room = twice ? 2 * n : n;
+  k->p = room <= KEY_STACK ? k->stack : cs_malloc(room);
   if (k->p == NULL) return CS_ENOMEM;
   k->p[0] = (char)(kg >> 8);
   k->p[1] = (char)kg;
@@ -318,7 +321,8 @@ static int make_options(const cs_rocksdb_options *o, rocksdb_options_t **out,
   rocksdb_options_destroy(base);
   if (rerr) {
     rocksdb_options_destroy(opts);
-    return rocks_errf(err, errlen, CS_EINVAL, "options", "", rerr);
+    return rocks_errf(err, errlen, CS_EINVAL, "options",
+                      "(avoid_flush_during_shutdown)", rerr);
   }
   rocksdb_options_set_write_buffer_size(opts, d.write_buffer_bytes);
   rocksdb_options_set_max_write_buffer_number(opts, d.max_write_buffers);
@@ -489,6 +493,23 @@ static int fsync_path(const char *path, int dir) {
   close(fd);
   errno = e;
   return rc;
+}
+
+/* fsyncs the directory that holds path (so that path's entry lasts). */
+static int fsync_parent(const char *path) {
+  char p[PATH_MAX];
+  size_t n = strlen(path);
+  if (n >= sizeof(p)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(p, path, n + 1);
+  while (n > 1 && p[n - 1] == '/') p[--n] = '\0'; /* trailing slashes */
+  char *slash = strrchr(p, '/');
+  if (slash == NULL) return fsync_path(".", 1);
+  if (slash == p) return fsync_path("/", 1);
+  *slash = '\0';
+  return fsync_path(p, 1);
 }
 
 static int write_all(int fd, const char *p, size_t n) {
@@ -675,7 +696,8 @@ static void new_lineage(char out[17]) {
   if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t seed[3] = {(uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+    uint64_t seed[3] = {(uint64_t)ts.tv_sec * 1000000000u +
+                            (uint64_t)ts.tv_nsec,
                         (uint64_t)getpid(), (uint64_t)(uintptr_t)out};
     v = XXH3_64bits(seed, sizeof(seed));
   }
@@ -1005,7 +1027,7 @@ static int rdb_put(cs_backend *be, int state, int kg, cs_slice key,
 /* Deletes every user key of a MAP key, in one write batch. */
 static int del_map_key(rdb *r, rstate *s, int kg, cs_slice key) {
   ckey k;
-  int rc = ckey_make(&k, kg, key, 1, NULL, KEY_STACK); /* prefix + bound */
+  int rc = ckey_make(&k, kg, key, 1, NULL, 1); /* the prefix, its bound */
   if (rc) return rc;
   char *upper = k.p + k.len;
   memcpy(upper, k.p, k.len);
@@ -1535,10 +1557,37 @@ static void shared_name_of(rdb *r, const char *name, char *out, size_t cap) {
     snprintf(out, cap, "%s-%s", r->lineage, name);
 }
 
-/* Moves the checkpoint's link src to dst in the shared directory, unless
- * dst is there already (an earlier checkpoint put it there: same name, same
- * content), in which case src is just dropped. Across file systems, copies
- * to a temporary name and renames. */
+/* Moves src to dst (which must not exist): a rename, or across file
+ * systems a copy (fsynced, under a temporary name renamed into place) and
+ * the removal of src. When hash is not NULL, reports the XXH3-64 of the
+ * content and its size. */
+static int move_file(const char *src, const char *dst, uint64_t *size,
+                     uint64_t *hash, char *err, size_t errlen) {
+  if (rename(src, dst) == 0)
+    return hash ? copy_hash(dst, NULL, 0, size, hash, err, errlen) : 0;
+  if (errno != EXDEV)
+    return errf(err, errlen, CS_EIO, "cannot move %s to %s: %s", src, dst,
+                strerror(errno));
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof(tmp), "%s.tmp", dst) >= (int)sizeof(tmp))
+    return errf(err, errlen, CS_EINVAL, "path too long: %s", dst);
+  unlink(tmp);
+  int rc = copy_hash(src, tmp, 1, size, hash, err, errlen);
+  if (rc) return rc;
+  if (rename(tmp, dst) != 0) {
+    rc = errf(err, errlen, CS_EIO, "cannot rename %s: %s", tmp,
+              strerror(errno));
+    unlink(tmp);
+    return rc;
+  }
+  unlink(src);
+  return 0;
+}
+
+/* Moves the staged SST file src to dst in the shared directory, unless dst
+ * is there already (an earlier checkpoint put it there: same name, same
+ * content), in which case src is just dropped: only new files are moved,
+ * or copied across file systems. */
 static int move_to_shared(const char *src, const char *dst, uint64_t *size,
                           char *err, size_t errlen) {
   struct stat ss, ds;
@@ -1560,24 +1609,7 @@ static int move_to_shared(const char *src, const char *dst, uint64_t *size,
   if (errno != ENOENT)
     return errf(err, errlen, CS_EIO, "cannot stat %s: %s", dst,
                 strerror(errno));
-  if (rename(src, dst) == 0) return 0;
-  if (errno != EXDEV)
-    return errf(err, errlen, CS_EIO, "cannot move %s to %s: %s", src, dst,
-                strerror(errno));
-  char tmp[PATH_MAX];
-  if (snprintf(tmp, sizeof(tmp), "%s.tmp", dst) >= (int)sizeof(tmp))
-    return errf(err, errlen, CS_EINVAL, "path too long: %s", dst);
-  unlink(tmp);
-  int rc = copy_hash(src, tmp, 1, NULL, NULL, err, errlen);
-  if (rc) return rc;
-  if (rename(tmp, dst) != 0) {
-    rc = errf(err, errlen, CS_EIO, "cannot rename %s: %s", tmp,
-              strerror(errno));
-    unlink(tmp);
-    return rc;
-  }
-  unlink(src);
-  return 0;
+  return move_file(src, dst, NULL, NULL, err, errlen);
 }
 
 static int write_new_file(const char *path, const char *data, size_t len,
@@ -1595,9 +1627,12 @@ static int write_new_file(const char *path, const char *data, size_t len,
   return 0;
 }
 
-/* Takes the RocksDB checkpoint, then sorts its files into private files
- * (hashed), SST files kept (full) or moved to the shared directory
- * (incremental), and writes the manifest. */
+/* Takes the RocksDB checkpoint into a staging directory inside the working
+ * directory (hard links: the same file system), then sorts its files:
+ * private files go to chk_dir (hashed), SST files to chk_dir (full) or, the
+ * new ones only, to shared_dir (incremental); then writes the manifest.
+ * Staging first matters when chk_dir is on another file system: RocksDB
+ * would copy every SST file there, shared or not. */
 int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
                           const char *shared_dir, cs_buf *manifest, char *err,
                           size_t errlen) {
@@ -1609,60 +1644,70 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
   if (r->readonly)
     return errf(err, errlen, CS_EINVAL, "a read-only backend (%s) takes no "
                 "checkpoints", r->workdir);
+  char staging[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
+  char sname[NAME_MAX_LEN + 1];
+  if (path_join(staging, sizeof(staging), r->workdir, "checkpoint-staging"))
+    return errf(err, errlen, CS_EINVAL, "path too long: %s", r->workdir);
   size_t start = manifest ? manifest->len : 0;
-  char *rerr = NULL;
-  rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(r->db, &rerr);
-  if (rerr) return rocks_errf(err, errlen, CS_EIO, "checkpoint of", r->workdir,
-                              rerr);
-  rocksdb_checkpoint_create(cp, chk_dir, 0, &rerr); /* 0: always flush */
-  rocksdb_checkpoint_object_destroy(cp);
-  if (rerr) return rocks_errf(err, errlen, CS_EIO, "checkpoint into", chk_dir,
-                              rerr);
-
   char **names = NULL;
   size_t nnames = 0;
   cs_buf text = {0};
-  char src[PATH_MAX], dst[PATH_MAX], sname[NAME_MAX_LEN + 1];
-  int rc = list_dir(chk_dir, &names, &nnames, err, errlen);
+  int rc = 0, moved = 0;
+  remove_tree(staging); /* left by a failed attempt */
+  if (mkdir(chk_dir, 0755) != 0)
+    return errf(err, errlen, CS_EIO, "cannot create checkpoint directory "
+                "%s: %s", chk_dir, strerror(errno));
+
+  char *rerr = NULL;
+  rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(r->db, &rerr);
+  if (rerr == NULL) {
+    rocksdb_checkpoint_create(cp, staging, 0, &rerr); /* 0: always flush */
+    rocksdb_checkpoint_object_destroy(cp);
+  }
+  if (rerr) {
+    rc = rocks_errf(err, errlen, CS_EIO, "checkpoint of", r->workdir, rerr);
+    goto fail;
+  }
+  rc = list_dir(staging, &names, &nnames, err, errlen);
   if (rc) goto fail;
-  int moved = 0;
   rc = cs_buf_printf(&text, "%s\nlineage %s\n", MANIFEST_MAGIC, r->lineage);
   for (size_t i = 0; rc == 0 && i < nnames; i++) {
     const char *name = names[i];
-    uint64_t size, hash;
-    if (path_join(src, sizeof(src), chk_dir, name)) {
-      rc = errf(err, errlen, CS_EINVAL, "path too long in %s", chk_dir);
-      break;
-    }
+    uint64_t size = 0, hash = 0;
     if (!name_ok((cs_slice){name, strlen(name)})) {
-      rc = errf(err, errlen, CS_EIO, "unexpected file %s", src);
+      rc = errf(err, errlen, CS_EIO, "unexpected file %s in %s", name,
+                staging);
       break;
     }
-    if (is_sst(name) && shared_dir != NULL) {
-      shared_name_of(r, name, sname, sizeof(sname));
-      if (path_join(dst, sizeof(dst), shared_dir, sname)) {
-        rc = errf(err, errlen, CS_EINVAL, "path too long in %s", shared_dir);
-        break;
-      }
+    int shared = is_sst(name) && shared_dir != NULL;
+    if (shared) shared_name_of(r, name, sname, sizeof(sname));
+    if (path_join(src, sizeof(src), staging, name) ||
+        path_join(dst, sizeof(dst), shared ? shared_dir : chk_dir,
+                  shared ? sname : name)) {
+      rc = errf(err, errlen, CS_EINVAL, "path too long for %s", name);
+      break;
+    }
+    if (shared) {
       rc = move_to_shared(src, dst, &size, err, errlen);
-      if (rc) break;
       moved = 1;
-      rc = cs_buf_printf(&text, "shared %s %s %llu\n", name, sname,
-                         (unsigned long long)size);
+      if (rc == 0)
+        rc = cs_buf_printf(&text, "shared %s %s %llu\n", name, sname,
+                           (unsigned long long)size);
     } else if (is_sst(name)) {
       struct stat st;
-      if (stat(src, &st) != 0) {
-        rc = errf(err, errlen, CS_EIO, "cannot stat %s: %s", src,
-                  strerror(errno));
-        break;
-      }
-      rc = cs_buf_printf(&text, "sst %s %llu\n", name,
-                         (unsigned long long)st.st_size);
+      rc = stat(src, &st) != 0
+               ? errf(err, errlen, CS_EIO, "cannot stat %s: %s", src,
+                      strerror(errno))
+               : move_file(src, dst, NULL, NULL, err, errlen);
+      if (rc == 0)
+        rc = cs_buf_printf(&text, "sst %s %llu\n", name,
+                           (unsigned long long)st.st_size);
     } else {
-      rc = copy_hash(src, NULL, 0, &size, &hash, err, errlen);
-      if (rc) break;
-      rc = cs_buf_printf(&text, "file %s %llu %016llx\n", name,
-                         (unsigned long long)size, (unsigned long long)hash);
+      rc = move_file(src, dst, &size, &hash, err, errlen);
+      if (rc == 0)
+        rc = cs_buf_printf(&text, "file %s %llu %016llx\n", name,
+                           (unsigned long long)size,
+                           (unsigned long long)hash);
     }
   }
   if (rc == 0)
@@ -1681,7 +1726,7 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
               strerror(errno));
     goto fail;
   }
-  if (fsync_path(chk_dir, 1) != 0) {
+  if (fsync_path(chk_dir, 1) != 0 || fsync_parent(chk_dir) != 0) {
     rc = errf(err, errlen, CS_EIO, "cannot sync %s: %s", chk_dir,
               strerror(errno));
     goto fail;
@@ -1690,11 +1735,13 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
     rc = errf(err, errlen, CS_ENOMEM, "out of memory");
     goto fail;
   }
+  remove_tree(staging);
   free_names(names, nnames);
   cs_buf_free(&text);
   return 0;
 
 fail:
+  remove_tree(staging);
   remove_tree(chk_dir);
   if (manifest) manifest->len = start;
   free_names(names, nnames);

@@ -40,7 +40,7 @@
  * total (total_write_buffer_bytes), at most 16 pinned get views.
  *
  * The working directory belongs to the backend: it is wiped when the
- * backend is opened (only if it is empty or was made by this backend before:
+ * backend is opened (only if it is empty or was made by a backend before:
  * it holds the file "cs-workdir"; any other non-empty directory is refused)
  * and removed by destroy.
  *
@@ -79,7 +79,9 @@ int cs_rocksdb_backend_open(const char *workdir, const cs_rocksdb_options *o,
 
 /* Takes a native checkpoint of be into chk_dir, which must not exist (its
  * parent must). RocksDB flushes the memtables and hard-links the live files
- * into chk_dir (copies them across file systems).
+ * into a staging directory inside the working directory; from there they
+ * are moved (renamed, or copied across file systems) to chk_dir and
+ * shared_dir, so only files that must be written anew cost any I/O.
  *
  * shared_dir NULL: a full checkpoint, chk_dir holds every file.
  * shared_dir given (incremental): every SST file goes to shared_dir, and

@@ -176,4 +176,117 @@ function M.cleanup()
   tmpdirs = {}
 end
 
+-- True when the binary under test was built with sanitizers (CI sets
+-- ASAN_OPTIONS for that run): specs use smaller inputs there.
+function M.sanitized()
+  return os.getenv("ASAN_OPTIONS") ~= nil
+end
+
+-- Decodes one JSON text (RFC 8259) into Lua values: objects and arrays
+-- become tables (an array's length is in its field n), null becomes
+-- M.json_null. Raises an error naming the offset on anything malformed,
+-- so a spec can check that output is valid JSON.
+M.json_null = setmetatable({}, { __tostring = function() return "null" end })
+
+function M.json_decode(s)
+  local pos = 1
+  local function fail(what)
+    error(string.format("invalid JSON at offset %d (%s): %s", pos, what, s), 0)
+  end
+  local function ws() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
+  local value
+  local function str()
+    local out = {}
+    pos = pos + 1
+    while true do
+      local c = s:sub(pos, pos)
+      if c == "" then fail("unterminated string") end
+      if c == '"' then pos = pos + 1 break end
+      if c:byte() < 32 then fail("control character in a string") end
+      if c == "\\" then
+        local e = s:sub(pos + 1, pos + 1)
+        local simple = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f",
+                         n = "\n", r = "\r", t = "\t" }
+        if simple[e] then
+          out[#out + 1] = simple[e]
+          pos = pos + 2
+        elseif e == "u" then
+          local hex = s:match("^%x%x%x%x", pos + 2)
+          if not hex then fail("bad \\u escape") end
+          local cp = tonumber(hex, 16)
+          pos = pos + 6
+          if cp >= 0xD800 and cp <= 0xDBFF then
+            local lo = s:match("^\\u(%x%x%x%x)", pos)
+            if not lo then fail("lone surrogate") end
+            cp = 0x10000 + (cp - 0xD800) * 0x400 + (tonumber(lo, 16) - 0xDC00)
+            pos = pos + 6
+          end
+          out[#out + 1] = utf8.char(cp)
+        else
+          fail("bad escape")
+        end
+      else
+        out[#out + 1] = c
+        pos = pos + 1
+      end
+    end
+    return table.concat(out)
+  end
+  function value()
+    ws()
+    local c = s:sub(pos, pos)
+    if c == "{" then
+      local t = {}
+      pos = pos + 1
+      ws()
+      if s:sub(pos, pos) == "}" then pos = pos + 1 return t end
+      while true do
+        ws()
+        if s:sub(pos, pos) ~= '"' then fail("expected a member name") end
+        local k = str()
+        ws()
+        if s:sub(pos, pos) ~= ":" then fail("expected ':'") end
+        pos = pos + 1
+        t[k] = value()
+        ws()
+        local d = s:sub(pos, pos)
+        pos = pos + 1
+        if d == "}" then return t end
+        if d ~= "," then fail("expected ',' or '}'") end
+      end
+    elseif c == "[" then
+      local t = { n = 0 }
+      pos = pos + 1
+      ws()
+      if s:sub(pos, pos) == "]" then pos = pos + 1 return t end
+      while true do
+        t.n = t.n + 1
+        t[t.n] = value()
+        ws()
+        local d = s:sub(pos, pos)
+        pos = pos + 1
+        if d == "]" then return t end
+        if d ~= "," then fail("expected ',' or ']'") end
+      end
+    elseif c == '"' then
+      return str()
+    end
+    for lit, v in pairs({ ["true"] = true, ["false"] = false, ["null"] = M.json_null }) do
+      if s:sub(pos, pos + #lit - 1) == lit then
+        pos = pos + #lit
+        return v
+      end
+    end
+    local num = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+    if num and num:match("^-?0%d") then fail("leading zero") end
+    if not num or not tonumber(num) then fail("unexpected character") end
+    pos = pos + #num
+    return math.tointeger(tonumber(num)) or tonumber(num)
+  end
+  local v = value()
+  ws()
+  if pos <= #s then fail("trailing characters") end
+  return v
+end
+
 return M
