@@ -562,3 +562,21 @@ void cs_ckpt_remove_incomplete(const char *job_dir) {
   }
   closedir(d);
 }
+
+long long cs_dir_size(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return 0;
+  if (!S_ISDIR(st.st_mode)) return (long long)st.st_size;
+  DIR *d = opendir(path);
+  if (d == NULL) return 0;
+  long long total = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    char sub[4400];
+    snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+    total += cs_dir_size(sub);
+  }
+  closedir(d);
+  return total;
+}

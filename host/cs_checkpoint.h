@@ -103,6 +103,9 @@ void cs_ckpt_remove_stale_workdirs(const char *base);
  * a run that was killed while taking them (none is in progress then). */
 void cs_ckpt_remove_incomplete(const char *job_dir);
 
+/* The bytes of the files below path (or of the file path). */
+long long cs_dir_size(const char *path);
+
 /* Removes a checkpoint directory and everything in it. */
 int cs_ckpt_remove_dir(const char *dir);
 

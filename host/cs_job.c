@@ -326,6 +326,7 @@ static int tinst_snapshot(cs_tinst *t, int64_t id) {
   char err[512];
   if (t->acked >= id) return 0;
   t->acked = id;
+  uint64_t t0 = uv_hrtime();
   cs_ckpt *parts = cs_ckpt_create();
   if (parts == NULL) {
     ckpt_part_failed(job, id, "out of memory");
@@ -404,6 +405,8 @@ ack:
         if (!job->pending_error) job->pending_error = cs_strdup("out of memory");
       }
     }
+    uint64_t took = uv_hrtime() - t0;
+    if (took > job->pending_sync_max) job->pending_sync_max = took;
     if (++job->pending_acks == job->expected_acks) uv_async_send(job->main_wake);
   }
   uv_mutex_unlock(&job->lock);
@@ -1060,11 +1063,25 @@ static void ckpt_complete(cs_job *job) {
   job->pending = NULL;
   uv_mutex_unlock(&job->lock);
   job->failed_ckpts = 0;
-  if (verbose())
-    fprintf(stderr, "cstream-lua: %s %lld completed in %.1f ms%s%s\n",
+  if (verbose()) {
+    long long size = (long long)total, shared = 0;
+    if (c->dir) {
+      size = cs_dir_size(c->dir);
+      if (job->ckpt_base) {
+        char sh[4200];
+        snprintf(sh, sizeof(sh), "%s/shared", job->ckpt_base);
+        long long now = cs_dir_size(sh);
+        shared = now - job->shared_size;
+        job->shared_size = now;
+      }
+    }
+    fprintf(stderr, "cstream-lua: %s %lld completed in %.1f ms (longest subtask "
+            "snapshot %.1f ms, %lld bytes, %lld new shared bytes)%s%s\n",
             c->savepoint ? "savepoint" : "checkpoint", (long long)c->id,
             (double)(uv_hrtime() - job->pending_started) / 1e6,
+            (double)job->pending_sync_max / 1e6, size, shared,
             c->dir ? ": " : "", c->dir ? c->dir : "");
+  }
   if (c->savepoint)
     fprintf(stderr, "cstream-lua: savepoint written to %s\n", c->dir);
   else
@@ -1125,6 +1142,7 @@ static void ckpt_trigger(cs_job *job, int savepoint) {
   job->pending_acks = 0;
   job->expected_acks = expected;
   job->pending_started = uv_hrtime();
+  job->pending_sync_max = 0;
   uv_mutex_unlock(&job->lock);
   atomic_store(&job->trigger, c->id);
   wake_all(job);
