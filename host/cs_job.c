@@ -1413,7 +1413,11 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const char *name,
                   (int)getpid(), atomic_fetch_add(&seq, 1));
     job.workdir = b.data;
     if (job.workdir == NULL || cs_mkdirs(job.workdir, err, sizeof(err))) {
-      *errmsg = cs_strdup(job.workdir ? err : "out of memory");
+      cs_buf m = {0};
+      cs_buf_printf(&m, "the RocksDB working directory "
+                    "(state.backend.rocksdb.localdir) cannot be made: %s",
+                    job.workdir ? err : "out of memory");
+      *errmsg = m.data;
       rc = CS_EIO;
       goto done;
     }

@@ -284,7 +284,7 @@ int cs_restore_opi(cs_opi *op, const cs_ckpt *ck) {
   }
   if (rc == 0) rc = restore_opstate(op, ck, oldp, be, err, sizeof(err));
   if (rc == 0) return 0;
-  char msg[900];
+  char msg[2200];
   snprintf(msg, sizeof(msg), "cannot restore the state of operator '%s' (id %s, "
            "subtask %d/%d): %s", n->name ? n->name : "?", n->id, op->subtask + 1,
            n->parallelism, err[0] ? err : cs_strerror(rc));

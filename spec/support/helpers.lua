@@ -85,6 +85,14 @@ function M.run(args, opts)
   local dir = M.tmpdir()
   local out, err = dir .. "/stdout", dir .. "/stderr"
   local argv = opts.cmd or { BIN, table.unpack(args) }
+  -- CSTREAM_SPEC_BACKEND runs the same spec against another state backend
+  -- (ctest registers the state specs once per backend).
+  local backend = os.getenv("CSTREAM_SPEC_BACKEND")
+  if backend and not opts.cmd and args[1] ~= "state" then
+    local given = false
+    for _, a in ipairs(args) do if a == "--state-backend" then given = true end end
+    if not given then table.insert(argv, 2, "--state-backend=" .. backend) end
+  end
   local cmd = string.format("%s timeout -k 5 %d %s < %s > %s 2> %s; echo $?",
     opts.env or "", opts.timeout or 120, join(argv), q(opts.stdin or "/dev/null"),
     q(out), q(err))
