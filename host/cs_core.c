@@ -65,6 +65,81 @@ static int raise_job_error(lua_State *L, const char *msg) {
   return lua_error(L);
 }
 
+static void free_strings(char **v, int n) {
+  for (int i = 0; v && i < n; i++) cs_free(v[i]);
+  cs_free(v);
+}
+
+void cs_options_free_results(cs_options *o) {
+  cs_free(o->fingerprint);
+  free_strings(o->digests, o->ndigests);
+  cs_free(o->restart_savepoint);
+  o->fingerprint = o->restart_savepoint = NULL;
+  o->digests = NULL;
+  o->ndigests = 0;
+}
+
+/* Calls env:_digests() (env at env_idx) and copies the strings. */
+static void get_digests(lua_State *L, int env_idx, char ***out, int *n) {
+  *out = NULL;
+  *n = 0;
+  lua_getfield(L, env_idx, "_digests");
+  lua_pushvalue(L, env_idx);
+  if (cs_lua_pcall(L, 1, 1) != LUA_OK || !lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return;
+  }
+  int len = (int)luaL_len(L, -1);
+  char **v = cs_calloc((size_t)len + 1, sizeof(char *));
+  for (int i = 0; v && i < len; i++) {
+    lua_geti(L, -1, i + 1);
+    size_t l;
+    const char *d = lua_tolstring(L, -1, &l);
+    v[i] = cs_malloc(l + 1);
+    if (v[i]) {
+      memcpy(v[i], d ? d : "", d ? l : 0);
+      v[i][d ? l : 0] = '\0';
+      /* digests hold NULs: keep them comparable as C strings by length */
+      for (size_t k = 0; k < l; k++)
+        if (v[i][k] == '\0') v[i][k] = '\1';
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  *out = v;
+  *n = v ? len : 0;
+}
+
+/* The script and the local modules it loaded (absolute paths). */
+static char **local_modules(lua_State *L, const char *script, int *n) {
+  *n = 0;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "cstream");
+  if (cs_lua_pcall(L, 1, 1) != LUA_OK) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+  }
+  lua_getfield(L, -1, "_local_modules");
+  int len = 0;
+  if (lua_isfunction(L, -1) && cs_lua_pcall(L, 0, 1) == LUA_OK && lua_istable(L, -1))
+    len = (int)luaL_len(L, -1);
+  char **v = cs_calloc((size_t)len + 2, sizeof(char *));
+  if (v) {
+    char *abs = realpath(script, NULL);
+    v[(*n)++] = cs_strdup(abs ? abs : script);
+    free(abs);
+    for (int i = 0; i < len; i++) {
+      lua_geti(L, -1, i + 1);
+      char *p = realpath(lua_tostring(L, -1), NULL);
+      if (p) v[(*n)++] = cs_strdup(p);
+      free(p);
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 2);
+  return v;
+}
+
 /* Sets key from the value at t[field] (a number, string or boolean) at the
  * job's origin. Returns 0, or raises nothing and returns -1 with err set. */
 static int job_set(lua_State *L, cs_config *cfg, int t, const char *field,
@@ -177,6 +252,13 @@ static int core_execute(lua_State *L) {
   char err[1024];
   cs_config *cfg = build_config(L, 1, o, err, sizeof(err));
   if (cfg == NULL) return raise_job_error(L, err);
+  if (o->plan_only) { /* a reload's check: record the plan, run nothing */
+    o->fingerprint = cs_strdup(fp);
+    get_digests(L, 1, &o->digests, &o->ndigests);
+    cs_config_destroy(cfg);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
   if (o->print_config) {
     cs_config_print(cfg, stdout);
     cs_config_destroy(cfg);
@@ -194,10 +276,20 @@ static int core_execute(lua_State *L) {
   }
   cs_run_config run;
   run_config_from(cfg, o, &run);
+  char **watch = NULL;
+  if (o->watch) {
+    get_digests(L, 1, &run.digests, &run.ndigests);
+    watch = local_modules(L, o->script, &run.nwatch_files);
+    run.watch = 1;
+    run.watch_files = (const char *const *)watch;
+    run.restart_savepoint = &o->restart_savepoint;
+  }
   char *msg = NULL;
   int rc = cs_job_run(plan, &run, name, o->script, o->argc, o->argv, fp, &msg);
   cs_plan_destroy(plan);
   cs_config_destroy(cfg);
+  free_strings(run.digests, run.ndigests);
+  free_strings(watch, run.nwatch_files);
   if (rc) {
     lua_pushstring(L, msg ? msg : cs_strerror(rc));
     cs_free(msg);

@@ -25,8 +25,20 @@ typedef struct cs_options {
   int allow_non_restored;
   int savepoint_on_stop;
   int print_config;
+  int watch;           /* --watch: hot reload */
+  char **all_argv;     /* the whole command line, for a restart */
+  int script_index;    /* all_argv[script_index] is the script */
+  int plan_only;       /* a reload's check: plan, record, do not run */
+  char *fingerprint;   /* plan_only: the plan's fingerprint (cs_free) */
+  char **digests;      /* plan_only: per node, the code's digest */
+  int ndigests;
+  char *restart_savepoint; /* set when the job must restart from it */
   int executed; /* set by env:execute() */
 } cs_options;
+
+/* Frees what plan_only and a run left in o (fingerprint, digests,
+ * restart_savepoint). */
+void cs_options_free_results(cs_options *o);
 
 /* Stores opts (borrowed; must outlive the state) in L's registry. */
 void cs_core_set_options(lua_State *L, cs_options *opts);

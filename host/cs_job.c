@@ -43,6 +43,9 @@ void cs_job_fail(cs_job *job, const char *msg) {
   if (job->error == NULL) job->error = cs_strdup(msg ? msg : "job failed");
   uv_mutex_unlock(&job->lock);
   if (atomic_exchange(&job->failed, 1) == 0) {
+    uv_mutex_lock(&job->lock);
+    uv_cond_broadcast(&job->reload_cond); /* nobody waits for a reload now */
+    uv_mutex_unlock(&job->lock);
     for (int i = 0; i < job->nworkers; i++) {
       atomic_store(&job->workers[i].abort, 1);
       if (job->workers[i].running) cs_worker_wake(&job->workers[i]);
@@ -576,6 +579,7 @@ static int worker_round(cs_worker *w) {
   int progress = 0;
   lua_State *L = w->L;
   worker_handle_trigger(w);
+  if (atomic_load(&w->job->reload_gen) > w->reload_seen) cs_worker_reload(w);
   if (atomic_load(&w->stop) && !w->stop_seen) {
     w->stop_seen = 1;
     for (int i = 0; i < w->ntinst; i++)
@@ -694,16 +698,24 @@ static void set_arg_table(lua_State *L, cs_job *job) {
 
 /* Loads the job script into the worker's state and runs it up to
  * env:execute(), which stores the environment and unwinds. */
-static int worker_load(cs_worker *w) {
+/* A failure while loading: fatal, or captured while reloading. */
+static void worker_error(cs_worker *w, const char *msg) {
+  if (w->reloading) {
+    if (w->reload_error == NULL) w->reload_error = cs_strdup(msg);
+  } else {
+    cs_job_fail(w->job, msg);
+  }
+}
+
+int cs__worker_load(cs_worker *w, lua_State *L) {
   cs_job *job = w->job;
-  lua_State *L = w->L;
   char msg[512];
   lua_pushlightuserdata(L, w);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
   set_arg_table(L, job);
   if (cs_lua_loadfile(L, job->script) != LUA_OK) {
     snprintf(msg, sizeof(msg), "worker %d: %s", w->index, lua_tostring(L, -1));
-    cs_job_fail(job, msg);
+    worker_error(w, msg);
     lua_pop(L, 1);
     return -1;
   }
@@ -714,7 +726,7 @@ static int worker_load(cs_worker *w) {
              "did when planned (a script must build the same job every time "
              "it runs)",
              job->script, w->index);
-    cs_job_fail(job, msg);
+    worker_error(w, msg);
     return -1;
   }
   if (lua_touserdata(L, -1) != &executed_key) {
@@ -723,7 +735,7 @@ static int worker_load(cs_worker *w) {
       cs_buf b = {0};
       cs_buf_printf(&b, "%s (while loading the job in worker %d)",
                     e ? e : "error", w->index);
-      cs_job_fail(job, b.data ? b.data : "error loading the job");
+      worker_error(w, b.data ? b.data : "error loading the job");
       cs_buf_free(&b);
     }
     lua_pop(L, 1);
@@ -750,6 +762,29 @@ int cs_job_worker_execute(lua_State *L, cs_worker *w, int env_idx,
   w->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushlightuserdata(L, (void *)&executed_key);
   return lua_error(L);
+}
+
+void cs__worker_bind_keys(cs_worker *w) {
+  lua_State *L = w->L;
+  cs_plan *p = w->job->plan;
+  for (int i = 0; i < w->ntinst; i++) {
+    cs_tinst *t = &w->tinst[i];
+    for (int k = 0; k < t->neouts; k++) {
+      cs_eout *eo = t->eouts[k];
+      cs_input *in = &p->nodes[eo->edge->to].in[eo->edge->input];
+      eo->key_ref = LUA_NOREF;
+      if (in->key.kind != CS_SEL_FN) continue;
+      /* env._nodes[to+1].inputs[input+1].key */
+      lua_rawgeti(L, LUA_REGISTRYINDEX, w->env_ref);
+      lua_getfield(L, -1, "_nodes");
+      lua_geti(L, -1, eo->edge->to + 1);
+      lua_getfield(L, -1, "inputs");
+      lua_geti(L, -1, eo->edge->input + 1);
+      lua_getfield(L, -1, "key");
+      eo->key_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      lua_pop(L, 5);
+    }
+  }
 }
 
 /* Creates the operator instances, exchange outputs and input channel lists
@@ -842,17 +877,7 @@ static int worker_build(cs_worker *w) {
         for (int c = 0; c < e->ncons; c++)
           if (e->ch[w->index * e->ncons + c])
             e->ch[w->index * e->ncons + c]->producer = w;
-        if (n->in[k].key.kind == CS_SEL_FN) {
-          /* env._nodes[j+1].inputs[k+1].key */
-          lua_rawgeti(L, LUA_REGISTRYINDEX, w->env_ref);
-          lua_getfield(L, -1, "_nodes");
-          lua_geti(L, -1, j + 1);
-          lua_getfield(L, -1, "inputs");
-          lua_geti(L, -1, k + 1);
-          lua_getfield(L, -1, "key");
-          eo->key_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-          lua_pop(L, 5);
-        }
+        (void)L;
       }
     }
   }
@@ -917,10 +942,11 @@ static void worker_main(void *arg) {
   w->L = cs_lua_newstate();
   if (w->L == NULL) {
     cs_job_fail(job, "out of memory creating a worker");
-  } else if (worker_load(w) == 0) {
+  } else if (cs__worker_load(w, w->L) == 0) {
     if (worker_build(w) != 0) {
       cs_job_fail(job, "out of memory building the job");
     } else {
+      cs__worker_bind_keys(w);
       ok = 1;
       lua_rawgeti(w->L, LUA_REGISTRYINDEX, w->env_ref);
       int env_idx = lua_gettop(w->L);
@@ -1155,15 +1181,14 @@ static void main_close(main_ctx *m) {
   uv_close((uv_handle_t *)&m->sigint, close_cb);
   uv_close((uv_handle_t *)&m->sigterm, close_cb);
   uv_close((uv_handle_t *)&m->ckpt_timer, close_cb);
+  cs_reload_stop(m->job);
 }
 
 static void on_main_wake(uv_async_t *h) {
   main_ctx *m = container_of(h, main_ctx, wake);
   cs_job *job = m->job;
   ckpt_complete(job);
-  if (job->stop_ckpt && !atomic_load(&job->stop_at_trigger)) {
-    /* not reached: stop checkpoints set stop_at_trigger before triggering */
-  }
+  if (job->reload) cs_reload_on_wake(job);
   if (atomic_load(&job->workers_idle) == job->nworkers &&
       !atomic_exchange(&job->all_done, 1)) {
     uv_timer_stop(&m->ckpt_timer);
@@ -1175,6 +1200,30 @@ static void on_main_wake(uv_async_t *h) {
 static void on_ckpt_timer(uv_timer_t *h) {
   main_ctx *m = h->data;
   if (!m->job->stopping) ckpt_trigger(m->job, 0);
+}
+
+int cs__job_stop(cs_job *job, int savepoint) {
+  const cs_run_config *cfg = job->cfg;
+  int in_memory = strcmp(cfg->backend, "memory") == 0;
+  int with_ckpt = savepoint ? (cfg->savepoint_dir != NULL || job->ckpt_base != NULL)
+                            : cfg->interval_ms > 0 && !in_memory && job->ckpt_base;
+  job->stopping = 1;
+  if (with_ckpt) {
+    /* Sources inject the final barrier and stop right after it. */
+    uv_mutex_lock(&job->lock);
+    int busy = job->pending != NULL;
+    uv_mutex_unlock(&job->lock);
+    if (busy) ckpt_discard(job, NULL);
+    atomic_store(&job->stop_at_trigger, 1);
+    ckpt_trigger(job, savepoint);
+    job->stop_ckpt = 1;
+    if (atomic_load(&job->trigger) == job->last_id) return 1;
+  }
+  for (int i = 0; i < job->nworkers; i++) {
+    atomic_store(&job->workers[i].stop, 1);
+    cs_worker_wake(&job->workers[i]);
+  }
+  return 0;
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -1191,22 +1240,7 @@ static void on_signal(uv_signal_t *h, int signum) {
             with_ckpt ? (cfg->savepoint_on_stop ? " with a savepoint"
                                                 : " after a final checkpoint")
                       : "");
-    job->stopping = 1;
-    if (with_ckpt) {
-      /* Sources inject the final barrier and stop right after it. */
-      uv_mutex_lock(&job->lock);
-      int busy = job->pending != NULL;
-      uv_mutex_unlock(&job->lock);
-      if (busy) ckpt_discard(job, NULL);
-      atomic_store(&job->stop_at_trigger, 1);
-      ckpt_trigger(job, cfg->savepoint_on_stop);
-      job->stop_ckpt = 1;
-      if (atomic_load(&job->trigger) == job->last_id) return;
-    }
-    for (int i = 0; i < job->nworkers; i++) {
-      atomic_store(&job->workers[i].stop, 1);
-      cs_worker_wake(&job->workers[i]);
-    }
+    cs__job_stop(job, cfg->savepoint_on_stop);
   } else {
     cs_job_fail(job, "job aborted by a second signal");
   }
@@ -1252,6 +1286,7 @@ static int run_attempt(cs_job *job) {
   if (job->cfg->interval_ms > 0)
     uv_timer_start(&m.ckpt_timer, on_ckpt_timer, (uint64_t)job->cfg->interval_ms,
                    (uint64_t)job->cfg->interval_ms);
+  if (job->cfg->watch) cs_reload_start(job, &loop);
 
   for (int i = 0; i < job->nworkers; i++) {
     cs_worker *w = &job->workers[i];
@@ -1385,6 +1420,7 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const char *name,
   job.nworkers = plan->nworkers;
   uv_mutex_init(&job.lock);
   uv_mutex_init(&job.out_lock);
+  uv_cond_init(&job.reload_cond);
   if (cfg->checkpoint_dir) {
     cs_buf b = {0};
     cs_buf_printf(&b, "%s/%s", cfg->checkpoint_dir, name);
@@ -1447,6 +1483,11 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const char *name,
   for (;;) {
     job.restore = job.latest;
     rc = run_attempt(&job);
+    if (rc == 0 && job.restart_savepoint && job.latest && job.latest->savepoint &&
+        cfg->restart_savepoint) {
+      *cfg->restart_savepoint = cs_strdup(job.latest->dir);
+      break;
+    }
     if (rc == 0 || job.stopping) break;
     if (max_attempts < 0 || attempts >= max_attempts) break;
     attempts++;
@@ -1484,6 +1525,9 @@ done:
   cs_free(job.ckpt_base);
   if (job.workdir) cs_ckpt_remove_dir(job.workdir);
   cs_free(job.workdir);
+  cs_free(job.reload_error);
+  cs_free(job.restart_savepoint);
+  uv_cond_destroy(&job.reload_cond);
   uv_mutex_destroy(&job.lock);
   uv_mutex_destroy(&job.out_lock);
   return rc;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cs_config.h"
 #include "cs_core.h"
@@ -39,6 +40,10 @@ static void usage(FILE *f) {
           "  --restore DIR|latest       start from a checkpoint or savepoint\n"
           "  --allow-non-restored-state drop restored state of removed operators\n"
           "  --savepoint-on-stop        write a savepoint when stopped by a signal\n"
+          "  --watch                    development mode: reload the job's code\n"
+          "                             when the script or a local module it\n"
+          "                             requires changes (or on SIGHUP), keeping\n"
+          "                             its state\n"
           "  --print-config             print the configuration and where each\n"
           "                             value comes from, then exit\n"
           "  --help-config              list every configuration key\n"
@@ -110,6 +115,10 @@ static int parse_options(int argc, char **argv, cs_options *o) {
       o->savepoint_on_stop = 1;
       continue;
     }
+    if (strcmp(a, "--watch") == 0) {
+      o->watch = 1;
+      continue;
+    }
     if (strcmp(a, "--print-config") == 0) {
       o->print_config = 1;
       continue;
@@ -178,6 +187,29 @@ static void set_arg(lua_State *L, char **argv, int script_i, int argc) {
   lua_setglobal(L, "arg");
 }
 
+/* --watch saw the job's topology change: the job stopped with a savepoint;
+ * start this program again, in this process, with the same command line
+ * plus --restore of that savepoint. */
+static int restart_from(char **argv, int script_i, const char *savepoint) {
+  int argc = 0;
+  while (argv[argc]) argc++;
+  char **nargv = cs_calloc((size_t)argc + 4, sizeof(char *));
+  if (nargv == NULL) return 1;
+  int k = 0;
+  for (int j = 0; j < script_i; j++) nargv[k++] = argv[j];
+  nargv[k++] = "--restore";
+  nargv[k++] = (char *)savepoint;
+  nargv[k++] = "--allow-non-restored-state";
+  for (int j = script_i; j < argc; j++) nargv[k++] = argv[j];
+  nargv[k] = NULL;
+  fprintf(stderr, "%s: restarting with the new plan from %s\n", progname, savepoint);
+  fflush(NULL);
+  execv("/proc/self/exe", nargv);
+  fprintf(stderr, "%s: cannot restart: %s\n", progname, strerror(errno));
+  cs_free(nargv);
+  return 1;
+}
+
 int main(int argc, char **argv) {
   cs_options opts;
   memset(&opts, 0, sizeof(opts));
@@ -211,6 +243,8 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   opts.script = script;
+  opts.all_argv = argv;
+  opts.script_index = i;
   opts.argc = argc - i - 1;
   opts.argv = argv + i + 1;
 
@@ -236,5 +270,8 @@ int main(int argc, char **argv) {
     status = 1;
   }
   lua_close(L);
+  if (status == 0 && opts.restart_savepoint)
+    restart_from(argv, i, opts.restart_savepoint); /* returns only on error */
+  cs_options_free_results(&opts);
   return status;
 }

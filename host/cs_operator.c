@@ -35,7 +35,12 @@ int cs_opi_fail(lua_State *L, cs_opi *op, int rec_idx, const char *msg) {
     cs_buf_free(&r);
   }
   cs_buf_printf(&b, ":\n%s", msg);
-  cs_job_fail(op->w->job, b.data ? b.data : msg);
+  if (op->w->reloading) { /* a reload's error rolls it back, not the job */
+    if (op->w->reload_error == NULL)
+      op->w->reload_error = cs_strdup(b.data ? b.data : msg);
+  } else {
+    cs_job_fail(op->w->job, b.data ? b.data : msg);
+  }
   cs_buf_free(&b);
   return -1;
 }
@@ -116,7 +121,7 @@ int cs_opi_bind(lua_State *L, cs_opi *op, int env_idx) {
   lua_settop(L, top);
   op->ctx_ref = new_handle(L, op, CONTEXT_MT);
   op->out_ref = new_handle(L, op, COLLECTOR_MT);
-  if (n->kind == CS_OP_REDUCE) {
+  if (n->kind == CS_OP_REDUCE && !op->w->reloading) {
     cs_backend *be = cs_opi_backend(op);
     if (be == NULL) return -1;
     char name[256];
@@ -124,7 +129,8 @@ int cs_opi_bind(lua_State *L, cs_opi *op, int env_idx) {
     op->state_id = be->ops->register_state(be, name, CS_STATE_VALUE);
     if (op->state_id < 0) return cs_opi_fail(L, op, 0, "cannot register state");
   }
-  if (n->kind >= CS_OP_SINK_PRINT && cs_sink_open(op)) return -1;
+  if (n->kind >= CS_OP_SINK_PRINT && !op->w->reloading && cs_sink_open(op))
+    return -1;
   return 0;
 }
 

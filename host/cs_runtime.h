@@ -171,6 +171,9 @@ typedef struct cs_opi {
   cs_out *out;
   int state_id; /* rolling aggregate state */
   int restored; /* state came back from a checkpoint */
+  struct cs_refs {
+    int self, fn[2], ctx, out;
+  } old; /* the previous code's refs while a reload is prepared */
   cs_backend *be; /* this operator subtask's state, created on first use */
   /* sinks */
   FILE *file;
@@ -240,6 +243,10 @@ typedef struct cs_worker {
   int running;
   int ndone;
   int idle_reported; /* counted in job->workers_idle */
+  int64_t reload_seen; /* newest reload handled */
+  int reloading;       /* errors of user code are captured, not fatal */
+  char *reload_error;  /* the first captured error */
+  lua_State *old_L;    /* the previous code's state during a reload */
 } cs_worker;
 
 /* How a job runs: state backend, checkpoints, restarts, restore. Filled
@@ -259,6 +266,12 @@ typedef struct cs_run_config {
   const char *restore;        /* checkpoint dir, "latest" or NULL */
   int allow_non_restored;
   int savepoint_on_stop;
+  int watch;                  /* --watch: reload the script on change */
+  const char *const *watch_files; /* the script and its local modules */
+  int nwatch_files;
+  char **digests;             /* per node: a digest of its code */
+  int ndigests;
+  char **restart_savepoint;   /* out: the topology changed; restart from */
   const char *rocksdb_localdir;
   long long rocksdb_block_cache;
   long long rocksdb_write_buffer;
@@ -286,6 +299,16 @@ typedef struct cs_job {
   int failed_ckpts;  /* consecutive failed checkpoints */
   int stopping;      /* a stop was requested (signal) */
   int stop_ckpt;     /* the checkpoint that stops the job, 0 when none */
+  /* hot reload (cs_reload.c) */
+  atomic_llong reload_gen;  /* newest reload workers must prepare */
+  uv_cond_t reload_cond;    /* workers wait here for the decision */
+  int reload_prepared;      /* workers that prepared (under lock) */
+  int reload_failed;
+  char *reload_error;
+  int64_t reload_decided;   /* the reload decided, with reload_commit */
+  int reload_commit;
+  char *restart_savepoint;  /* topology changed: set (non-NULL) to restart */
+  struct cs_reload *reload; /* main-thread watcher, or NULL */
   atomic_int workers_idle; /* workers whose subtasks are all done */
   atomic_int all_done;     /* every worker is idle: stop the loops */
   const char *name;
@@ -368,6 +391,30 @@ void cs_operator_open_types(lua_State *L);
 /* The worker whose Lua state is L (set for worker states), or NULL. */
 cs_worker *cs_worker_of(lua_State *L);
 
+/* -------------------------------------------------------- cs_reload.c */
+
+/* Main thread: starts watching the script and its local modules (and
+ * SIGHUP) on loop. Returns 0 or an error (message printed). */
+int cs_reload_start(cs_job *job, uv_loop_t *loop);
+/* cs_job.c: stops the job, after a final checkpoint (or a savepoint) when
+ * the configuration allows. Returns whether one was triggered. */
+int cs__job_stop(cs_job *job, int savepoint);
+
+/* Main thread: stops watching; the handles close on loop. */
+void cs_reload_stop(cs_job *job);
+/* Main thread: the workers' prepare reports arrived (called on wake). */
+void cs_reload_on_wake(cs_job *job);
+/* Worker: handles a posted reload (prepare, wait, commit or abort). */
+void cs_worker_reload(cs_worker *w);
+
+/* cs_job.c: loads the job script into L for worker w, up to env:execute()
+ * (which stores w->env_ref). Returns 0 or -1 with the error recorded (job
+ * failure, or w->reload_error while reloading). */
+int cs__worker_load(cs_worker *w, lua_State *L);
+/* cs_job.c: looks up the key selector functions of w's exchange outputs in
+ * w->L (after a reload). */
+void cs__worker_bind_keys(cs_worker *w);
+
 /* ------------------------------------------------------- cs_restore.c */
 
 /* Loads op's keyed and operator state from checkpoint ck, redistributing
@@ -388,6 +435,9 @@ void cs_source_unblocked(cs_tinst *t);
 /* The source's position for a checkpoint, as text (see cs_checkpoint.h);
  * caller frees with cs_free. NULL when out of memory. */
 char *cs_source_position(cs_tinst *t);
+/* Rebinds the source's Lua references to L after a reload (a Lua source's
+ * run() starts again). */
+void cs_source_rebind(lua_State *L, cs_tinst *t);
 /* Cancels the source (stop requested). */
 void cs_source_cancel(lua_State *L, cs_tinst *t);
 void cs_source_destroy(lua_State *L, cs_tinst *t);

@@ -515,6 +515,28 @@ char *cs_source_position(cs_tinst *t) {
   }
 }
 
+void cs_source_rebind(lua_State *L, cs_tinst *t) {
+  cs_source *s = t->src;
+  if (s == NULL) return;
+  cs_node *n = s->op->node;
+  if (n->kind == CS_OP_SRC_ELEMENTS) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->w->env_ref);
+    lua_getfield(L, -1, "_nodes");
+    lua_geti(L, -1, n->index + 1);
+    lua_getfield(L, -1, "elements");
+    s->elems_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 3);
+  } else if (n->kind == CS_OP_SRC_CUSTOM) {
+    /* run() starts again in the new state; its position is its operator
+     * state, as after a restart from a checkpoint */
+    s->co = lua_newthread(L);
+    s->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->started = 0;
+    s->sleep_until = 0;
+    uv_timer_stop(&s->timer);
+  }
+}
+
 int cs_source_step(lua_State *L, cs_tinst *t) {
   cs_source *s = t->src;
   if (s == NULL || t->src_done) return 0;

@@ -388,6 +388,53 @@ function Env:execute(name)
   return core.execute(self, name or "cstream-lua job", fingerprint(self))
 end
 
+-- ---------------------------------------------------------- hot reload --
+-- Used by the engine for --watch; not part of the public API.
+
+-- A digest of each operator's code (its function, a rich table's methods,
+-- a key selector), to tell which operators a reload changed.
+function Env:_digests()
+  local function dump(f)
+    local ok, s = pcall(string.dump, f, true)
+    return ok and s or tostring(f)
+  end
+  local out = {}
+  for i, n in ipairs(self._nodes) do
+    local parts = {}
+    local fn = n.fn
+    if type(fn) == "function" then
+      parts[1] = dump(fn)
+    elseif type(fn) == "table" then
+      local keys = {}
+      for k, v in pairs(fn) do
+        if type(v) == "function" then keys[#keys + 1] = tostring(k) end
+      end
+      table.sort(keys)
+      for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. dump(fn[k]) end
+    end
+    for _, e in ipairs(n.inputs) do
+      if type(e.key) == "function" then parts[#parts + 1] = "key=" .. dump(e.key) end
+    end
+    out[i] = table.concat(parts, "\0")
+  end
+  return out
+end
+
+-- The files of the Lua modules the job loaded from package.path, apart from
+-- cstream itself and system directories: what --watch watches besides the
+-- script.
+function M._local_modules()
+  local out = {}
+  for name in pairs(package.loaded) do
+    if type(name) == "string" and name ~= "cstream" and not name:match("^cstream%.") then
+      local path = package.searchpath(name, package.path)
+      if path and not path:match("^/usr/") then out[#out + 1] = path end
+    end
+  end
+  table.sort(out)
+  return out
+end
+
 -- ----------------------------------------------------- state backends --
 
 function M.memory_state_backend(max_state_size)
