@@ -495,7 +495,7 @@ int cs_ckpt_gc_shared(const char *job_dir) {
   closedir(d);
   int deleted = 0;
   if (rc == 0) {
-    qsort(ns.v, ns.n, sizeof(*ns.v), cmp_str);
+    if (ns.n) qsort(ns.v, ns.n, sizeof(*ns.v), cmp_str);
     char shared[4300];
     snprintf(shared, sizeof(shared), "%s/shared", job_dir);
     DIR *s = opendir(shared);

@@ -553,6 +553,7 @@ static int tinst_visit_inputs(cs_tinst *t) {
         int64_t id = b->ckpt;
         cs_batch_destroy(b);
         if (id <= t->acked) continue; /* a barrier of an abandoned checkpoint */
+        if (t->align_id && id < t->align_id) continue; /* abandoned, older */
         if (id > t->align_id) {       /* a newer checkpoint overtakes */
           for (int j = 0; j < t->ninch; j++) t->inch[j].aligned = 0;
           t->align_id = id;
@@ -1096,13 +1097,11 @@ static void ckpt_complete(cs_job *job) {
       if (job->ckpt_base) {
         char sh[4200];
         snprintf(sh, sizeof(sh), "%s/shared", job->ckpt_base);
-        long long now = cs_dir_size(sh);
-        shared = now - job->shared_size;
-        job->shared_size = now;
+        shared = cs_dir_size(sh);
       }
     }
     fprintf(stderr, "cstream-lua: %s %lld completed in %.1f ms (longest subtask "
-            "snapshot %.1f ms, %lld bytes, %lld new shared bytes)%s%s\n",
+            "snapshot %.1f ms, %lld bytes, shared dir %lld bytes)%s%s\n",
             c->savepoint ? "savepoint" : "checkpoint", (long long)c->id,
             (double)(uv_hrtime() - job->pending_started) / 1e6,
             (double)job->pending_sync_max / 1e6, size, shared,

@@ -147,6 +147,7 @@ static int dump_part(lua_State *L, const cs_ckpt *ck, const cs_ckpt_part *p,
   snprintf(path, sizeof(path), "%s/%s", ck->dir, p->file);
   cs_buf data = {0};
   if (cs_read_file(path, &data, err, sizeof(err))) {
+    cs_buf_free(&data);
     fprintf(stderr, "cstream-lua: %s\n", err);
     return 1;
   }

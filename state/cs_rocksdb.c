@@ -1553,8 +1553,8 @@ static void shared_name_of(rdb *r, const char *name, char *out, size_t cap) {
                    : NULL;
   if (hit)
     snprintf(out, cap, "%.*s", (int)hit->shared.len, hit->shared.data);
-  else
-    snprintf(out, cap, "%s-%s", r->lineage, name);
+  else if ((size_t)snprintf(out, cap, "%s-%.200s", r->lineage, name) >= cap)
+    out[cap - 1] = '\0'; /* SST names are short; never reached */
 }
 
 /* Moves src to dst (which must not exist): a rename, or across file

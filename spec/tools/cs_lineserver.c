@@ -4,12 +4,20 @@
  * client, sends it the lines of a file and closes the connection.
  *
  *   cs_lineserver --file PATH --port-file PATH [--interval-ms N]
- *                 [--keep-open] [--timeout S]
+ *                 [--keep-open] [--timeout S] [--repeat] [--burst N]
+ *                 [--stop-file PATH] [--sent-file PATH]
  *
  * --interval-ms pauses between lines; --keep-open keeps the connection open
  * after the file has been sent, until the client closes it or the server is
  * signalled. --timeout (default 60 s) bounds the whole run so a spec that
  * goes wrong never leaves the server behind.
+ *
+ * For specs and benchmarks that must control how long a stream lasts:
+ * --repeat sends the file again and again (until --stop-file or the
+ * timeout); --burst N sends the first N lines without the --interval-ms
+ * pause; --stop-file stops sending (after a whole line) as soon as that
+ * file exists; --sent-file receives the number of lines sent when the
+ * server stops sending (written to a temporary name and renamed).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,10 +53,25 @@ static int send_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
+static void write_atomically(const char *path, long long value) {
+  char tmp[4096];
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) die(tmp);
+  fprintf(f, "%lld\n", value);
+  if (fclose(f) != 0 || rename(tmp, path) != 0) die(path);
+}
+
+static int exists(const char *path) {
+  struct stat st;
+  return path && stat(path, &st) == 0;
+}
+
 int main(int argc, char **argv) {
-  const char *file = NULL, *port_file = NULL;
+  const char *file = NULL, *port_file = NULL, *stop_file = NULL, *sent_file = NULL;
   long interval_ms = 0, timeout_s = 60;
-  int keep_open = 0;
+  long long burst = 0;
+  int keep_open = 0, repeat = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--file") == 0 && i + 1 < argc)
       file = argv[++i];
@@ -59,9 +83,18 @@ int main(int argc, char **argv) {
       timeout_s = atol(argv[++i]);
     else if (strcmp(argv[i], "--keep-open") == 0)
       keep_open = 1;
+    else if (strcmp(argv[i], "--repeat") == 0)
+      repeat = 1;
+    else if (strcmp(argv[i], "--burst") == 0 && i + 1 < argc)
+      burst = atoll(argv[++i]);
+    else if (strcmp(argv[i], "--stop-file") == 0 && i + 1 < argc)
+      stop_file = argv[++i];
+    else if (strcmp(argv[i], "--sent-file") == 0 && i + 1 < argc)
+      sent_file = argv[++i];
     else {
       fprintf(stderr, "usage: cs_lineserver --file PATH --port-file PATH "
-                      "[--interval-ms N] [--keep-open] [--timeout S]\n");
+                      "[--interval-ms N] [--keep-open] [--timeout S] [--repeat] "
+                      "[--burst N] [--stop-file PATH] [--sent-file PATH]\n");
       return 2;
     }
   }
@@ -102,12 +135,26 @@ int main(int argc, char **argv) {
   char *line = NULL;
   size_t cap = 0;
   ssize_t n;
-  while ((n = getline(&line, &cap, in)) > 0) {
-    if (send_all(fd, line, (size_t)n) != 0) break;
-    if (interval_ms > 0) sleep_ms(interval_ms);
+  long long sent = 0;
+  int ok = 1;
+  while (ok && !exists(stop_file)) {
+    n = getline(&line, &cap, in);
+    if (n <= 0) {
+      /* end of the file: again from the start with --repeat (unless the
+       * file is empty), else done */
+      if (!repeat || sent == 0 || fseek(in, 0, SEEK_SET) != 0) break;
+      continue;
+    }
+    if (send_all(fd, line, (size_t)n) != 0) {
+      ok = 0;
+      break;
+    }
+    sent++;
+    if (interval_ms > 0 && sent >= burst) sleep_ms(interval_ms);
   }
   free(line);
   fclose(in);
+  if (sent_file) write_atomically(sent_file, sent);
   if (keep_open) {
     char buf[256];
     while (recv(fd, buf, sizeof(buf), 0) > 0) {
