@@ -792,7 +792,6 @@ void cs__worker_bind_keys(cs_worker *w) {
  * of this worker's subtasks. */
 static int worker_build(cs_worker *w) {
   cs_plan *p = w->job->plan;
-  lua_State *L = w->L;
   w->nopis = p->nnodes;
   w->opis = cs_calloc((size_t)p->nnodes, sizeof(cs_opi));
   w->tinst = cs_calloc((size_t)p->ntasks, sizeof(cs_tinst));
@@ -878,7 +877,6 @@ static int worker_build(cs_worker *w) {
         for (int c = 0; c < e->ncons; c++)
           if (e->ch[w->index * e->ncons + c])
             e->ch[w->index * e->ncons + c]->producer = w;
-        (void)L;
       }
     }
   }

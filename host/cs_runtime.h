@@ -291,7 +291,6 @@ typedef struct cs_job {
   char *pending_error; /* a subtask failed to snapshot (under lock) */
   uint64_t pending_started; /* uv_hrtime() */
   uint64_t pending_sync_max; /* longest subtask snapshot, ns (under lock) */
-  long long shared_size;     /* bytes in <ckpt_base>/shared, for the log */
   int64_t last_id;   /* newest checkpoint id used */
   cs_ckpt *latest;   /* newest completed checkpoint (kept across restarts) */
   char **retained;   /* directories of completed checkpoints, oldest first */
