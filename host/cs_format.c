@@ -11,6 +11,8 @@
  */
 #include "cs_format.h"
 
+#include "../state/cs_codec.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -403,5 +405,58 @@ int cs_format_value(lua_State *L, int idx, cs_buf *out) {
   int rc = format_value(&f, lua_absindex(L, idx), 0);
   if (rc) out->len = len;
   lua_settop(L, top);
+  return rc;
+}
+
+/* ====================================================== encoded values */
+
+/* Renders the value at *v (advancing it), whose framing was checked. */
+static int format_encoded(cs_slice *v, cs_buf *out, int depth) {
+  const unsigned char *p = (const unsigned char *)v->data;
+  unsigned c = p[0];
+  if ((c >= 0x90 && c <= 0x9f) || c == 0xdc || c == 0xdd) {
+    if (depth >= FORMAT_MAX_DEPTH - 1) return 1;
+    size_t h = c <= 0x9f ? 1 : c == 0xdc ? 3 : 5;
+    uint32_t count = c <= 0x9f ? (c & 0x0fu)
+                     : c == 0xdc ? ((uint32_t)p[1] << 8 | p[2])
+                                 : ((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 |
+                                    (uint32_t)p[3] << 8 | p[4]);
+    v->data += h;
+    v->len -= h;
+    int rc = cs_buf_append(out, "(", 1);
+    for (uint32_t i = 0; rc == 0 && i < count; i++) {
+      if (i > 0) rc = cs_buf_append(out, ",", 1);
+      if (rc == 0) rc = format_encoded(v, out, depth + 1);
+    }
+    return rc ? rc : cs_buf_append(out, ")", 1);
+  }
+  long n = cs_codec_skip_lean(v->data, v->len);
+  if (n < 0) return CS_EDECODE;
+  cs_slice one = {v->data, (size_t)n};
+  v->data += n;
+  v->len -= (size_t)n;
+  cs_num num;
+  if (cs_codec_number(one, &num))
+    return num.is_int ? put_integer(out, (lua_Integer)num.i)
+                      : cs_format_double(num.d, out);
+  size_t h;
+  if (c >= 0xa0 && c <= 0xbf) h = 1;
+  else if (c == 0xc4 || c == 0xd9) h = 2;
+  else if (c == 0xc5 || c == 0xda) h = 3;
+  else if (c == 0xc6 || c == 0xdb) h = 5;
+  else if (c == 0xc0) return cs_buf_append(out, "null", 4);
+  else if (c == 0xc2) return cs_buf_append(out, "false", 5);
+  else if (c == 0xc3) return cs_buf_append(out, "true", 4);
+  else return 1; /* a map: sorted rendering, left to the Lua path */
+  return cs_buf_append(out, one.data + h, one.len - h);
+}
+
+int cs_format_encoded(cs_slice v, cs_buf *out) {
+  size_t len = out->len;
+  long n = cs_codec_skip_lean(v.data, v.len);
+  if (n < 0) return CS_EDECODE;
+  int rc = format_encoded(&v, out, 0);
+  if (rc == 0 && v.len != 0) rc = CS_EDECODE;
+  if (rc) out->len = len;
   return rc;
 }

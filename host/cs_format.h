@@ -27,6 +27,11 @@
  * Returns 0 or CS_ENOMEM. */
 int cs_format_value(lua_State *L, int idx, cs_buf *out);
 
+/* Appends the rendering of an encoded value (cs_codec), the same as that
+ * of the value decoded. Returns 0, CS_ENOMEM, CS_EDECODE, or 1 when the
+ * value holds a map, whose rendering needs Lua (out is unchanged then). */
+int cs_format_encoded(cs_slice v, cs_buf *out);
+
 /* Appends the Java Double.toString rendering of d. Returns 0 or CS_ENOMEM. */
 int cs_format_double(double d, cs_buf *out);
 

@@ -191,23 +191,41 @@ static int eout_write(lua_State *L, cs_opi *op, cs_eout *eo) {
   int kg = 0, c = 0;
   cs_buf *key = NULL;
   cs_edge *e = eo->edge;
+  const cs_selector *sel = &w->job->plan->nodes[e->to].in[e->input].key;
+  /* A key selector function runs first: it sees the record before it is
+   * encoded (and may change it). */
+  int vrc = 0, encoded = e->part != CS_PART_HASH || sel->kind != CS_SEL_FN;
+  cs_buf_reset(&w->valbuf);
+  if (encoded) vrc = cs_codec_encode(L, idx, &w->valbuf, err, sizeof(err));
   if (e->part == CS_PART_HASH) {
-    if (push_key(L, op, eo, idx)) return -1;
+    /* A scalar key at a position or field: its bytes in the encoded record
+     * are already canonical. Otherwise select and encode it in Lua. */
+    cs_slice v = {w->valbuf.data, w->valbuf.len}, k;
+    int found = encoded && vrc == 0 &&
+                (sel->kind == CS_SEL_POS ? cs_codec_array_elem(v, sel->pos, &k)
+                 : sel->kind == CS_SEL_FIELD
+                     ? cs_codec_map_field(v, sel->field, strlen(sel->field), &k)
+                     : 0) &&
+                cs_codec_is_key_scalar(k) && k.data[0] != (char)0xc0;
     cs_buf_reset(&w->keybuf);
-    int rc = cs_codec_encode_key(L, -1, &w->keybuf, err, sizeof(err));
-    lua_pop(L, 1);
-    if (rc) {
-      char msg[320];
-      snprintf(msg, sizeof(msg), "key_by: the key cannot be used: %s", err);
-      return cs_opi_fail(L, op, idx, msg);
+    if (found) {
+      if (cs_buf_append(&w->keybuf, k.data, k.len)) goto nomem;
+    } else {
+      if (push_key(L, op, eo, idx)) return -1;
+      int rc = cs_codec_encode_key(L, -1, &w->keybuf, err, sizeof(err));
+      lua_pop(L, 1);
+      if (rc) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "key_by: the key cannot be used: %s", err);
+        return cs_opi_fail(L, op, idx, msg);
+      }
     }
     key = &w->keybuf;
     kg = cs_key_group(key->data, key->len, w->job->plan->max_parallelism);
     c = cs_key_group_owner(kg, w->job->plan->max_parallelism, e->ncons);
   }
-  cs_buf_reset(&w->valbuf);
-  int rc = cs_codec_encode(L, idx, &w->valbuf, err, sizeof(err));
-  if (rc) {
+  if (!encoded) vrc = cs_codec_encode(L, idx, &w->valbuf, err, sizeof(err));
+  if (vrc) {
     char msg[320];
     snprintf(msg, sizeof(msg), "the record cannot be sent to '%s': %s",
              w->job->plan->nodes[e->to].name, err);
@@ -232,6 +250,67 @@ static int eout_write(lua_State *L, cs_opi *op, cs_eout *eo) {
   return 0;
 nomem:
   return cs_opi_fail(L, op, 0, "out of memory while buffering output");
+}
+
+/* Sends the encoded record v on an exchange. The key is read from the
+ * encoded record when it is a scalar at a position or field (its bytes are
+ * then already canonical); other keys take the Lua path. Returns 0 or -1. */
+static int eout_write_encoded(lua_State *L, cs_opi *op, cs_eout *eo,
+                              cs_slice v) {
+  cs_edge *e = eo->edge;
+  cs_worker *w = op->w;
+  int c = 0, kg = 0;
+  cs_buf *key = NULL;
+  if (e->part == CS_PART_HASH) {
+    const cs_selector *sel = &w->job->plan->nodes[e->to].in[e->input].key;
+    cs_slice k;
+    int found = sel->kind == CS_SEL_POS ? cs_codec_array_elem(v, sel->pos, &k)
+                : sel->kind == CS_SEL_FIELD
+                    ? cs_codec_map_field(v, sel->field, strlen(sel->field), &k)
+                    : 0;
+    if (!found || !cs_codec_is_key_scalar(k) || k.data[0] == (char)0xc0) {
+      if (cs_codec_decode(L, v.data, v.len, NULL))
+        return cs_opi_fail(L, op, 0, "internal error: a record is corrupt");
+      int rc = eout_write(L, op, eo);
+      lua_pop(L, 1);
+      return rc;
+    }
+    cs_buf_reset(&w->keybuf);
+    if (cs_buf_append(&w->keybuf, k.data, k.len)) goto nomem;
+    key = &w->keybuf;
+    kg = cs_key_group(key->data, key->len, w->job->plan->max_parallelism);
+    c = cs_key_group_owner(kg, w->job->plan->max_parallelism, e->ncons);
+  }
+  cs_buf val = {(char *)v.data, v.len, v.len};
+  switch (e->part) {
+  case CS_PART_HASH:
+    break;
+  case CS_PART_FORWARD:
+    c = eo->subtask;
+    break;
+  case CS_PART_REBALANCE:
+    c = eo->rr;
+    eo->rr = (eo->rr + 1) % e->ncons;
+    break;
+  case CS_PART_BROADCAST:
+    for (c = 0; c < e->ncons; c++)
+      if (eout_add(eo, c, 0, NULL, &val)) goto nomem;
+    return 0;
+  }
+  if (eout_add(eo, c, kg, key, &val)) goto nomem;
+  return 0;
+nomem:
+  return cs_opi_fail(L, op, 0, "out of memory while buffering output");
+}
+
+int cs_emit_encoded(lua_State *L, cs_opi *op, cs_slice v) {
+  for (int i = 0; i < op->nout; i++) {
+    cs_out *o = &op->out[i];
+    int rc = o->chained ? cs_opi_process_encoded(L, o->chained, o->input, v)
+                        : eout_write_encoded(L, op, o->eout, v);
+    if (rc) return -1;
+  }
+  return 0;
 }
 
 int cs_emit(lua_State *L, cs_opi *op) {
@@ -511,14 +590,10 @@ static int process_batch(cs_tinst *t, cs_batch *b, int input) {
   cs_slice key, val;
   int rc;
   while ((rc = cs_batch_next(b, &off, &kg, &key, &val)) == 1) {
-    if (cs_codec_decode(L, val.data, val.len, NULL)) {
-      cs_job_fail(w->job, "internal error: a record batch is corrupt");
-      return -1;
-    }
     w->cur_kg = kg;
     w->cur_key = key;
     w->key_valid = t->ops[0]->node->keyed;
-    rc = cs_opi_process(L, t->ops[0], input);
+    rc = cs_opi_process_encoded(L, t->ops[0], input, val);
     w->key_valid = 0;
     if (rc) return -1;
     if (atomic_load_explicit(&w->abort, memory_order_relaxed)) return -1;
@@ -912,6 +987,7 @@ static void worker_teardown(cs_worker *w) {
     cs_sink_close(&w->opis[i]);
     if (L) cs_opi_release(L, &w->opis[i]);
     cs_free(w->opis[i].out);
+    cs_buf_free(&w->opis[i].rbuf);
   }
   cs_free(w->tinst);
   w->tinst = NULL;
@@ -939,6 +1015,7 @@ static void worker_main(void *arg) {
   cs_job *job = w->job;
   int ok = 0;
   w->L = cs_lua_newstate();
+  if (w->L) cs_lua_worker_setup(w->L);
   if (w->L == NULL) {
     cs_job_fail(job, "out of memory creating a worker");
   } else if (cs__worker_load(w, w->L) == 0) {

@@ -10,15 +10,29 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* Lua's allocator contract on top of cs_realloc/cs_free. */
+/* Lua's allocator contract on mimalloc (the C library's allocator in the
+ * sanitizer build). Not cs_realloc: Lua allocates several blocks per
+ * record, and the shared atomic byte counter behind cs_malloc made the
+ * workers' cores fight over one cache line; mimalloc's thread-local free
+ * lists take fewer instructions than glibc's (bench/README.md, "Profile").
+ * Lua counts its own memory (collectgarbage("count")). */
+#ifdef CS_LUA_MIMALLOC
+#include <mimalloc.h>
+#define lua_free_ mi_free
+#define lua_realloc_ mi_realloc
+#else
+#define lua_free_ free
+#define lua_realloc_ realloc
+#endif
+
 static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
   (void)osize;
   if (nsize == 0) {
-    cs_free(ptr);
+    lua_free_(ptr);
     return NULL;
   }
-  return cs_realloc(ptr, nsize);
+  return lua_realloc_(ptr, nsize);
 }
 
 static int file_exists(const char *dir, const char *name) {
@@ -66,12 +80,25 @@ static int msghandler(lua_State *L) {
 }
 
 int cs_lua_pcall(lua_State *L, int nargs, int nresults) {
+  /* A worker keeps the handler at index 1 of its main stack (see
+   * cs_lua_worker_setup): then no stack shuffling per call. */
+  if (lua_tocfunction(L, 1) == msghandler)
+    return lua_pcall(L, nargs, nresults, 1);
   int base = lua_gettop(L) - nargs; /* function index */
   lua_pushcfunction(L, msghandler);
   lua_insert(L, base);
   int rc = lua_pcall(L, nargs, nresults, base);
   lua_remove(L, base);
   return rc;
+}
+
+void cs_lua_worker_setup(lua_State *L) {
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, 1);
+  /* Records make short-lived garbage: the generational collector handles it
+   * with less work (bench/README.md, "Profile"). A job can switch back with
+   * collectgarbage("incremental"). */
+  lua_gc(L, LUA_GCGEN, 0, 0);
 }
 
 int cs_lua_loadfile(lua_State *L, const char *path) {

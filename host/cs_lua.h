@@ -24,6 +24,10 @@ const char *cs_lua_dir(void);
  * handler that appends a traceback to string errors. On error the error
  * value is left on the stack (one value, as lua_pcall). */
 int cs_lua_pcall(lua_State *L, int nargs, int nresults);
+/* Prepares a worker's fresh state: pushes the message handler at index 1
+ * of its empty stack, where cs_lua_pcall finds it (a worker's stack never
+ * unwinds below it), and turns on the generational collector. */
+void cs_lua_worker_setup(lua_State *L);
 
 /* Loads a script file with chunk name "@path"; on success pushes the chunk
  * and returns LUA_OK, else pushes the message and returns the error. */

@@ -318,6 +318,87 @@ static int process_reduce(lua_State *L, cs_opi *op) {
   return cs_emit(L, op);
 }
 
+/* The fast path of sum/min/max: both the record and the running value stay
+ * encoded. Returns 0, -1 (failed), or 1 when the Lua path must take the
+ * record (a field that is missing or not a number, mixed integer and float
+ * for min/max): that path has the exact semantics and the error messages. */
+static int field_encoded(const cs_selector *f, cs_slice rec, cs_slice *out) {
+  switch (f->kind) {
+  case CS_SEL_NONE: *out = rec; return 1;
+  case CS_SEL_POS: return cs_codec_array_elem(rec, f->pos, out);
+  case CS_SEL_FIELD:
+    return cs_codec_map_field(rec, f->field, strlen(f->field), out);
+  default: return 0;
+  }
+}
+
+static int reduce_encoded(lua_State *L, cs_opi *op, cs_slice rec) {
+  cs_node *n = op->node;
+  cs_worker *w = op->w;
+  cs_backend *be = op->be;
+  cs_slice rf, acc, af;
+  cs_num rn, an, sum;
+  if (!field_encoded(&n->field, rec, &rf) || !cs_codec_number(rf, &rn))
+    return 1;
+  cs_buf *res = &op->rbuf;
+  cs_buf_reset(res);
+  int rc = be->ops->get(be, op->state_id, w->cur_kg, w->cur_key, NULL, &acc);
+  if (rc == CS_ENOTFOUND) {
+    rc = cs_buf_append(res, rec.data, rec.len);
+  } else if (rc == 0) {
+    if (!field_encoded(&n->field, acc, &af) || !cs_codec_number(af, &an))
+      return 1;
+    size_t head = (size_t)(af.data - acc.data);
+    rc = cs_buf_append(res, acc.data, head);
+    if (n->agg == CS_AGG_SUM) {
+      if (an.is_int && rn.is_int) {
+        sum.is_int = 1; /* wraps around, as Lua's integer addition */
+        sum.i = (int64_t)((uint64_t)an.i + (uint64_t)rn.i);
+      } else {
+        sum.is_int = 0;
+        sum.d = (an.is_int ? (double)an.i : an.d) + (rn.is_int ? (double)rn.i : rn.d);
+      }
+      if (rc == 0) rc = cs_codec_put_number(res, &sum);
+    } else {
+      if (an.is_int != rn.is_int) return 1;
+      int take = n->agg == CS_AGG_MIN
+                     ? (rn.is_int ? rn.i < an.i : rn.d < an.d)
+                     : (rn.is_int ? an.i < rn.i : an.d < rn.d);
+      cs_slice v = take ? rf : af;
+      if (rc == 0) rc = cs_buf_append(res, v.data, v.len);
+    }
+    if (rc == 0)
+      rc = cs_buf_append(res, af.data + af.len, acc.len - head - af.len);
+  } else {
+    return cs_opi_fail(L, op, 0, cs_strerror(rc));
+  }
+  if (rc) return cs_opi_fail(L, op, 0, "out of memory");
+  cs_slice v = {res->data, res->len};
+  rc = be->ops->put(be, op->state_id, w->cur_kg, w->cur_key, NULL, v);
+  if (rc) return cs_opi_fail(L, op, 0, cs_strerror(rc));
+  return cs_emit_encoded(L, op, v);
+}
+
+int cs_opi_process_encoded(lua_State *L, cs_opi *op, int input, cs_slice rec) {
+  int rc = 1;
+  op->w->cur_op = op;
+  switch (op->node->kind) {
+  case CS_OP_REDUCE:
+    if (op->node->agg != CS_AGG_REDUCE) rc = reduce_encoded(L, op, rec);
+    break;
+  case CS_OP_SINK_PRINT:
+  case CS_OP_SINK_FILE:
+    rc = cs_sink_write_encoded(op, rec);
+    break;
+  default:
+    break;
+  }
+  if (rc != 1) return rc;
+  if (cs_codec_decode(L, rec.data, rec.len, NULL))
+    return cs_opi_fail(L, op, 0, "internal error: a record is corrupt");
+  return cs_opi_process(L, op, input);
+}
+
 /* ============================================================ dispatch */
 
 int cs_opi_process(lua_State *L, cs_opi *op, int input) {
@@ -385,9 +466,17 @@ static cs_opi *check_handle(lua_State *L, const char *mt) {
   return *pp;
 }
 
-/* out:collect(v): sends v downstream. */
+/* out:collect(v): sends v downstream. The per-record path: the handle is
+ * checked against the metatable in the closure's upvalue rather than looked
+ * up by name (luaL_checkudata). */
 static int collector_collect(lua_State *L) {
-  cs_opi *op = check_handle(L, COLLECTOR_MT);
+  cs_opi *op = NULL;
+  cs_opi **pp = lua_touserdata(L, 1);
+  if (pp != NULL && lua_getmetatable(L, 1)) {
+    if (lua_rawequal(L, -1, lua_upvalueindex(1))) op = *pp;
+    lua_pop(L, 1);
+  }
+  if (op == NULL) op = check_handle(L, COLLECTOR_MT); /* raises the error */
   lua_settop(L, 2);
   if (cs_emit(L, op)) {
     cs_lua_push_abort(L);
@@ -446,8 +535,8 @@ static int ctx_tostring(lua_State *L) {
 }
 
 void cs_operator_open_types(lua_State *L) {
-  static const luaL_Reg collector_methods[] = {
-      {"collect", collector_collect}, {NULL, NULL}};
+  static const luaL_Reg collector_methods[] = {{"collect", NULL},
+                                               {NULL, NULL}};
   static const luaL_Reg ctx_methods[] = {
       {"index_of_this_subtask", ctx_index_of_this_subtask},
       {"number_of_parallel_subtasks", ctx_number_of_parallel_subtasks},
@@ -457,6 +546,9 @@ void cs_operator_open_types(lua_State *L) {
       {NULL, NULL}};
   if (luaL_newmetatable(L, COLLECTOR_MT)) {
     luaL_newlib(L, collector_methods);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, collector_collect, 1);
+    lua_setfield(L, -2, "collect");
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, collector_tostring);
     lua_setfield(L, -2, "__tostring");

@@ -365,6 +365,7 @@ void cs_worker_reload(cs_worker *w) {
       ok = 0;
       w->reload_error = cs_strdup("out of memory");
     }
+    if (L2) cs_lua_worker_setup(L2);
     if (ok) {
       w->L = L2;
       if (cs__worker_load(w, L2)) ok = 0;

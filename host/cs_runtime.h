@@ -175,6 +175,7 @@ typedef struct cs_opi {
     int self, fn[2], ctx, out;
   } old; /* the previous code's refs while a reload is prepared */
   cs_backend *be; /* this operator subtask's state, created on first use */
+  cs_buf rbuf;    /* an encoded result (rolling aggregates' fast path) */
   /* sinks */
   FILE *file;
   char *file_path;
@@ -354,6 +355,11 @@ void cs_job_fail(cs_job *job, const char *msg);
  * Returns 0, or -1 when the job is failing (the error is recorded). */
 int cs_emit(lua_State *L, cs_opi *op);
 
+/* Emits the encoded value v through op's outputs without decoding it
+ * where the consumers allow (see cs_opi_process_encoded). v must stay valid
+ * meanwhile. Returns 0 or -1. */
+int cs_emit_encoded(lua_State *L, cs_opi *op, cs_slice v);
+
 /* Whether a source should pause: its task's outputs are full. */
 int cs_tinst_blocked(const cs_tinst *t);
 
@@ -379,6 +385,11 @@ void cs_opi_release(lua_State *L, cs_opi *op);
 /* Processes the value on top of L arriving at op's input; pops it.
  * Returns 0 or -1 (job failed). */
 int cs_opi_process(lua_State *L, cs_opi *op, int input);
+
+/* Processes the encoded record rec arriving at op's input: in C for the
+ * built-in operators that allow it (rolling sum/min/max, print and text
+ * sinks), else decoded and handed to cs_opi_process. Returns 0 or -1. */
+int cs_opi_process_encoded(lua_State *L, cs_opi *op, int input, cs_slice rec);
 
 /* Reports a failure of op while handling the record at rec_idx (0 = none),
  * with message msg; always returns -1. */
@@ -450,6 +461,9 @@ int cs_source_collect(lua_State *L, cs_opi *op);
 int cs_sink_open(cs_opi *op);
 /* Writes the value on top of L; pops it. Returns 0 or -1. */
 int cs_sink_write(lua_State *L, cs_opi *op);
+/* Writes the encoded record v; returns 0, -1 (failed), or 1 when it needs
+ * the Lua path (it holds a map). */
+int cs_sink_write_encoded(cs_opi *op, cs_slice v);
 int cs_sink_flush(cs_opi *op);
 void cs_sink_close(cs_opi *op);
 /* Flushes the worker's buffered stdout/stderr lines. */

@@ -57,33 +57,57 @@ fail_errno:;
   return cs_opi_fail(op->w->L, op, 0, msg);
 }
 
-int cs_sink_write(lua_State *L, cs_opi *op) {
+/* The buffer a sink's lines go to. */
+static cs_buf *sink_buf(cs_opi *op) {
+  if (op->node->kind != CS_OP_SINK_PRINT) return &op->fbuf;
+  return op->node->to_stderr ? &op->w->err : &op->w->out;
+}
+
+/* Starts a line in b: the print sink's prefix ("N> ", "id> ", "id:N> "). */
+static void line_start(cs_opi *op, cs_buf *b) {
   cs_node *n = op->node;
-  cs_worker *w = op->w;
-  int rec = lua_gettop(L);
-  cs_buf *b;
-  if (n->kind == CS_OP_SINK_PRINT) {
-    b = n->to_stderr ? &w->err : &w->out;
-    if (n->prefix && n->parallelism > 1)
-      cs_buf_printf(b, "%s:%d> ", n->prefix, op->subtask + 1);
-    else if (n->prefix)
-      cs_buf_printf(b, "%s> ", n->prefix);
-    else if (n->parallelism > 1)
-      cs_buf_printf(b, "%d> ", op->subtask + 1);
-  } else {
-    b = &op->fbuf;
-  }
-  int rc = cs_format_value(L, rec, b);
+  if (n->kind != CS_OP_SINK_PRINT) return;
+  if (n->prefix && n->parallelism > 1)
+    cs_buf_printf(b, "%s:%d> ", n->prefix, op->subtask + 1);
+  else if (n->prefix)
+    cs_buf_printf(b, "%s> ", n->prefix);
+  else if (n->parallelism > 1)
+    cs_buf_printf(b, "%d> ", op->subtask + 1);
+}
+
+/* Ends the line rendered into b (rc: how the rendering went) and flushes
+ * when enough is buffered. Returns 0 or -1. */
+static int line_end(cs_opi *op, cs_buf *b, int rc) {
   if (rc == 0) rc = cs_buf_append(b, "\n", 1);
-  lua_settop(L, rec - 1);
-  if (rc) return cs_opi_fail(L, op, 0, "out of memory in a sink");
+  if (rc) return cs_opi_fail(op->w->L, op, 0, "out of memory in a sink");
   if (b->len >= STDIO_FLUSH_BYTES) {
-    if (n->kind == CS_OP_SINK_PRINT)
-      cs_worker_flush_stdio(w);
+    if (op->node->kind == CS_OP_SINK_PRINT)
+      cs_worker_flush_stdio(op->w);
     else
       return cs_sink_flush(op);
   }
   return 0;
+}
+
+int cs_sink_write(lua_State *L, cs_opi *op) {
+  int rec = lua_gettop(L);
+  cs_buf *b = sink_buf(op);
+  line_start(op, b);
+  int rc = cs_format_value(L, rec, b);
+  lua_settop(L, rec - 1);
+  return line_end(op, b, rc);
+}
+
+int cs_sink_write_encoded(cs_opi *op, cs_slice v) {
+  cs_buf *b = sink_buf(op);
+  size_t mark = b->len;
+  line_start(op, b);
+  int rc = cs_format_encoded(v, b);
+  if (rc == 1 || rc == CS_EDECODE) { /* the Lua path renders it */
+    b->len = mark;
+    return 1;
+  }
+  return line_end(op, b, rc);
 }
 
 int cs_sink_flush(cs_opi *op) {

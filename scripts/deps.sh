@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   liblua5.4-dev lua5.4 lua-busted
   librocksdb-dev libuv1-dev libmsgpack-dev libxxhash-dev libyaml-dev
+  libmimalloc-dev
   time
 )
 

@@ -222,38 +222,55 @@ static int put_byte(enc *e, unsigned char c) {
   return 0;
 }
 
-/* Integers in their shortest form, as msgpack_pack_int64 writes them:
+/* Writes v in its shortest form, as msgpack_pack_int64 writes it:
  * non-negative values as positive fixint or uint8..64, negative ones as
- * negative fixint or int8..64. */
-static int put_int(enc *e, lua_Integer v) {
-  unsigned char *p = room(e, 9);
-  if (p == NULL) return CS_ENOMEM;
-  size_t n;
+ * negative fixint or int8..64, to p (9 bytes of room). Returns the length. */
+static size_t int_bytes(unsigned char *p, lua_Integer v) {
   if (v >= 0) {
     uint64_t u = (uint64_t)v;
     if (u < 0x80) {
-      p[0] = (unsigned char)u, n = 1;
-    } else if (u <= 0xff) {
-      p[0] = 0xcc, p[1] = (unsigned char)u, n = 2;
-    } else if (u <= 0xffff) {
-      p[0] = 0xcd, put_be16(p + 1, (uint16_t)u), n = 3;
-    } else if (u <= 0xffffffffu) {
-      p[0] = 0xce, put_be32(p + 1, (uint32_t)u), n = 5;
-    } else {
-      p[0] = 0xcf, put_be64(p + 1, u), n = 9;
+      p[0] = (unsigned char)u;
+      return 1;
     }
-  } else if (v >= -32) {
-    p[0] = (unsigned char)(0x100 + v), n = 1;
-  } else if (v >= INT8_MIN) {
-    p[0] = 0xd0, p[1] = (unsigned char)(uint8_t)(int8_t)v, n = 2;
-  } else if (v >= INT16_MIN) {
-    p[0] = 0xd1, put_be16(p + 1, (uint16_t)(int16_t)v), n = 3;
-  } else if (v >= INT32_MIN) {
-    p[0] = 0xd2, put_be32(p + 1, (uint32_t)(int32_t)v), n = 5;
-  } else {
-    p[0] = 0xd3, put_be64(p + 1, (uint64_t)v), n = 9;
+    if (u <= 0xff) {
+      p[0] = 0xcc, p[1] = (unsigned char)u;
+      return 2;
+    }
+    if (u <= 0xffff) {
+      p[0] = 0xcd, put_be16(p + 1, (uint16_t)u);
+      return 3;
+    }
+    if (u <= 0xffffffffu) {
+      p[0] = 0xce, put_be32(p + 1, (uint32_t)u);
+      return 5;
+    }
+    p[0] = 0xcf, put_be64(p + 1, u);
+    return 9;
   }
-  e->out->len += n;
+  if (v >= -32) {
+    p[0] = (unsigned char)(0x100 + v);
+    return 1;
+  }
+  if (v >= INT8_MIN) {
+    p[0] = 0xd0, p[1] = (unsigned char)(uint8_t)(int8_t)v;
+    return 2;
+  }
+  if (v >= INT16_MIN) {
+    p[0] = 0xd1, put_be16(p + 1, (uint16_t)(int16_t)v);
+    return 3;
+  }
+  if (v >= INT32_MIN) {
+    p[0] = 0xd2, put_be32(p + 1, (uint32_t)(int32_t)v);
+    return 5;
+  }
+  p[0] = 0xd3, put_be64(p + 1, (uint64_t)v);
+  return 9;
+}
+
+static int put_int(enc *e, lua_Integer v) {
+  unsigned char *p = room(e, 9);
+  if (p == NULL) return CS_ENOMEM;
+  e->out->len += int_bytes(p, v);
   return 0;
 }
 
@@ -837,6 +854,182 @@ long cs_codec_skip(const char *data, size_t len) {
   const unsigned char *p = (const unsigned char *)data;
   if (skip_value(&p, p + len, 0)) return CS_EDECODE;
   return (long)(p - (const unsigned char *)data);
+}
+
+/* ============================================= encoded values, no Lua */
+
+/* The length of the str/bin/array/map header at p (type byte included)
+ * and its count, or 0 when p does not start one or the bytes end first. */
+static size_t header(const unsigned char *p, const unsigned char *end,
+                     unsigned *kind, int64_t *n) {
+  unsigned c = *p;
+  if (c >= 0xa0 && c <= 0xbf) return *kind = 's', *n = c & 0x1f, 1;
+  if (c >= 0x80 && c <= 0x8f) return *kind = 'm', *n = c & 0x0f, 1;
+  if (c >= 0x90 && c <= 0x9f) return *kind = 'a', *n = c & 0x0f, 1;
+  int w;
+  switch (c) {
+  case 0xc4: case 0xd9: w = 1, *kind = 's'; break;
+  case 0xc5: case 0xda: w = 2, *kind = 's'; break;
+  case 0xc6: case 0xdb: w = 4, *kind = 's'; break;
+  case 0xdc: w = 2, *kind = 'a'; break;
+  case 0xdd: w = 4, *kind = 'a'; break;
+  case 0xde: w = 2, *kind = 'm'; break;
+  case 0xdf: w = 4, *kind = 'm'; break;
+  default: return 0;
+  }
+  if (end - p - 1 < w) return 0;
+  *n = w == 1 ? p[1] : w == 2 ? get_be16(p + 1) : (int64_t)get_be32(p + 1);
+  return (size_t)w + 1;
+}
+
+/* Steps over one value at *pp, checking bounds and depth only (the
+ * no-Lua readers work on bytes cs_codec wrote; a map key that decode would
+ * refuse is left for the Lua path to find). Returns 0 or CS_EDECODE. */
+static int skip_lean(const unsigned char **pp, const unsigned char *end,
+                     int depth) {
+  const unsigned char *p = *pp;
+  if (p >= end) return CS_EDECODE;
+  unsigned c = *p;
+  if (c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+    *pp = p + 1;
+    return 0;
+  }
+  static const unsigned char fixed[] = {/* ca..d3 */ 4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
+  if (c >= 0xca && c <= 0xd3) {
+    if (end - p - 1 < fixed[c - 0xca]) return CS_EDECODE;
+    *pp = p + 1 + fixed[c - 0xca];
+    return 0;
+  }
+  unsigned kind;
+  int64_t n;
+  size_t h = header(p, end, &kind, &n);
+  if (h == 0) return CS_EDECODE;
+  p += h;
+  if (kind == 's') {
+    if (n > end - p) return CS_EDECODE;
+    *pp = p + n;
+    return 0;
+  }
+  if (depth >= CS_CODEC_MAX_DEPTH || n > end - p) return CS_EDECODE;
+  if (kind == 'm') n *= 2;
+  for (int64_t i = 0; i < n; i++)
+    if (skip_lean(&p, end, depth + 1)) return CS_EDECODE;
+  *pp = p;
+  return 0;
+}
+
+int cs_codec_array_elem(cs_slice v, int64_t pos, cs_slice *out) {
+  const unsigned char *p = (const unsigned char *)v.data, *end = p + v.len;
+  unsigned kind;
+  int64_t n;
+  size_t h = v.len ? header(p, end, &kind, &n) : 0;
+  if (h == 0 || kind != 'a' || pos < 1 || pos > n) return 0;
+  p += h;
+  for (int64_t i = 1; i < pos; i++)
+    if (skip_lean(&p, end, 1)) return 0;
+  const unsigned char *start = p;
+  if (skip_lean(&p, end, 1)) return 0;
+  out->data = (const char *)start;
+  out->len = (size_t)(p - start);
+  return 1;
+}
+
+int cs_codec_map_field(cs_slice v, const char *name, size_t namelen,
+                       cs_slice *out) {
+  const unsigned char *p = (const unsigned char *)v.data, *end = p + v.len;
+  unsigned kind;
+  int64_t n;
+  size_t h = v.len ? header(p, end, &kind, &n) : 0;
+  if (h == 0 || kind != 'm') return 0;
+  p += h;
+  for (int64_t i = 0; i < n; i++) {
+    const unsigned char *k = p;
+    if (skip_lean(&p, end, 1)) return 0;
+    unsigned kk;
+    int64_t kn;
+    size_t kh = header(k, end, &kk, &kn);
+    int match = kh && kk == 's' && *k != 0xc4 && *k != 0xc5 && *k != 0xc6 &&
+                (size_t)kn == namelen && memcmp(k + kh, name, namelen) == 0;
+    const unsigned char *val = p;
+    if (skip_lean(&p, end, 1)) return 0;
+    if (match) {
+      out->data = (const char *)val;
+      out->len = (size_t)(p - val);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int cs_codec_number(cs_slice v, cs_num *num) {
+  const unsigned char *p = (const unsigned char *)v.data;
+  if (v.len == 0) return 0;
+  unsigned c = p[0];
+  num->is_int = 1;
+  if (c < 0x80 || c >= 0xe0) {
+    num->i = c < 0x80 ? (int64_t)c : (int64_t)c - 0x100;
+    return v.len == 1;
+  }
+  static const unsigned char width[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
+  if (c < 0xca || c > 0xd3 || v.len != 1u + width[c - 0xca]) return 0;
+  switch (c) {
+  case 0xca: {
+    uint32_t bits = get_be32(p + 1);
+    float f;
+    memcpy(&f, &bits, sizeof(f));
+    num->is_int = 0, num->d = f;
+    return 1;
+  }
+  case 0xcb: {
+    uint64_t bits = get_be64(p + 1);
+    memcpy(&num->d, &bits, sizeof(num->d));
+    num->is_int = 0;
+    return 1;
+  }
+  case 0xcc: num->i = p[1]; return 1;
+  case 0xcd: num->i = get_be16(p + 1); return 1;
+  case 0xce: num->i = get_be32(p + 1); return 1;
+  case 0xcf: {
+    uint64_t u = get_be64(p + 1);
+    if (u > INT64_MAX) return 0;
+    num->i = (int64_t)u;
+    return 1;
+  }
+  case 0xd0: num->i = (int8_t)p[1]; return 1;
+  case 0xd1: num->i = (int16_t)get_be16(p + 1); return 1;
+  case 0xd2: num->i = (int32_t)get_be32(p + 1); return 1;
+  default: num->i = (int64_t)get_be64(p + 1); return 1;
+  }
+}
+
+int cs_codec_put_number(cs_buf *out, const cs_num *num) {
+  if (cs_buf_reserve(out, 9)) return CS_ENOMEM;
+  unsigned char *p = (unsigned char *)out->data + out->len;
+  if (num->is_int) {
+    out->len += int_bytes(p, (lua_Integer)num->i);
+  } else {
+    uint64_t bits;
+    memcpy(&bits, &num->d, sizeof(bits));
+    p[0] = 0xcb;
+    put_be64(p + 1, bits);
+    out->len += 9;
+  }
+  return 0;
+}
+
+long cs_codec_skip_lean(const char *data, size_t len) {
+  const unsigned char *p = (const unsigned char *)data;
+  if (skip_lean(&p, p + len, 0)) return CS_EDECODE;
+  return (long)(p - (const unsigned char *)data);
+}
+
+int cs_codec_is_key_scalar(cs_slice v) {
+  if (v.len == 0) return 0;
+  unsigned c = (unsigned char)v.data[0];
+  if (c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) return 1;
+  if (c >= 0xa0 && c <= 0xbf) return 1;
+  if (c >= 0xcc && c <= 0xd3) return c != 0xcf || (unsigned char)v.data[1] < 0x80;
+  return c == 0xd9 || c == 0xda || c == 0xdb;
 }
 
 /* =========================================================== key groups */

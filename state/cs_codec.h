@@ -47,6 +47,34 @@ long cs_codec_skip(const char *data, size_t len);
 
 #define CS_CODEC_MAX_DEPTH 200
 
+/* Encoded values read and written without Lua, for the engine's fast paths
+ * (records that only pass through built-in operators are never decoded).
+ * Each answers 0 when the value is not of the form asked for; the caller
+ * then takes the Lua path, which has the exact semantics and the errors. */
+
+/* Element pos (1-based) of an encoded array: stores its bytes in *out and
+ * returns 1. */
+int cs_codec_array_elem(cs_slice v, int64_t pos, cs_slice *out);
+/* The value under string key name of an encoded map. */
+int cs_codec_map_field(cs_slice v, const char *name, size_t namelen,
+                       cs_slice *out);
+
+typedef struct cs_num {
+  int is_int;
+  int64_t i;
+  double d;
+} cs_num;
+/* Reads a whole encoded value that is a number (an integer or a float). */
+int cs_codec_number(cs_slice v, cs_num *num);
+/* Appends a number as cs_codec_encode writes it. Returns 0 or CS_ENOMEM. */
+int cs_codec_put_number(cs_buf *out, const cs_num *num);
+/* The size of the value at data[0, len) checking its framing only (not the
+ * map keys decode refuses), or CS_EDECODE. */
+long cs_codec_skip_lean(const char *data, size_t len);
+/* Whether the encoded value is a nil, boolean, integer or string: values
+ * whose record encoding is also their canonical key encoding. */
+int cs_codec_is_key_scalar(cs_slice v);
+
 /* Key groups: XXH3_64 of the canonical key bytes modulo max_parallelism. */
 int cs_key_group(const void *key, size_t len, int max_parallelism);
 
