@@ -77,6 +77,10 @@ static const keydef keys[] = {
      NULL, NULL, "size of RocksDB's block cache"},
     {"state.backend.rocksdb.writebuffer.size", NULL, K_SIZE, "16 mb", 1, NO_MAX,
      NULL, NULL, "size of a RocksDB memtable before it is flushed"},
+    {"state.backend.rocksdb.value-cache.size", NULL, K_SIZE, "32 mb", 0, NO_MAX,
+     NULL, NULL,
+     "write-back cache of value states in front of RocksDB, per operator "
+     "subtask; 0 turns it off"},
     {"execution.checkpointing.interval", NULL, K_DURATION, NULL, 0, NO_MAX,
      NULL, "checkpointing off",
      "time between the starts of two checkpoints; 0 turns checkpointing off"},

@@ -230,6 +230,7 @@ static void run_config_from(const cs_config *cfg, const cs_options *o,
   rc->rocksdb_localdir = cs_config_str(cfg, "state.backend.rocksdb.localdir");
   rc->rocksdb_block_cache = cs_config_int(cfg, "state.backend.rocksdb.block.cache-size");
   rc->rocksdb_write_buffer = cs_config_int(cfg, "state.backend.rocksdb.writebuffer.size");
+  rc->rocksdb_value_cache = cs_config_int(cfg, "state.backend.rocksdb.value-cache.size");
   if (rc->num_retained < 1) rc->num_retained = 1;
 }
 

@@ -358,6 +358,9 @@ void cs_job_rocksdb_options(const cs_job *job, cs_rocksdb_options *o) {
     o->block_cache_bytes = (size_t)job->cfg->rocksdb_block_cache;
   if (job->cfg->rocksdb_write_buffer > 0)
     o->write_buffer_bytes = (size_t)job->cfg->rocksdb_write_buffer;
+  o->value_cache_bytes = job->cfg->rocksdb_value_cache > 0
+                             ? (size_t)job->cfg->rocksdb_value_cache
+                             : SIZE_MAX;
 }
 
 void cs_opi_workdir(const cs_opi *op, char *buf, size_t len) {

@@ -276,6 +276,7 @@ typedef struct cs_run_config {
   const char *rocksdb_localdir;
   long long rocksdb_block_cache;
   long long rocksdb_write_buffer;
+  long long rocksdb_value_cache; /* 0: off */
 } cs_run_config;
 
 typedef struct cs_job {

@@ -37,7 +37,10 @@
  *
  * Memory is bounded per instance: one LRU block cache shared by all column
  * families (index and filter blocks live in it too), memtables capped in
- * total (total_write_buffer_bytes), at most 16 pinned get views.
+ * total (total_write_buffer_bytes), at most 16 pinned get views, and the
+ * write-back cache of VALUE states (value_cache_bytes): hot keys are read
+ * and updated there, and written to RocksDB in batches, before a checkpoint
+ * or a scan, and when the cache is full.
  *
  * The working directory belongs to the backend: it is wiped when the
  * backend is opened (only if it is empty or was made by a backend before:
@@ -64,6 +67,9 @@ typedef struct cs_rocksdb_options {
   size_t total_write_buffer_bytes;
   int max_open_files;      /* SST files kept open; 0: no limit */
   int max_background_jobs; /* flushes and compactions at once; 2 */
+  /* the write-back cache of VALUE states (see cs_rocksdb.c); 32 MiB;
+   * SIZE_MAX: no cache */
+  size_t value_cache_bytes;
 } cs_rocksdb_options;
 
 /* The file a checkpoint directory holds besides RocksDB's own files: the

@@ -56,6 +56,21 @@ static cs_backend *make_rocksdb(void) {
   return rc ? NULL : be;
 }
 
+/* value_cache_bytes: 0 the default, SIZE_MAX none. */
+static cs_backend *make_cached(size_t value_cache_bytes) {
+  char dir[PATH_MAX], err[512];
+  snprintf(dir, sizeof(dir), "%s/be-%d", root, seq++);
+  cs_rocksdb_options o = {0};
+  o.value_cache_bytes = value_cache_bytes;
+  cs_backend *be = NULL;
+  int rc = cs_rocksdb_backend_open(dir, &o, &be, err, sizeof(err));
+  if (rc && rc != CS_ENOMEM) fprintf(stderr, "open %s: %s\n", dir, err);
+  return rc ? NULL : be;
+}
+
+/* A cache so small that it is written out and emptied every few puts. */
+static cs_backend *make_tiny_cache(void) { return make_cached(4096); }
+
 static cs_backend *open_with(const char *dir, size_t write_buffer) {
   cs_rocksdb_options o = {0};
   o.write_buffer_bytes = write_buffer;
@@ -908,6 +923,81 @@ static void bench_checkpoints(void) {
   be->ops->destroy(be);
 }
 
+/* ======================================================= value cache */
+
+/* The write-back cache of VALUE states, at three sizes (none, tiny, the
+ * default), against the heap backend as the oracle: random puts, gets and
+ * deletes; views that outlive later gets; checkpoints holding what is
+ * only in the cache; a restore equal to the oracle. */
+static void test_value_cache(void) {
+  size_t sizes[] = {SIZE_MAX, 4096, 0};
+  for (int si = 0; si < 3; si++) {
+    cs_backend *be = make_cached(sizes[si]);
+    cs_backend *oracle = cs_heap_backend_create();
+    CHECK(be != NULL && oracle != NULL);
+    int v = be->ops->register_state(be, "v", CS_STATE_VALUE);
+    int m = be->ops->register_state(be, "m", CS_STATE_MAP);
+    CHECK_EQ_INT(oracle->ops->register_state(oracle, "v", CS_STATE_VALUE), v);
+    CHECK_EQ_INT(oracle->ops->register_state(oracle, "m", CS_STATE_MAP), m);
+    uint32_t x = 7;
+    char kb[16], vb[64];
+    int mismatches = 0;
+    for (int i = 0; i < 20000; i++) {
+      x = x * 1664525u + 1013904223u;
+      int k = (int)((x >> 8) % 500);
+      snprintf(kb, sizeof(kb), "k%d", k);
+      int kg = k % NKG;
+      cs_slice key = B(kb, strlen(kb));
+      int op = (int)((x >> 20) % 10);
+      if (op < 5) { /* put a value of varying length */
+        int n = snprintf(vb, sizeof(vb), "%d:%.*s", i, (int)(x % 40),
+                         "0123456789012345678901234567890123456789");
+        CHECK_EQ_INT(be->ops->put(be, v, kg, key, NULL, B(vb, (size_t)n)), 0);
+        oracle->ops->put(oracle, v, kg, key, NULL, B(vb, (size_t)n));
+      } else if (op < 6) {
+        CHECK_EQ_INT(be->ops->del(be, v, kg, key, NULL), 0);
+        oracle->ops->del(oracle, v, kg, key, NULL);
+      } else if (op < 7) { /* a map state beside it is not disturbed */
+        CHECK_EQ_INT(be->ops->put(be, m, kg, key, &key, key), 0);
+        oracle->ops->put(oracle, m, kg, key, &key, key);
+      } else {
+        cs_slice a, b;
+        int ra = be->ops->get(be, v, kg, key, NULL, &a);
+        int rb = oracle->ops->get(oracle, v, kg, key, NULL, &b);
+        if (ra != rb || (ra == 0 && (a.len != b.len ||
+                                     memcmp(a.data, b.data, a.len) != 0)))
+          mismatches++;
+      }
+      if (i % 5000 == 4999) { /* a checkpoint holds the cached writes */
+        const char *chk = fresh("chk-cache");
+        CHECK_EQ_INT(checkpoint(be, chk, NULL, NULL), 0);
+        cs_backend *r = restore(chk, NULL);
+        CHECK(r != NULL && same_content(oracle, r));
+        if (r) r->ops->destroy(r);
+      }
+    }
+    CHECK_EQ_INT(mismatches, 0);
+    /* A view stays valid over 16 more gets, misses and hits alike. */
+    CHECK_EQ_INT(be->ops->put(be, v, 1, S("held"), NULL, S("held-value")), 0);
+    cs_slice held;
+    CHECK_EQ_INT(be->ops->get(be, v, 1, S("held"), NULL, &held), 0);
+    for (int i = 0; i < 16; i++) {
+      cs_slice t;
+      snprintf(kb, sizeof(kb), "k%d", i * 31);
+      be->ops->get(be, v, (i * 31) % NKG, B(kb, strlen(kb)), NULL, &t);
+    }
+    CHECK(held.len == 10 && memcmp(held.data, "held-value", 10) == 0);
+    /* A put of a view of the same entry. */
+    CHECK_EQ_INT(be->ops->put(be, v, 1, S("held"), NULL, held), 0);
+    CHECK(get_is(be, v, 1, S("held"), NULL, S("held-value")));
+    /* A scan sees what is only in the cache. */
+    oracle->ops->put(oracle, v, 1, S("held"), NULL, S("held-value"));
+    CHECK(same_content(oracle, be));
+    be->ops->destroy(be);
+    oracle->ops->destroy(oracle);
+  }
+}
+
 /* ================================================================ main */
 
 int main(void) {
@@ -920,6 +1010,9 @@ int main(void) {
 #define RUN(name, call) \
   if (only == NULL || strcmp(only, name) == 0) call
   RUN("contract", backend_contract(make_rocksdb, CONTRACT_COSTLY_MAKE));
+  RUN("contract-tiny-cache",
+      backend_contract(make_tiny_cache, CONTRACT_COSTLY_MAKE));
+  RUN("valuecache", test_value_cache());
   RUN("full", test_full_checkpoint());
   RUN("incremental", test_incremental());
   RUN("lineage", test_lineage());
