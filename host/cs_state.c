@@ -39,8 +39,18 @@ typedef struct kstate {
 
 /* =========================================================== helpers */
 
+/* The state object at index 1. The methods carry their metatable as an
+ * upvalue, so the usual case is one pointer comparison, without
+ * luaL_checkudata's lookup of the metatable by name; anything else goes to
+ * luaL_checkudata, which raises the argument error. */
 static kstate *check_state(lua_State *L, int kind) {
-  kstate *s = luaL_checkudata(L, 1, kind_mts[kind]);
+  kstate *s = lua_touserdata(L, 1);
+  int ok = 0;
+  if (s != NULL && lua_getmetatable(L, 1)) {
+    ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!ok) s = luaL_checkudata(L, 1, kind_mts[kind]);
   if (s->op == NULL) luaL_error(L, "%s state '%s' is closed", kind_names[kind], s->name);
   return s;
 }
@@ -659,7 +669,8 @@ void cs_state_open_types(lua_State *L) {
   for (int k = 0; k < 6; k++) {
     if (luaL_newmetatable(L, kind_mts[k])) {
       lua_newtable(L);
-      luaL_setfuncs(L, methods[k], 0);
+      lua_pushvalue(L, -2); /* the metatable, the methods' upvalue */
+      luaL_setfuncs(L, methods[k], 1);
       lua_setfield(L, -2, "__index");
       lua_pushcfunction(L, state_gc);
       lua_setfield(L, -2, "__gc");
