@@ -444,7 +444,8 @@ static int format_encoded(cs_slice *v, cs_buf *out, int depth) {
   else if (c == 0xc4 || c == 0xd9) h = 2;
   else if (c == 0xc5 || c == 0xda) h = 3;
   else if (c == 0xc6 || c == 0xdb) h = 5;
-  else if (c == 0xc0) return cs_buf_append(out, "null", 4);
+  else if (c == 0xc0) /* nil inside an array: the decoded table is no tuple */
+    return depth > 0 ? 1 : cs_buf_append(out, "null", 4);
   else if (c == 0xc2) return cs_buf_append(out, "false", 5);
   else if (c == 0xc3) return cs_buf_append(out, "true", 4);
   else return 1; /* a map: sorted rendering, left to the Lua path */

@@ -1028,7 +1028,8 @@ int cs_codec_is_key_scalar(cs_slice v) {
   unsigned c = (unsigned char)v.data[0];
   if (c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) return 1;
   if (c >= 0xa0 && c <= 0xbf) return 1;
-  if (c >= 0xcc && c <= 0xd3) return c != 0xcf || (unsigned char)v.data[1] < 0x80;
+  if (c == 0xcf) return v.len == 9 && (unsigned char)v.data[1] < 0x80;
+  if (c >= 0xcc && c <= 0xd3) return 1;
   return c == 0xd9 || c == 0xda || c == 0xdb;
 }
 

@@ -72,7 +72,9 @@ int cs_codec_put_number(cs_buf *out, const cs_num *num);
  * map keys decode refuses), or CS_EDECODE. */
 long cs_codec_skip_lean(const char *data, size_t len);
 /* Whether the encoded value is a nil, boolean, integer or string: values
- * whose record encoding is also their canonical key encoding. */
+ * whose record encoding is also their canonical key encoding, as
+ * cs_codec_encode writes them (shortest forms; other writers' padded forms
+ * are not canonical). */
 int cs_codec_is_key_scalar(cs_slice v);
 
 /* Key groups: XXH3_64 of the canonical key bytes modulo max_parallelism. */

@@ -2,7 +2,9 @@
  * test_codec.c - pins the contract of state/cs_codec.h: the value mapping
  * round-trips, the bytes are standard MessagePack (cross-checked against
  * msgpack-c), the canonical key form, error paths, robustness against
- * truncated and random input, and key-group ownership.
+ * truncated and random input, the readers of encoded values (array
+ * elements, map fields, numbers, key scalars) that the fast paths use
+ * without Lua, and key-group ownership.
  */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -700,8 +702,10 @@ static void test_truncation(void) {
         if (lua_gettop(L) != top) bad++;
         lua_settop(L, top);
         if (cs_codec_skip(b.data, n) != CS_EDECODE) bad++;
+        if (cs_codec_skip_lean(b.data, n) != CS_EDECODE) bad++;
       }
       CHECK_EQ_INT(bad, 0);
+      CHECK_EQ_INT(cs_codec_skip_lean(b.data, b.len), (long)b.len);
       CHECK_EQ_INT(cs_codec_decode(L, b.data, b.len, NULL), 0);
       lua_settop(L, top);
       cs_buf_free(&b);
@@ -716,6 +720,9 @@ static void fuzz_one(const char *data, size_t len, int *bad) {
   size_t used = 0;
   int rc = cs_codec_decode(L, data, len, &used);
   long skip = cs_codec_skip(data, len);
+  /* The lean skip checks framing only: wherever skip accepts, it agrees. */
+  long lean = cs_codec_skip_lean(data, len);
+  if (skip >= 0 && lean != skip) (*bad)++;
   if (rc == 0) {
     if (lua_gettop(L) != top + 1 || used == 0 || used > len ||
         skip != (long)used)
@@ -773,6 +780,579 @@ static void test_garbage(void) {
   free(m);
   cs_buf_free(&b);
   CHECK_EQ_INT(bad, 0);
+}
+
+/* ============================================ encoded values, no Lua */
+
+/* The encoded bytes of a value, viewed as a slice. */
+static cs_slice slice_of(const cs_buf *b) {
+  cs_slice s = {b->data, b->len};
+  return s;
+}
+
+static int slice_is(cs_slice s, const cs_buf *b) {
+  return s.len == b->len && (s.len == 0 || memcmp(s.data, b->data, s.len) == 0);
+}
+
+/* Encodes the value at idx into b, which is reset first. */
+static void encode_at(int idx, cs_buf *b) {
+  char err[256] = "";
+  b->len = 0;
+  if (cs_codec_encode(L, idx, b, err, sizeof(err)) != 0) {
+    fprintf(stderr, "encode failed: %s\n", err);
+    cs_test_failures++;
+  }
+}
+
+/* Checks cs_codec_array_elem on the array a chunk returns: every position
+ * (or a sample of a long array) gives the bytes cs_codec_encode writes for
+ * that element, positions out of range give 0, and on every proper prefix
+ * of the bytes an element is found exactly when it lies entirely inside. */
+static void check_array_elem(const char *code) {
+  int top = lua_gettop(L);
+  push_lua(code);
+  int t = lua_gettop(L);
+  cs_buf b = {0}, e = {0};
+  encode_at(t, &b);
+  cs_slice v = slice_of(&b), out;
+  lua_Integer n = luaL_len(L, t);
+  lua_Integer step = n <= 100 ? 1 : n / 37;
+  int bad = 0;
+  for (lua_Integer pos = 1; pos <= n; pos += (pos < 3 || pos > n - 3) ? 1 : step) {
+    lua_geti(L, t, pos);
+    encode_at(-1, &e);
+    lua_pop(L, 1);
+    out.data = NULL, out.len = 0;
+    if (cs_codec_array_elem(v, pos, &out) != 1 || !slice_is(out, &e) ||
+        out.data < b.data || out.data + out.len > b.data + b.len) {
+      if (bad++ < 3)
+        fprintf(stderr, "%s: element %lld wrong\n", code, (long long)pos);
+    }
+    /* Prefixes: found exactly when the element ends inside the prefix. */
+    if (b.len <= 4096 && bad == 0) {
+      size_t end = (size_t)(out.data + out.len - b.data);
+      for (size_t cut = 0; cut < b.len; cut++) {
+        cs_slice c = {b.data, cut}, o = {NULL, 0};
+        int r = cs_codec_array_elem(c, pos, &o);
+        if (r != (end <= cut) || (r && !slice_is(o, &e))) {
+          if (bad++ < 3)
+            fprintf(stderr, "%s: element %lld of a %zu-byte prefix: %d\n",
+                    code, (long long)pos, cut, r);
+        }
+      }
+    }
+  }
+  static const int64_t outside[] = {0, -1, INT64_MIN, INT64_MAX};
+  for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++)
+    if (cs_codec_array_elem(v, outside[i], &out) != 0) bad++;
+  if (cs_codec_array_elem(v, n + 1, &out) != 0) bad++;
+  if (cs_codec_array_elem(v, n + 1000, &out) != 0) bad++;
+  if (bad) {
+    fprintf(stderr, "%s: %d array_elem failure(s)\n", code, bad);
+    cs_test_failures++;
+  }
+  lua_settop(L, top);
+  cs_buf_free(&b);
+  cs_buf_free(&e);
+}
+
+/* cs_codec_skip_lean: the framing of cs_codec_skip without its map-key
+ * checks (nil and NaN keys are left for decode to refuse). */
+static void test_skip_lean(void) {
+  char bytes[32];
+  size_t n = unhex("81c001", bytes);
+  CHECK_EQ_INT(cs_codec_skip(bytes, n), CS_EDECODE);
+  CHECK_EQ_INT(cs_codec_skip_lean(bytes, n), 3);
+  n = unhex("81cb7ff800000000000001", bytes);
+  CHECK_EQ_INT(cs_codec_skip(bytes, n), CS_EDECODE);
+  CHECK_EQ_INT(cs_codec_skip_lean(bytes, n), 11);
+  static const char *bad[] = {"", "c1", "c70101", "d40101", "92", "dc0003",
+                              "ddffffffff", "dfffffffff00", "dbffffffff61",
+                              "8101", "cb3ff8"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    n = unhex(bad[i], bytes);
+    if (cs_codec_skip_lean(bytes, n) != CS_EDECODE) {
+      fprintf(stderr, "skip_lean of %s should fail\n", bad[i]);
+      cs_test_failures++;
+    }
+  }
+  n = unhex("a161a1", bytes);
+  CHECK_EQ_INT(cs_codec_skip_lean(bytes, n), 2);
+  /* Depth: CS_CODEC_MAX_DEPTH nested arrays, as skip. */
+  char deep[CS_CODEC_MAX_DEPTH + 2];
+  memset(deep, 0x91, sizeof(deep));
+  deep[CS_CODEC_MAX_DEPTH] = 0x01;
+  CHECK_EQ_INT(cs_codec_skip_lean(deep, CS_CODEC_MAX_DEPTH + 1),
+               CS_CODEC_MAX_DEPTH + 1);
+  deep[CS_CODEC_MAX_DEPTH] = (char)0x91;
+  deep[CS_CODEC_MAX_DEPTH + 1] = 0x01;
+  CHECK_EQ_INT(cs_codec_skip_lean(deep, sizeof(deep)), CS_EDECODE);
+}
+
+static void test_array_elem(void) {
+  check_array_elem("return {1}");
+  check_array_elem("return {1, -1, 127, 128, -33, 200, -200, 70000, 1 << 40,"
+                   " -(1 << 40), math.mininteger, math.maxinteger}");
+  check_array_elem("return {'a', {1, 2}, {x = 1, y = {2}}, 2.5, true, false,"
+                   " -0.0, 0/0, 1/0, '', {}}");
+  check_array_elem("return {string.rep('s', 31), string.rep('t', 32),"
+                   " string.rep('u', 300), string.rep('v', 70000), 'end'}");
+  check_array_elem("return {{}, {{}}, {{{}}}, {[1] = 'a', [3] = 'c'}, ''}");
+  check_array_elem("return {{1, {2, {3, {4}}}}, 'tail', {k = {1, {z = 2}}}}");
+  check_array_elem("return {'\\0', '\\255\\254', '\\x92\\x01\\x02'}");
+  check_array_elem("local t = {} for i = 1, 15 do t[i] = i * 1000 end return t");
+  check_array_elem("local t = {} for i = 1, 16 do t[i] = {i, tostring(i)} end"
+                   " return t");
+  check_array_elem("local t = {} for i = 1, 70000 do t[i] = i end return t");
+  /* The deepest value the encoder writes: its element is still read. */
+  char code[160];
+  snprintf(code, sizeof(code),
+           "local t = {} for i = 2, %d do t = {t} end return {t, 'after'}",
+           CS_CODEC_MAX_DEPTH - 1);
+  check_array_elem(code);
+
+  /* Not arrays: 0, whatever the position. */
+  static const char *others[] = {
+      "return nil",        "return 1",         "return 2.5",
+      "return true",       "return 'abc'",     "return '\\x92\\x01\\x02'",
+      "return {a = 1}",    "return {}",        "return {[1] = 'a', [3] = 'c'}",
+      "return {1, 2, x = 3}", "return {[0] = 1, 2}"};
+  cs_buf b = {0};
+  cs_slice out;
+  for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+    push_lua(others[i]);
+    encode_at(-1, &b);
+    lua_pop(L, 1);
+    for (int64_t pos = 0; pos <= 3; pos++) {
+      if (cs_codec_array_elem(slice_of(&b), pos, &out) != 0) {
+        fprintf(stderr, "%s: array_elem(%lld) should be 0\n", others[i],
+                (long long)pos);
+        cs_test_failures++;
+      }
+    }
+  }
+  cs_slice empty = {"", 0};
+  CHECK_EQ_INT(cs_codec_array_elem(empty, 1, &out), 0);
+  /* Non-shortest headers another writer may use are read all the same. */
+  char bytes[16];
+  cs_slice v = {bytes, unhex("dc0002a161cd0102", bytes)};
+  CHECK_EQ_INT(cs_codec_array_elem(v, 2, &out), 1);
+  CHECK(out.len == 3 && memcmp(out.data, "\xcd\x01\x02", 3) == 0);
+  v.len = unhex("dd00000001c3", bytes);
+  CHECK_EQ_INT(cs_codec_array_elem(v, 1, &out), 1);
+  CHECK(out.len == 1 && (unsigned char)out.data[0] == 0xc3);
+  /* Only the array's own elements, whatever bytes follow it. */
+  v.len = unhex("910203", bytes);
+  CHECK_EQ_INT(cs_codec_array_elem(v, 1, &out), 1);
+  CHECK(out.len == 1 && out.data[0] == 2);
+  CHECK_EQ_INT(cs_codec_array_elem(v, 2, &out), 0);
+  /* A count the bytes cannot hold, a malformed element before the one
+   * asked for. */
+  v.len = unhex("dcffff01", bytes);
+  CHECK_EQ_INT(cs_codec_array_elem(v, 1, &out), 1);
+  CHECK_EQ_INT(cs_codec_array_elem(v, 2, &out), 0);
+  v.len = unhex("93c10102", bytes);
+  CHECK_EQ_INT(cs_codec_array_elem(v, 3, &out), 0);
+  cs_buf_free(&b);
+}
+
+/* Checks cs_codec_map_field on the map a chunk returns, for a name that is
+ * (want_found) or is not one of its string keys. */
+static void check_map_field(const char *code, const char *name, size_t namelen,
+                            int want_found, int line) {
+  int top = lua_gettop(L);
+  push_lua(code);
+  int t = lua_gettop(L);
+  cs_buf b = {0}, e = {0};
+  encode_at(t, &b);
+  cs_slice out = {NULL, 0};
+  int r = cs_codec_map_field(slice_of(&b), name, namelen, &out);
+  if (r != want_found) {
+    fprintf(stderr, "%s:%d: map_field(%.*s) is %d, want %d\n", __FILE__, line,
+            (int)namelen, name, r, want_found);
+    cs_test_failures++;
+  } else if (r) {
+    lua_pushlstring(L, name, namelen);
+    lua_rawget(L, t);
+    encode_at(-1, &e);
+    CHECK(slice_is(out, &e));
+    /* Prefixes: found exactly when the value ends inside the prefix (the
+     * entries before it are complete then too). */
+    size_t end = (size_t)(out.data + out.len - b.data);
+    int bad = 0;
+    for (size_t cut = 0; cut < b.len && b.len <= 4096; cut++) {
+      cs_slice c = {b.data, cut}, o = {NULL, 0};
+      int rc = cs_codec_map_field(c, name, namelen, &o);
+      if (rc != (end <= cut) || (rc && !slice_is(o, &e))) bad++;
+    }
+    if (bad) {
+      fprintf(stderr, "%s:%d: map_field(%.*s) wrong on %d prefix(es)\n",
+              __FILE__, line, (int)namelen, name, bad);
+      cs_test_failures++;
+    }
+  }
+  lua_settop(L, top);
+  cs_buf_free(&b);
+  cs_buf_free(&e);
+}
+
+#define FIELD(code, name, found) \
+  check_map_field(code, name, sizeof(name) - 1, found, __LINE__)
+
+static void test_map_field(void) {
+  const char *m =
+      "return {a = 1, b = 'x', c = {1, 2}, d = {e = 5}, [1] = 'int',"
+      " ['1'] = 'str', [true] = 'bool', [2.5] = 'float', [{1}] = 'table',"
+      " ['a\\0b'] = 'nul', [''] = 'empty', [string.rep('k', 40)] = 'long',"
+      " ab = 'ab', f = 2.5, g = -70000, h = {x = {y = {}}}, n = 0/0}";
+  FIELD(m, "a", 1);
+  FIELD(m, "b", 1);
+  FIELD(m, "c", 1);
+  FIELD(m, "d", 1);
+  FIELD(m, "ab", 1);
+  FIELD(m, "f", 1);
+  FIELD(m, "g", 1);
+  FIELD(m, "h", 1);
+  FIELD(m, "n", 1);
+  FIELD(m, "1", 1); /* the string key, not the integer one */
+  FIELD(m, "a\0b", 1);
+  FIELD(m, "", 1);
+  FIELD(m, "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", 1); /* str8 key */
+  FIELD(m, "z", 0);
+  FIELD(m, "A", 0);
+  FIELD(m, "a\0", 0);
+  FIELD(m, "abc", 0);
+  FIELD(m, "e", 0); /* a key of a nested map */
+  FIELD(m, "true", 0);
+  FIELD(m, "2.5", 0);
+  FIELD(m, "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", 0);
+  FIELD(m, "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", 0);
+  /* Only non-string keys. */
+  const char *nonstr = "return {[1] = 'a', [3] = 'c', [true] = 1, [-1] = 2}";
+  FIELD(nonstr, "1", 0);
+  FIELD(nonstr, "3", 0);
+  FIELD(nonstr, "true", 0);
+  FIELD(nonstr, "-1", 0);
+  /* A value that is itself a string equal to the name is not a key. */
+  FIELD("return {x = 'y', [2] = 'z'}", "y", 0);
+  FIELD("return {x = 'y', [2] = 'z'}", "z", 0);
+  FIELD("return {x = 'y', [2] = 'z'}", "x", 1);
+  /* map16 and map32 headers. */
+  const char *m16 = "local t = {} for i = 1, 40 do t['f' .. i] = i * i end"
+                    " return t";
+  FIELD(m16, "f1", 1);
+  FIELD(m16, "f17", 1);
+  FIELD(m16, "f40", 1);
+  FIELD(m16, "f41", 0);
+  const char *m32 = "local t = {} for i = 1, 70000 do t['f' .. i] = i end"
+                    " return t";
+  FIELD(m32, "f1", 1);
+  FIELD(m32, "f69999", 1);
+  FIELD(m32, "f0", 0);
+  /* The deepest value the encoder writes, under a field. */
+  char code[160];
+  snprintf(code, sizeof(code),
+           "local t = {} for i = 2, %d do t = {t} end return {a = t, b = 1}",
+           CS_CODEC_MAX_DEPTH - 1);
+  FIELD(code, "a", 1);
+  FIELD(code, "b", 1);
+
+  /* Not maps. */
+  static const char *others[] = {"return {'a', 'b'}", "return {}",
+                                 "return 'a'", "return nil", "return 1",
+                                 "return {{a = 1}}"};
+  for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+    FIELD(others[i], "a", 0);
+    FIELD(others[i], "1", 0);
+  }
+  cs_slice out, empty = {"", 0};
+  CHECK_EQ_INT(cs_codec_map_field(empty, "a", 1, &out), 0);
+  /* map16/map32 and str8 keys another writer may use for short maps. */
+  char bytes[32];
+  cs_slice v = {bytes, unhex("de0001d90161cc05", bytes)};
+  CHECK_EQ_INT(cs_codec_map_field(v, "a", 1, &out), 1);
+  CHECK(out.len == 2 && memcmp(out.data, "\xcc\x05", 2) == 0);
+  v.len = unhex("df00000002a16201a16102", bytes);
+  CHECK_EQ_INT(cs_codec_map_field(v, "a", 1, &out), 1);
+  CHECK(out.len == 1 && out.data[0] == 2);
+  /* A malformed entry before the one asked for. */
+  v.len = unhex("82a162c1a16102", bytes);
+  CHECK_EQ_INT(cs_codec_map_field(v, "a", 1, &out), 0);
+}
+
+/* Reads the number a chunk returns with cs_codec_number and compares with
+ * the Lua value: integer or float, the same integer, the same float bits
+ * (NaN: some NaN). */
+static void check_number_of(const char *code, unsigned char *first_bytes,
+                            int line) {
+  push_lua(code);
+  cs_buf b = {0};
+  encode_at(-1, &b);
+  cs_num num;
+  memset(&num, 0x5a, sizeof(num));
+  int r = cs_codec_number(slice_of(&b), &num);
+  int ok = r == 1;
+  if (ok && lua_isinteger(L, -1)) {
+    ok = num.is_int == 1 && num.i == (int64_t)lua_tointeger(L, -1);
+  } else if (ok) {
+    double d = (double)lua_tonumber(L, -1);
+    ok = num.is_int == 0 &&
+         (isnan(d) ? isnan(num.d) : memcmp(&d, &num.d, sizeof(d)) == 0);
+  }
+  if (!ok) {
+    fprintf(stderr, "%s:%d: cs_codec_number of %s: %d\n", __FILE__, line,
+            code, r);
+    cs_test_failures++;
+  }
+  if (first_bytes && b.len) first_bytes[(unsigned char)b.data[0]] = 1;
+  lua_pop(L, 1);
+  cs_buf_free(&b);
+}
+
+/* cs_codec_number on hand-written bytes: want_ok, and then the value. */
+static void check_number_hex(const char *hex, int want_ok, int is_int,
+                             int64_t i, double d, int line) {
+  char bytes[32];
+  cs_slice v = {bytes, unhex(hex, bytes)};
+  cs_num num;
+  int r = cs_codec_number(v, &num);
+  int ok = r == want_ok;
+  if (ok && r)
+    ok = num.is_int == is_int && (is_int ? num.i == i : num.d == d);
+  if (!ok) {
+    fprintf(stderr, "%s:%d: cs_codec_number of %s: %d\n", __FILE__, line, hex,
+            r);
+    cs_test_failures++;
+  }
+}
+
+#define NUMBER_HEX(hex, ok, is_int, i, d) \
+  check_number_hex(hex, ok, is_int, i, d, __LINE__)
+
+static const char *int_boundaries[] = {
+    "0", "1", "127", "128", "255", "256", "65535", "65536", "4294967295",
+    "4294967296", "math.maxinteger", "-1", "-32", "-33", "-128", "-129",
+    "-32768", "-32769", "-2147483648", "-2147483649", "math.mininteger"};
+
+static void test_number(void) {
+  /* Every integer width, at its boundaries. */
+  unsigned char first[256] = {0};
+  char code[128];
+  for (size_t i = 0; i < sizeof(int_boundaries) / sizeof(int_boundaries[0]);
+       i++) {
+    snprintf(code, sizeof(code), "return %s", int_boundaries[i]);
+    check_number_of(code, first, __LINE__);
+  }
+  static const unsigned char widths[] = {0x00, 0x7f, 0xe0, 0xff, 0xcc, 0xcd,
+                                         0xce, 0xcf, 0xd0, 0xd1, 0xd2, 0xd3};
+  for (size_t i = 0; i < sizeof(widths); i++) CHECK(first[widths[i]]);
+  for (int i = 0; i < 2000; i++) {
+    snprintf(code, sizeof(code), "return %lld",
+             (long long)((int64_t)rng() >> (rng() % 64)));
+    check_number_of(code, NULL, __LINE__);
+  }
+  check_number_of("return math.mininteger", NULL, __LINE__);
+
+  /* Floats, float64 always. */
+  static const char *floats[] = {
+      "0.5",  "-0.0",    "0.0",     "0/0",      "-(0/0)",  "1/0",
+      "-1/0", "2^63",    "-2^63",   "1e300",    "5.0",     "4.9e-324",
+      "0.1",  "11 / 3",  "2^53 + 0.0", "-1.5e-300"};
+  for (size_t i = 0; i < sizeof(floats) / sizeof(floats[0]); i++) {
+    snprintf(code, sizeof(code), "return %s", floats[i]);
+    check_number_of(code, NULL, __LINE__);
+  }
+  push_lua("return -0.0");
+  cs_buf b = {0};
+  encode_at(-1, &b);
+  cs_num num;
+  CHECK_EQ_INT(cs_codec_number(slice_of(&b), &num), 1);
+  CHECK(num.is_int == 0 && num.d == 0 && signbit(num.d));
+  lua_pop(L, 1);
+
+  /* Hand-written forms: non-shortest integers, float32, uint64 past
+   * INT64_MAX (no Lua integer holds it: 0). */
+  NUMBER_HEX("cf8000000000000000", 0, 0, 0, 0);
+  NUMBER_HEX("cfffffffffffffffff", 0, 0, 0, 0);
+  NUMBER_HEX("cf7fffffffffffffff", 1, 1, INT64_MAX, 0);
+  NUMBER_HEX("cf0000000000000005", 1, 1, 5, 0);
+  NUMBER_HEX("d005", 1, 1, 5, 0);
+  NUMBER_HEX("d0ff", 1, 1, -1, 0);
+  NUMBER_HEX("d080", 1, 1, -128, 0);
+  NUMBER_HEX("cd0001", 1, 1, 1, 0);
+  NUMBER_HEX("d1ffff", 1, 1, -1, 0);
+    NUMBER_HEX("d2ffffffff", 1, 1, -1, 0);
+  NUMBER_HEX("d3ffffffffffffffff", 1, 1, -1, 0);
+  NUMBER_HEX("ce80000000", 1, 1, 2147483648LL, 0);
+  NUMBER_HEX("ca3fc00000", 1, 0, 0, 1.5);
+  NUMBER_HEX("cb3ff8000000000000", 1, 0, 0, 1.5);
+  /* Truncated or followed by more bytes: not a whole number. */
+  static const char *partial[] = {
+      "cc",         "cd00",     "ce000000",   "cf00000000000000", "d0",
+      "d100",       "d2000000", "d300000000000000", "ca3fc000", "cb3ff8",
+      "0102",       "ff00",     "cc0101",     "cb3ff800000000000000",
+      "ca3fc0000000", "d30000000000000000ff"};
+  for (size_t i = 0; i < sizeof(partial) / sizeof(partial[0]); i++)
+    NUMBER_HEX(partial[i], 0, 0, 0, 0);
+  cs_slice empty = {"", 0};
+  CHECK_EQ_INT(cs_codec_number(empty, &num), 0);
+
+  /* Not numbers. */
+  static const char *others[] = {"nil", "true", "false", "'x'", "'1'", "''",
+                                 "{}", "{1}", "{a = 1}", "'\\204\\5'"};
+  for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+    snprintf(code, sizeof(code), "return %s", others[i]);
+    push_lua(code);
+    encode_at(-1, &b);
+    lua_pop(L, 1);
+    if (cs_codec_number(slice_of(&b), &num) != 0) {
+      fprintf(stderr, "cs_codec_number of %s should be 0\n", others[i]);
+      cs_test_failures++;
+    }
+  }
+  NUMBER_HEX("c1", 0, 0, 0, 0);
+  NUMBER_HEX("c40105", 0, 0, 0, 0);
+  cs_buf_free(&b);
+}
+
+/* cs_codec_put_number appends exactly what cs_codec_encode writes for the
+ * same Lua number, and cs_codec_number reads it back. */
+static void check_put_number_top(int *bad) {
+  cs_num num;
+  num.is_int = lua_isinteger(L, -1);
+  num.i = num.is_int ? (int64_t)lua_tointeger(L, -1) : 0;
+  num.d = num.is_int ? 0 : (double)lua_tonumber(L, -1);
+  cs_buf want = {0}, got = {0};
+  encode_at(-1, &want);
+  cs_buf_append(&got, "ab", 2);
+  int rc = cs_codec_put_number(&got, &num);
+  cs_num back;
+  cs_slice tail = {got.data + 2, got.len - 2};
+  if (rc != 0 || got.len != want.len + 2 || memcmp(got.data, "ab", 2) != 0 ||
+      memcmp(got.data + 2, want.data, want.len) != 0 ||
+      cs_codec_number(tail, &back) != 1 || back.is_int != num.is_int ||
+      (num.is_int ? back.i != num.i
+                  : memcmp(&back.d, &num.d, sizeof(num.d)) != 0)) {
+    if ((*bad)++ < 5) {
+      lua_pushvalue(L, -1);
+      fprintf(stderr, "put_number of %s differs from cs_codec_encode\n",
+              luaL_tolstring(L, -1, NULL));
+      lua_pop(L, 2);
+    }
+  }
+  cs_buf_free(&want);
+  cs_buf_free(&got);
+}
+
+static void test_put_number(void) {
+  int bad = 0;
+  char code[128];
+  for (size_t i = 0; i < sizeof(int_boundaries) / sizeof(int_boundaries[0]);
+       i++) {
+    snprintf(code, sizeof(code), "return %s", int_boundaries[i]);
+    push_lua(code);
+    check_put_number_top(&bad);
+    lua_pop(L, 1);
+  }
+  for (int i = 0; i < 2000; i++) {
+    lua_pushinteger(L, (lua_Integer)((int64_t)rng() >> (rng() % 64)));
+    check_put_number_top(&bad);
+    lua_pop(L, 1);
+    uint64_t bits = rng();
+    double d;
+    memcpy(&d, &bits, sizeof(d));
+    lua_pushnumber(L, d);
+    check_put_number_top(&bad);
+    lua_pop(L, 1);
+  }
+  static const char *floats[] = {"0.5", "-0.0", "0.0", "0/0", "1/0", "-1/0",
+                                 "2^63", "5.0", "4.9e-324", "0.1", "-2^63"};
+  for (size_t i = 0; i < sizeof(floats) / sizeof(floats[0]); i++) {
+    snprintf(code, sizeof(code), "return %s", floats[i]);
+    push_lua(code);
+    check_put_number_top(&bad);
+    lua_pop(L, 1);
+  }
+  CHECK_EQ_INT(bad, 0);
+
+  /* Out of memory: CS_ENOMEM, nothing appended. */
+  cs_buf b = {0};
+  cs_num num = {1, 70000, 0};
+  cs_fail_nth_alloc(1);
+  CHECK_EQ_INT(cs_codec_put_number(&b, &num), CS_ENOMEM);
+  cs_fail_nth_alloc(0);
+  CHECK_EQ_INT(b.len, 0);
+  cs_buf_free(&b);
+}
+
+/* cs_codec_is_key_scalar answers 1 exactly for nil, booleans, integers and
+ * strings, and for those the record bytes are the canonical key bytes. */
+static void test_is_key_scalar(void) {
+  static const char *scalars[] = {
+      "nil", "true", "false", "0", "1", "-1", "-32", "-33", "127", "128",
+      "255", "256", "65536", "4294967296", "math.maxinteger",
+      "math.mininteger", "-129", "-32769", "-2147483649", "''", "'a'",
+      "'\\0'", "'1'", "string.rep('x', 31)", "string.rep('x', 32)",
+      "string.rep('x', 256)", "string.rep('x', 65536)"};
+  static const char *others[] = {
+      "1.0", "1.5", "-0.0", "0.0", "2^63", "-2^63", "1e300", "1/0", "-1/0",
+      "0/0", "{}", "{1}", "{1.0}", "{a = 1}", "{'a', 'b'}", "{[1.0] = 2}"};
+  char code[128];
+  cs_buf b = {0}, k = {0};
+  char err[128];
+  for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
+    snprintf(code, sizeof(code), "return %s", scalars[i]);
+    push_lua(code);
+    encode_at(-1, &b);
+    k.len = 0;
+    CHECK_EQ_INT(cs_codec_encode_key(L, -1, &k, err, sizeof(err)), 0);
+    lua_pop(L, 1);
+    if (cs_codec_is_key_scalar(slice_of(&b)) != 1 || !slice_is(slice_of(&b), &k)) {
+      fprintf(stderr, "is_key_scalar(%s) should be 1, with key bytes\n",
+              scalars[i]);
+      cs_test_failures++;
+    }
+  }
+  for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+    snprintf(code, sizeof(code), "return %s", others[i]);
+    push_lua(code);
+    encode_at(-1, &b);
+    lua_pop(L, 1);
+    if (cs_codec_is_key_scalar(slice_of(&b)) != 0) {
+      fprintf(stderr, "is_key_scalar(%s) should be 0\n", others[i]);
+      cs_test_failures++;
+    }
+  }
+  /* An integral float's key is the integer, not its record bytes. */
+  push_lua("return 1.0");
+  encode_at(-1, &b);
+  k.len = 0;
+  CHECK_EQ_INT(cs_codec_encode_key(L, -1, &k, err, sizeof(err)), 0);
+  CHECK(!slice_is(slice_of(&b), &k));
+  lua_pop(L, 1);
+  /* uint64 past INT64_MAX decodes as a float: not a key scalar; nor are bin
+   * strings (decoded as strings, but not the bytes the encoder writes). */
+  char bytes[16];
+  cs_slice v = {bytes, unhex("cf8000000000000000", bytes)};
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
+  v.len = unhex("cfffffffffffffffff", bytes);
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
+  v.len = unhex("cf7fffffffffffffff", bytes);
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 1);
+  v.len = unhex("c40161", bytes);
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
+  v.len = unhex("c1", bytes);
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
+  v.len = unhex("ca3fc00000", bytes);
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
+  v.len = unhex("dc0000", bytes);
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
+  v.len = unhex("de0000", bytes);
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
+  v.len = 0;
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
+  cs_buf_free(&b);
+  cs_buf_free(&k);
 }
 
 /* ========================================================= key groups */
@@ -855,6 +1435,12 @@ int main(void) {
   test_out_of_memory();
   test_truncation();
   test_garbage();
+  test_skip_lean();
+  test_array_elem();
+  test_map_field();
+  test_number();
+  test_put_number();
+  test_is_key_scalar();
   test_key_group_ranges();
   test_key_group_values();
   CHECK_EQ_INT(lua_gettop(L), 0);

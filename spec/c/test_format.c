@@ -1,7 +1,8 @@
 /*
  * test_format.c - pins the contract of host/cs_format.h: doubles as Java's
  * Double.toString prints them (JDK 19+, shortest digits) and Lua values as
- * Flink prints the corresponding Java values.
+ * Flink prints the corresponding Java values, and encoded values
+ * (cs_format_encoded) exactly as the values they decode to.
  */
 #include <lauxlib.h>
 #include <lualib.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cs_codec.h"
 #include "cs_format.h"
 #include "cs_test.h"
 
@@ -293,6 +295,297 @@ static void test_out_of_memory(void) {
   lua_pop(L, 1);
 }
 
+/* ===================================================== encoded values */
+
+/* Whether two byte ranges are equal (either may be NULL when empty). */
+static int same_bytes(const char *a, size_t alen, const char *b, size_t blen) {
+  return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+/* Renders the value a chunk returns both ways: cs_format_value on the Lua
+ * value, cs_format_encoded on its cs_codec_encode bytes, each after "> ".
+ * want_rc is 0 (the renderings must be equal), 1 (a map: the buffer is
+ * left as it was) or -1 (either, for values at the nesting limit). Every
+ * proper prefix of the bytes, and the bytes followed by one more value,
+ * give CS_EDECODE and leave the buffer as it was. */
+static void check_encoded(const char *code, int want_rc, int line) {
+  int top = lua_gettop(L);
+  if (luaL_dostring(L, code) != LUA_OK) {
+    fprintf(stderr, "%s:%d: lua error: %s\n", __FILE__, line,
+            lua_tostring(L, -1));
+    cs_test_failures++;
+    lua_settop(L, top);
+    return;
+  }
+  cs_buf want = {0}, bytes = {0}, got = {0};
+  char err[256] = "";
+  CHECK_EQ_INT(cs_format_value(L, -1, &want), 0);
+  if (cs_codec_encode(L, -1, &bytes, err, sizeof(err)) != 0) {
+    fprintf(stderr, "%s:%d: encode failed: %s\n", __FILE__, line, err);
+    cs_test_failures++;
+    goto done;
+  }
+  cs_buf_append(&got, "> ", 2);
+  cs_slice v = {bytes.data, bytes.len};
+  int rc = cs_format_encoded(v, &got);
+  if (rc == 0 && want_rc != 1) {
+    if (memcmp(got.data, "> ", 2) != 0 ||
+        !same_bytes(got.data + 2, got.len - 2, want.data, want.len)) {
+      fprintf(stderr, "%s:%d: %s renders encoded as \"%.*s\", want \"%.*s\"\n",
+              __FILE__, line, code, (int)(got.len - 2), got.data + 2,
+              (int)want.len, want.data);
+      cs_test_failures++;
+    }
+  } else if (rc == 1 && want_rc != 0) {
+    CHECK(got.len == 2 && memcmp(got.data, "> ", 2) == 0);
+  } else {
+    fprintf(stderr, "%s:%d: cs_format_encoded of %s returned %d, want %d\n",
+            __FILE__, line, code, rc, want_rc);
+    cs_test_failures++;
+  }
+  /* Truncated: a decode error, nothing written. A long value is cut at a
+   * few places only. */
+  int bad = 0;
+  for (size_t cut = 0; cut < bytes.len; cut++) {
+    if (bytes.len > 4096 && cut > 64 && cut < bytes.len - 64 &&
+        cut != bytes.len / 2)
+      continue;
+    cs_slice c = {bytes.data, cut};
+    got.len = 2;
+    if (cs_format_encoded(c, &got) != CS_EDECODE || got.len != 2) bad++;
+  }
+  /* Followed by one more value: not one value (a map may answer 1 first). */
+  cs_buf_append(&bytes, "\xc0", 1);
+  v.data = bytes.data, v.len = bytes.len;
+  got.len = 2;
+  rc = cs_format_encoded(v, &got);
+  if ((rc != CS_EDECODE && (rc != 1 || want_rc == 0)) || got.len != 2) bad++;
+  if (bad) {
+    fprintf(stderr, "%s:%d: %s: %d truncated or extended encoding(s) not"
+            " rejected cleanly\n", __FILE__, line, code, bad);
+    cs_test_failures++;
+  }
+done:
+  cs_buf_free(&want);
+  cs_buf_free(&bytes);
+  cs_buf_free(&got);
+  lua_settop(L, top);
+}
+
+#define ENCODED(code) check_encoded(code, 0, __LINE__)
+#define ENCODED_MAP(code) check_encoded(code, 1, __LINE__)
+
+/* The rendering of the encoding of code is want (and cs_format_value's). */
+static void check_encoded_is(const char *code, const char *want, int line) {
+  check_value(code, want, line);
+  check_encoded(code, 0, line);
+}
+
+#define ENCODED_IS(code, want) check_encoded_is(code, want, __LINE__)
+
+static void test_encoded(void) {
+  /* Scalars. */
+  ENCODED("return nil");
+  ENCODED("return true");
+  ENCODED("return false");
+  static const char *ints[] = {
+      "0", "1", "-1", "127", "128", "-32", "-33", "255", "256", "-128",
+      "-129", "65535", "65536", "-32768", "-32769", "2147483647",
+      "-2147483648", "4294967295", "4294967296", "math.maxinteger",
+      "math.mininteger", "2^53 // 1 + 1"};
+  static const char *floats[] = {
+      "0.1", "1e7", "9999999.0", "1e-3", "1e-4", "-0.0", "0.0", "0/0",
+      "-(0/0)", "1/0", "-1/0", "5.0", "11 / 3", "0.1 + 0.2", "2^63", "-2^63",
+      "1e300", "4.9e-324", "2.2250738585072014e-308",
+      "1.7976931348623157e308", "1e23", "2^60", "123.456", "-1.5e-7",
+      "math.maxinteger + 0.0"};
+  char code[160];
+  for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+    snprintf(code, sizeof(code), "return %s", ints[i]);
+    ENCODED(code);
+  }
+  for (size_t i = 0; i < sizeof(floats) / sizeof(floats[0]); i++) {
+    snprintf(code, sizeof(code), "return %s", floats[i]);
+    ENCODED(code);
+    snprintf(code, sizeof(code), "return {%s, -(%s)}", floats[i], floats[i]);
+    ENCODED(code);
+  }
+  ENCODED_IS("return {1e7, 0.1, -0.0, 0/0, 1/0, -1/0}",
+             "(1.0E7,0.1,-0.0,NaN,Infinity,-Infinity)");
+  ENCODED_IS("return {math.maxinteger, math.mininteger, 5.0, 5}",
+             "(9223372036854775807,-9223372036854775808,5.0,5)");
+
+  /* Strings: as they are, odd bytes included, at every length form. */
+  ENCODED("return ''");
+  ENCODED("return 'flink'");
+  ENCODED("return 'a\\0b\\0'");
+  ENCODED("return '\\255\\254 not utf-8 \\192'");
+  ENCODED("return '(1,2)'");
+  ENCODED("return '{a=1}'");
+  ENCODED("return 'null'");
+  ENCODED("return '\\t\\r\\n,\\\\'");
+  ENCODED("local s = {} for i = 0, 255 do s[#s + 1] = string.char(i) end"
+          " return table.concat(s)");
+  static const int lens[] = {31, 32, 255, 256, 65535, 65536};
+  for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+    snprintf(code, sizeof(code),
+             "return {string.rep('ab\\0', %d):sub(1, %d), 'x'}", lens[i],
+             lens[i]);
+    ENCODED(code);
+  }
+  ENCODED_IS("return {'a\\0b', 'c'}", "(a\0b,c)");
+
+  /* Tuples. */
+  ENCODED_IS("return {1, 5.0}", "(1,5.0)");
+  ENCODED_IS("return {'flink', 3}", "(flink,3)");
+  ENCODED_IS("return {1, {2, 3}}", "(1,(2,3))");
+  ENCODED_IS("return {}", "()");
+  ENCODED_IS("return {{}}", "(())");
+  ENCODED_IS("return {{}, {{}}, {}}", "((),(()),())");
+  ENCODED_IS("return {'a', nil}", "(a)");
+  ENCODED_IS("return {[2] = 'b', [1] = 'a'}", "(a,b)");
+  ENCODED_IS("return {true, false, 'null', ''}", "(true,false,null,)");
+  ENCODED_IS("return {'', ''}", "(,)");
+  ENCODED_IS("return {'(', ')', ','}", "((,),,)");
+  ENCODED("return {1.5, -0.0, 0/0, 1/0, math.mininteger, 'x', {true}}");
+  ENCODED("local t = {} for i = 1, 15 do t[i] = i end return t");
+  ENCODED("local t = {} for i = 1, 16 do t[i] = {i, i / 7} end return t");
+  ENCODED("local t = {} for i = 1, 17 do t[i] = tostring(i) end return t");
+  ENCODED("local t = {} for i = 1, 70000 do t[i] = i end return t");
+  ENCODED("local s = {1, 'x'} return {s, s, {s}}");
+  /* Deep nesting, around the scalar and beside it. */
+  static const int depths[] = {1, 2, 10, 49, 50, 51, 100, 150, 197};
+  for (size_t i = 0; i < sizeof(depths) / sizeof(depths[0]); i++) {
+    snprintf(code, sizeof(code),
+             "local t = 'x' for i = 1, %d do t = {t} end return t", depths[i]);
+    ENCODED(code);
+    snprintf(code, sizeof(code),
+             "local t = {} for i = 1, %d do t = {i, t, i / 2} end return t",
+             depths[i]);
+    ENCODED(code);
+  }
+  ENCODED_IS("local t = 7 for i = 1, 5 do t = {t} end return t",
+             "(((((7)))))");
+  /* At the encoder's and the formatter's nesting limit: the same rendering,
+   * or the Lua path. */
+  for (int d = 198; d <= 200; d++) {
+    snprintf(code, sizeof(code),
+             "local t = {} for i = 2, %d do t = {t} end return t", d);
+    check_encoded(code, -1, __LINE__);
+  }
+
+  /* Values holding a map: 1, the buffer as it was, wherever the map is. */
+  ENCODED_MAP("return {a = 1}");
+  ENCODED_MAP("return {b = 2, a = 1}");
+  ENCODED_MAP("return {1, 2, x = 3}");
+  ENCODED_MAP("return {[1] = 'a', [3] = 'c'}");
+  ENCODED_MAP("return {[0] = 'z'}");
+  ENCODED_MAP("return {1, {k = 1}}");
+  ENCODED_MAP("return {'x', 'y', {{{a = 1}}}}");
+  ENCODED_MAP("return {{1, 2}, {3, 4}, {5, {6, {z = 0}}}}");
+  ENCODED_MAP("return {{1, 2}, {3, 4}, {5, {6, {z = 0}}}, 'after'}");
+  ENCODED_MAP("return {[{1, 2}] = 'tuple key'}");
+  ENCODED_MAP("local t = {a = 1} for i = 1, 50 do t = {i, t} end return t");
+  ENCODED_MAP("local t = {} for i = 1, 70000 do t[i] = i end t[70000] = {n = 1}"
+              " return t");
+
+  /* Bytes another writer may produce render as their decoded values do. */
+  static const char *foreign[] = {
+      "ca3fc00000",          /* float32 1.5 */
+      "ca7fc00000",          /* float32 NaN */
+      "c403616263",          /* bin "abc" */
+      "c5000161",            /* bin16 "a" */
+      "d005",                /* int8 5 */
+      "d0ff",                /* int8 -1 */
+      "cd0001",              /* uint16 1 */
+      "cf0000000000000005",  /* uint64 5 */
+      "d90161",              /* str8 "a" */
+      "da0000",              /* str16 "" */
+      "dc00020102",          /* array16 (1,2) */
+      "dd0000000191a0",      /* array32 (("")) */
+      "93ca3fc00000c40161d3ffffffffffffffff"};
+  for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+    char raw[64];
+    size_t n = strlen(foreign[i]) / 2;
+    for (size_t j = 0; j < n; j++) {
+      unsigned x;
+      sscanf(foreign[i] + 2 * j, "%2x", &x);
+      raw[j] = (char)x;
+    }
+    cs_buf want = {0}, got = {0};
+    CHECK_EQ_INT(cs_codec_decode(L, raw, n, NULL), 0);
+    CHECK_EQ_INT(cs_format_value(L, -1, &want), 0);
+    lua_pop(L, 1);
+    cs_slice v = {raw, n};
+    int rc = cs_format_encoded(v, &got);
+    if (rc != 0 || !same_bytes(got.data, got.len, want.data, want.len)) {
+      fprintf(stderr, "%s: encoded rendering \"%.*s\" (%d), decoded \"%.*s\"\n",
+              foreign[i], (int)got.len, got.data, rc, (int)want.len,
+              want.data);
+      cs_test_failures++;
+    }
+    cs_buf_free(&want);
+    cs_buf_free(&got);
+  }
+  /* Not values: CS_EDECODE, nothing written. */
+  static const char *bad[] = {"", "c1", "c70101", "92", "dc0003", "a3616",
+                              "9281c001"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char raw[16];
+    size_t n = strlen(bad[i]) / 2;
+    for (size_t j = 0; j < n; j++) {
+      unsigned x;
+      sscanf(bad[i] + 2 * j, "%2x", &x);
+      raw[j] = (char)x;
+    }
+    cs_buf got = {0};
+    cs_buf_append(&got, "> ", 2);
+    cs_slice v = {raw, n};
+    CHECK_EQ_INT(cs_format_encoded(v, &got), CS_EDECODE);
+    CHECK_EQ_INT(got.len, 2);
+    cs_buf_free(&got);
+  }
+  /* A map with a key decode refuses (nil) is a map all the same: the Lua
+   * path decodes it and reports the corruption. */
+  cs_buf got = {0};
+  cs_slice v = {"\x81\xc0\x01", 3};
+  CHECK_EQ_INT(cs_format_encoded(v, &got), 1);
+  CHECK_EQ_INT(got.len, 0);
+  cs_buf_free(&got);
+}
+
+/* Failing each allocation in turn: CS_ENOMEM, the buffer as it was, no
+ * leak, until the rendering needs no more. */
+static void test_encoded_out_of_memory(void) {
+  CHECK_EQ_INT(luaL_dostring(L, "local t = {} for i = 1, 200 do "
+                                "t[i] = {i, i / 3, string.rep('s', i)} end "
+                                "return t"),
+               0);
+  cs_buf bytes = {0};
+  CHECK_EQ_INT(cs_codec_encode(L, -1, &bytes, NULL, 0), 0);
+  lua_pop(L, 1);
+  size_t before = cs_allocated_bytes();
+  int rc, failures = 0;
+  for (long nth = 1; nth < 1000; nth++) {
+    cs_buf b = {0};
+    cs_buf_append(&b, "> ", 2);
+    cs_slice v = {bytes.data, bytes.len};
+    cs_fail_nth_alloc(nth);
+    rc = cs_format_encoded(v, &b);
+    cs_fail_nth_alloc(0);
+    if (rc == CS_ENOMEM) {
+      failures++;
+      CHECK_EQ_INT(b.len, 2);
+    }
+    cs_buf_free(&b);
+    CHECK_EQ_INT(cs_allocated_bytes(), before);
+    if (rc != CS_ENOMEM) break;
+  }
+  CHECK_EQ_INT(rc, 0);
+  CHECK(failures >= 3);
+  cs_buf_free(&bytes);
+}
+
 int main(void) {
   L = luaL_newstate();
   luaL_openlibs(L);
@@ -301,6 +594,8 @@ int main(void) {
   test_values();
   test_lua_error_inside();
   test_out_of_memory();
+  test_encoded();
+  test_encoded_out_of_memory();
   CHECK_EQ_INT(lua_gettop(L), 0);
   lua_close(L);
   TEST_MAIN_END();
