@@ -799,7 +799,7 @@ static void test_print(void) {
     lines++;
     l = nl + 1;
   }
-  CHECK_EQ_INT(lines, 17);
+  CHECK_EQ_INT(lines, 18);
   free(buf);
 
   buf = NULL;
