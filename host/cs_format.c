@@ -410,19 +410,24 @@ int cs_format_value(lua_State *L, int idx, cs_buf *out) {
 
 /* ====================================================== encoded values */
 
-/* Renders the value at *v (advancing it), whose framing was checked. */
+/* Renders the value at *v, advancing it. Every read is bounds-checked. */
 static int format_encoded(cs_slice *v, cs_buf *out, int depth) {
+  if (v->len == 0) return CS_EDECODE;
   const unsigned char *p = (const unsigned char *)v->data;
   unsigned c = p[0];
+  if ((c >= 0x80 && c <= 0x8f) || c == 0xde || c == 0xdf)
+    return 1; /* a map: sorted rendering, left to the Lua path */
   if ((c >= 0x90 && c <= 0x9f) || c == 0xdc || c == 0xdd) {
     if (depth >= FORMAT_MAX_DEPTH - 1) return 1;
     size_t h = c <= 0x9f ? 1 : c == 0xdc ? 3 : 5;
+    if (v->len < h) return CS_EDECODE;
     uint32_t count = c <= 0x9f ? (c & 0x0fu)
                      : c == 0xdc ? ((uint32_t)p[1] << 8 | p[2])
                                  : ((uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 |
                                     (uint32_t)p[3] << 8 | p[4]);
     v->data += h;
     v->len -= h;
+    if (count > v->len) return CS_EDECODE; /* each element takes a byte */
     int rc = cs_buf_append(out, "(", 1);
     for (uint32_t i = 0; rc == 0 && i < count; i++) {
       if (i > 0) rc = cs_buf_append(out, ",", 1);
@@ -454,9 +459,11 @@ static int format_encoded(cs_slice *v, cs_buf *out, int depth) {
 
 int cs_format_encoded(cs_slice v, cs_buf *out) {
   size_t len = out->len;
-  long n = cs_codec_skip_lean(v.data, v.len);
-  if (n < 0) return CS_EDECODE;
+  cs_slice whole = v;
   int rc = format_encoded(&v, out, 0);
+  /* Met a map: whether the bytes are one whole value is only known now. */
+  if (rc == 1 && cs_codec_skip_lean(whole.data, whole.len) != (long)whole.len)
+    rc = CS_EDECODE;
   if (rc == 0 && v.len != 0) rc = CS_EDECODE;
   if (rc) out->len = len;
   return rc;

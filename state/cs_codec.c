@@ -918,6 +918,23 @@ static int skip_lean(const unsigned char **pp, const unsigned char *end,
   return 0;
 }
 
+/* skip_lean with the common one-byte-header scalars inline. */
+static inline int skip_one(const unsigned char **pp, const unsigned char *end) {
+  const unsigned char *p = *pp;
+  if (p < end) {
+    unsigned c = *p;
+    if (c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+      *pp = p + 1;
+      return 0;
+    }
+    if (c >= 0xa0 && c <= 0xbf && (size_t)(end - p) > (c & 0x1fu)) {
+      *pp = p + 1 + (c & 0x1f);
+      return 0;
+    }
+  }
+  return skip_lean(pp, end, 1);
+}
+
 int cs_codec_array_elem(cs_slice v, int64_t pos, cs_slice *out) {
   const unsigned char *p = (const unsigned char *)v.data, *end = p + v.len;
   unsigned kind;
@@ -926,9 +943,9 @@ int cs_codec_array_elem(cs_slice v, int64_t pos, cs_slice *out) {
   if (h == 0 || kind != 'a' || pos < 1 || pos > n) return 0;
   p += h;
   for (int64_t i = 1; i < pos; i++)
-    if (skip_lean(&p, end, 1)) return 0;
+    if (skip_one(&p, end)) return 0;
   const unsigned char *start = p;
-  if (skip_lean(&p, end, 1)) return 0;
+  if (skip_one(&p, end)) return 0;
   out->data = (const char *)start;
   out->len = (size_t)(p - start);
   return 1;
@@ -944,14 +961,14 @@ int cs_codec_map_field(cs_slice v, const char *name, size_t namelen,
   p += h;
   for (int64_t i = 0; i < n; i++) {
     const unsigned char *k = p;
-    if (skip_lean(&p, end, 1)) return 0;
+    if (skip_one(&p, end)) return 0;
     unsigned kk;
     int64_t kn;
     size_t kh = header(k, end, &kk, &kn);
     int match = kh && kk == 's' && *k != 0xc4 && *k != 0xc5 && *k != 0xc6 &&
                 (size_t)kn == namelen && memcmp(k + kh, name, namelen) == 0;
     const unsigned char *val = p;
-    if (skip_lean(&p, end, 1)) return 0;
+    if (skip_one(&p, end)) return 0;
     if (match) {
       out->data = (const char *)val;
       out->len = (size_t)(p - val);

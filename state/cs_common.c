@@ -114,7 +114,7 @@ int cs_buf_reserve(cs_buf *b, size_t n) {
   return 0;
 }
 
-int cs_buf_append(cs_buf *b, const void *p, size_t n) {
+int cs_buf_append_slow(cs_buf *b, const void *p, size_t n) {
   if (n == 0) return 0;
   int rc = cs_buf_reserve(b, n);
   if (rc) return rc;

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Error codes: negative ints, generated once. libuv codes (UV_E*) pass through
  * unchanged and are also negative; ours start far below them. */
@@ -57,7 +58,15 @@ void cs_buf_init(cs_buf *b);
 void cs_buf_free(cs_buf *b);
 /* Makes room for at least n more bytes. Returns 0 or CS_ENOMEM. */
 int cs_buf_reserve(cs_buf *b, size_t n);
-int cs_buf_append(cs_buf *b, const void *p, size_t n);
+int cs_buf_append_slow(cs_buf *b, const void *p, size_t n);
+/* Appends n bytes; inline when they fit (the per-record case). */
+static inline int cs_buf_append(cs_buf *b, const void *p, size_t n) {
+  if (n == 0) return 0;
+  if (b->cap - b->len < n) return cs_buf_append_slow(b, p, n);
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  return 0;
+}
 int cs_buf_printf(cs_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static inline void cs_buf_reset(cs_buf *b) { b->len = 0; }
