@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# Runs every benchmark workload against its plain C and plain Lua 5.4
+# baselines, measured in the same run on the same machine, and prints
+# markdown tables (see bench/README.md for what each column means).
+#
+#   bash bench/all.sh [--quick] [--runs R] [--scale S] [--backends "B ..."]
+#                     [--workloads "W ..."] [--incremental]
+#
+# --runs R       runs of every measurement (default 3); medians are quoted
+# --scale S      multiply every input size by S (default 1; 0.1 for a
+#                rehearsal)
+# --backends     state backends of the engine rows (default "memory
+#                filesystem rocksdb")
+# --workloads    a subset of "wordcount average keyed_process enrichment
+#                passthrough"
+# --incremental  also run RocksDB with incremental checkpoints
+# --quick        tiny inputs, one run, checkpoints every 50 ms, and the
+#                quick modes of run.sh, checkpoint.sh and reload.sh: what CI
+#                (ctest bench_all_quick) runs to check that the benchmarks
+#                work; its figures mean nothing
+#
+# Each workload W is bench/W_job.lua (the cstream-lua job), bench/W_baseline.lua
+# (plain Lua 5.4, one thread, state in a Lua table) and bench/W_baseline.c
+# (plain C, built as build/bench_W_baseline). Every run's output is checked
+# against the Lua baseline's as a multiset of lines (build/bench_msetsum);
+# any difference, or any failing command, fails the script.
+#
+# Uses the build in $CSTREAM_BUILD (default build/); needs GNU time and lua5.4.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${CSTREAM_BUILD:-$root/build}
+runs=3
+scale=1
+quick=0
+backends="memory filesystem rocksdb"
+workloads="wordcount average keyed_process enrichment passthrough"
+interval=1s
+usage="usage: bash bench/all.sh [--quick] [--runs R] [--scale S] [--backends \"B ...\"] [--workloads \"W ...\"] [--incremental]"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs=$2; shift 2 ;;
+    --scale) scale=$2; shift 2 ;;
+    --backends) backends=$2; shift 2 ;;
+    --workloads) workloads=$2; shift 2 ;;
+    --incremental) backends="$backends rocksdb-incremental"; shift ;;
+    --quick) quick=1; runs=1; interval=50ms; shift ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+done
+case "$runs" in ''|*[!0-9]*) echo "--runs takes a positive integer" >&2; exit 2 ;; esac
+[ "$runs" -ge 1 ] || { echo "--runs takes a positive integer" >&2; exit 2; }
+awk -v s="$scale" 'BEGIN { exit !(s + 0 > 0) }' || { echo "--scale takes a positive number" >&2; exit 2; }
+for w in $workloads; do
+  case " wordcount average keyed_process enrichment passthrough " in
+    *" $w "*) ;; *) echo "unknown workload '$w'" >&2; exit 2 ;;
+  esac
+done
+for be in $backends; do
+  case "$be" in memory|filesystem|rocksdb|rocksdb-incremental) ;;
+    *) echo "unknown backend '$be'" >&2; exit 2 ;; esac
+done
+bin=$build/cstream-lua
+for t in cstream-lua bench_msetsum bench_latency; do
+  [ -x "$build/$t" ] || { echo "build first: bash scripts/build.sh (or set CSTREAM_BUILD); missing $build/$t" >&2; exit 1; }
+done
+timecmd=/usr/bin/time
+[ -x "$timecmd" ] || { echo "bench needs GNU time (apt-get install time)" >&2; exit 1; }
+command -v lua5.4 > /dev/null || { echo "bench needs lua5.4" >&2; exit 1; }
+
+# sizes: each engine run lasts a few seconds on a 2-core machine (several
+# 1 s checkpoints); --scale multiplies them
+sized() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s); print (v < 10) ? 10 : v }'; }
+if [ "$quick" = 1 ]; then
+  wc_lines=2000; kv_records=6000; kv_keys=1000; orders=3000; distinct_lines=3000
+  ops_n=20000; lat_seconds=1; lat_warmup=0.2; lat_rates="2000"
+else
+  wc_lines=$(sized 600000); kv_records=$(sized 1000000); kv_keys=$(sized 100000)
+  orders=$(sized 250000); distinct_lines=$(sized 600000)
+  ops_n=$(sized 2000000); lat_seconds=4; lat_warmup=1; lat_rates="10000 100000"
+fi
+
+load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
+load_start=$(load)
+started=$(date +%s)
+work=$(mktemp -d "${TMPDIR:-/tmp}/cstream-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+
+# ============================================================ inputs
+lua5.4 "$root/bench/gen_words.lua" "$work/words.txt" "$wc_lines" 10000
+lua5.4 "$root/bench/gen_words.lua" "$work/words100k.txt" "$distinct_lines" 100000
+lua5.4 "$root/bench/gen_kv.lua" "$work/kv.txt" "$kv_records" "$kv_keys"
+lua5.4 "$root/bench/gen_orders.lua" "$work/info1.txt" "$work/info2.txt" "$orders"
+count_words() { echo $(( $(tr -cd ',' < "$1" | wc -c) + $(wc -l < "$1") )); }
+lines_of() { wc -l < "$1" | tr -d ' '; }
+
+# inputs_of W: the input arguments of workload W; records_of W: what its
+# records/s counts (words for the word count, input lines otherwise)
+inputs_of() {
+  case "$1" in
+    wordcount) echo "$work/words.txt" ;;
+    wordcount100k) echo "$work/words100k.txt" ;;
+    enrichment) echo "$work/info1.txt $work/info2.txt" ;;
+    *) echo "$work/kv.txt" ;;
+  esac
+}
+records_of() {
+  case "$1" in
+    wordcount) count_words "$work/words.txt" ;;
+    wordcount100k) count_words "$work/words100k.txt" ;;
+    enrichment) echo $(( $(lines_of "$work/info1.txt") + $(lines_of "$work/info2.txt") )) ;;
+    *) lines_of "$work/kv.txt" ;;
+  esac
+}
+job_of() { case "$1" in wordcount100k) echo wordcount ;; *) echo "$1" ;; esac; }
+
+# backend NAME -> the cstream-lua flags of that variant
+flags_of() {
+  case "$1" in
+    memory) echo "--state-backend memory -D state.backend.memory.max-state-size=2gb" ;;
+    filesystem) echo "--state-backend filesystem --checkpoint-dir $work/ckpt" ;;
+    rocksdb) echo "--state-backend rocksdb --checkpoint-dir $work/ckpt -D state.backend.rocksdb.localdir=$work/rocksdb-local" ;;
+    rocksdb-incremental) echo "--state-backend rocksdb --checkpoint-dir $work/ckpt -D state.backend.rocksdb.localdir=$work/rocksdb-local -D state.backend.incremental=true" ;;
+  esac
+}
+
+median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+maxof() { sort -g | tail -1; }
+
+# timed CMD...: runs CMD under GNU time with stdout to $work/stdout and
+# stderr to $work/err; appends "wall_s peak_kib" to $work/t.all; fails the
+# benchmark if CMD fails
+timed() {
+  if ! "$timecmd" -f "%e %M" -o "$work/t" "$@" > "$work/stdout" 2> "$work/err"; then
+    echo "benchmark command failed: $*" >&2; tail -20 "$work/err" >&2; exit 1
+  fi
+  cat "$work/t" >> "$work/t.all"
+}
+
+# check_output W VARIANT OUT: OUT's lines must be the Lua baseline's
+check_output() {
+  local got
+  got=$("$build/bench_msetsum" "$3")
+  if [ ! -s "$work/ref-$1" ]; then echo "$got" > "$work/ref-$1"; return; fi
+  if [ "$got" != "$(cat "$work/ref-$1")" ]; then
+    echo "$1: the output of '$2' differs from the Lua baseline's (lines, sum, xor of line hashes: $got vs $(cat "$work/ref-$1"))" >&2
+    exit 1
+  fi
+}
+
+# measure W VARIANT BACKEND P CMD...: runs CMD (which writes $work/out)
+# $runs times, checks its output each time, and appends a result line
+# "W VARIANT BACKEND P median_s max_rss_kib ckpt_median_ms ckpts" to
+# $work/results (checkpoint durations from CSTREAM_VERBOSE=1 lines)
+measure() {
+  local w=$1 variant=$2 be=$3 p=$4; shift 4
+  : > "$work/t.all"; : > "$work/ckpts"
+  for _ in $(seq "$runs"); do
+    rm -rf "$work/out" "$work/ckpt" "$work/rocksdb-local"
+    CSTREAM_VERBOSE=1 timed "$@"
+    sed -n 's/^cstream-lua: checkpoint [0-9]* completed in \([0-9.]*\) ms.*/\1/p' "$work/err" >> "$work/ckpts"
+    check_output "$w" "$variant $be -p $p" "$work/out"
+    rm -rf "$work/out" "$work/ckpt" "$work/rocksdb-local"
+  done
+  local t m c n
+  t=$(awk '{print $1}' "$work/t.all" | median)
+  m=$(awk '{print $2}' "$work/t.all" | maxof)
+  n=$(wc -l < "$work/ckpts" | tr -d ' ')
+  c=$(median < "$work/ckpts")
+  echo "$w $variant $be $p $t $m $c $n" >> "$work/results"
+}
+
+# parallelisms BACKEND: -p 1 and 2; --quick (a check that the benchmarks
+# work, where starting processes dominates) runs -p 1 on memory only
+parallelisms() {
+  if [ "$quick" = 1 ] && [ "$1" != memory ]; then echo 2; else echo 1 2; fi
+}
+
+# run_workload W [BACKENDS]: the Lua baseline (first: its output is the
+# reference), the C baseline, then the engine at -p 1 and -p 2 on every
+# backend
+run_workload() {
+  local w=$1 job backends=${2:-$backends}
+  job=$(job_of "$w")
+  # shellcheck disable=SC2046
+  measure "$w" lua - 1 lua5.4 "$root/bench/${job}_baseline.lua" $(inputs_of "$w") "$work/out"
+  # shellcheck disable=SC2046
+  measure "$w" c - 1 "$build/bench_${job}_baseline" $(inputs_of "$w") "$work/out"
+  for be in $backends; do
+    for p in $(parallelisms "$be"); do
+      # shellcheck disable=SC2046
+      measure "$w" cstream-lua "$be" "$p" "$bin" -p "$p" $(flags_of "$be") \
+        --checkpoint-interval "$interval" "$root/bench/${job}_job.lua" $(inputs_of "$w") "$work/out"
+    done
+  done
+}
+
+: > "$work/results"
+for w in $workloads; do run_workload "$w"; done
+
+# word count over 100k distinct words: peak memory on heap and RocksDB
+mem_backends=
+for be in memory rocksdb; do case " $backends " in *" $be "*) mem_backends="$mem_backends $be" ;; esac; done
+[ -n "$mem_backends" ] && run_workload wordcount100k "$mem_backends"
+
+# value state read+update pairs per second, one subtask (-p 1), from Lua
+: > "$work/ops"
+for be in memory rocksdb; do
+  case " $backends " in *" $be "*) ;; *) continue ;; esac
+  : > "$work/ops-$be"
+  for _ in $(seq "$runs"); do
+    rm -rf "$work/rocksdb-local"
+    # shellcheck disable=SC2046
+    timed "$bin" -p 1 $(flags_of "$be") "$root/bench/state_ops_job.lua" "$ops_n" 1000 value
+    v=$(sed -n 's/^value value()+update() pairs\/s \([0-9.]*\)$/\1/p' "$work/stdout")
+    [ -n "$v" ] || { echo "state_ops_job.lua printed no value rate: $(cat "$work/stdout")" >&2; exit 1; }
+    echo "$v" >> "$work/ops-$be"
+  done
+  echo "$be $(median < "$work/ops-$be")" >> "$work/ops"
+done
+rm -rf "$work/rocksdb-local"
+
+# end-to-end latency through a loopback socket source at fixed rates
+: > "$work/lat"
+for be in $backends; do
+  [ "$quick" = 1 ] && [ "$be" = filesystem ] && continue
+  for p in $(parallelisms "$be"); do
+    for rate in $lat_rates; do
+      : > "$work/lat-runs"
+      for _ in $(seq "$runs"); do
+        rm -rf "$work/ckpt" "$work/rocksdb-local"
+        # shellcheck disable=SC2046
+        if ! "$build/bench_latency" --rate "$rate" --seconds "$lat_seconds" --warmup "$lat_warmup" -- \
+            "$bin" -p "$p" $(flags_of "$be") --checkpoint-interval "$interval" \
+            "$root/bench/latency_job.lua" > "$work/stdout" 2> "$work/err"; then
+          echo "latency benchmark failed ($be, -p $p, $rate/s):" >&2; tail -20 "$work/err" >&2; exit 1
+        fi
+        awk '{ print $8, $10, $12 }' "$work/stdout" >> "$work/lat-runs"
+      done
+      echo "$be $p $rate $(awk '{print $1}' "$work/lat-runs" | median) $(awk '{print $2}' "$work/lat-runs" | median) $(awk '{print $3}' "$work/lat-runs" | maxof)" >> "$work/lat"
+    done
+  done
+done
+rm -rf "$work/ckpt" "$work/rocksdb-local"
+
+# ============================================================ output
+echo "# cstream-lua benchmarks"
+echo
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, load average $load_start at the start"
+[ "$quick" = 1 ] && echo "QUICK MODE: tiny inputs, one run; the figures mean nothing."
+echo "median of $runs run(s); engine rows: checkpoints every $interval; every output checked against the Lua baseline's (as a multiset of lines)"
+echo "inputs: word count $(records_of wordcount) words ($wc_lines lines, 10000 distinct); average, keyed_process, passthrough $(records_of average) \"key,value\" lines over $kv_keys keys; enrichment $orders orders ($(records_of enrichment) lines in two files)"
+echo
+printf '| %-13s | %-11s | %-19s | %1s | %10s | %6s | %12s | %12s | %5s |\n' \
+  workload variant backend p "records/s" "vs Lua" "peak RSS MiB" "ckpt ms med" ckpts
+echo "|---------------|-------------|---------------------|---|------------|--------|--------------|--------------|-------|"
+print_rows() {
+  local w
+  for w in "$@"; do
+    awk -v w="$w" -v rec="$(records_of "$w")" '
+      $1 == w && $2 == "lua" { lua = $5 }
+      $1 == w { row[++n] = $0 }
+      END {
+        for (i = 1; i <= n; i++) {
+          split(row[i], f, " ")
+          t = (f[5] <= 0) ? 0.005 : f[5]
+          ck = (f[7] == "nan") ? "-" : sprintf("%.1f", f[7])
+          nck = (f[2] == "cstream-lua") ? f[8] : "-"
+          if (f[2] != "cstream-lua") ck = "-"
+          printf "| %-13s | %-11s | %-19s | %1s | %10.0f | %5.2fx | %12.1f | %12s | %5s |\n",
+            f[1], f[2], f[3], f[4], rec / t, lua / t, f[6] / 1024, ck, nck
+        }
+      }' "$work/results"
+  done
+}
+# shellcheck disable=SC2086
+print_rows $workloads
+
+# ------------------------------------------------------------ others
+if [ "$quick" = 1 ]; then
+  # the older single-purpose script's quick mode, so CI checks it too
+  echo
+  echo "## bench/run.sh --quick"
+  echo
+  bash "$root/bench/run.sh" --quick
+fi
+
+# ------------------------------------------------------------ memory
+if [ -n "$mem_backends" ]; then
+  echo
+  echo "## Word count over 100k distinct words: peak memory"
+  echo
+  echo "$(records_of wordcount100k) words ($distinct_lines lines, 100000 distinct), checkpoints every $interval; peak RSS: highest over runs"
+  echo
+  printf '| %-13s | %-11s | %-19s | %1s | %10s | %6s | %12s | %12s | %5s |\n' \
+    workload variant backend p "records/s" "vs Lua" "peak RSS MiB" "ckpt ms med" ckpts
+  echo "|---------------|-------------|---------------------|---|------------|--------|--------------|--------------|-------|"
+  print_rows wordcount100k
+fi
+
+# ------------------------------------------------------------ state ops
+if [ -s "$work/ops" ]; then
+  echo
+  echo "## Value state read+update from Lua, one subtask"
+  echo
+  echo "cstream-lua -p 1 bench/state_ops_job.lua $ops_n 1000 value: value():update() pairs per second of the operator's CPU time, 1000 keys, each key's rounds back to back; median of $runs run(s)"
+  echo
+  echo "| backend    | pairs/s per core |"
+  echo "|------------|------------------|"
+  awk '{ printf "| %-10s | %16.0f |\n", $1, $2 }' "$work/ops"
+fi
+
+# ------------------------------------------------------------ latency
+if [ -s "$work/lat" ]; then
+  echo
+  echo "## Latency through a loopback socket source"
+  echo
+  echo "bench_latency: lines \"key,due time\" sent at a fixed rate for ${lat_seconds} s over loopback TCP to bench/latency_job.lua (socket_text_stream, key_by, a value-state update per record, print); latency = time the printed line is read back - time the line was due to be sent; lines due in the first ${lat_warmup} s are not counted; checkpoints every $interval. p50 and p99: median over $runs run(s); max: highest."
+  echo
+  echo "| backend             | p | records/s | p50 ms | p99 ms | max ms |"
+  echo "|---------------------|---|-----------|--------|--------|--------|"
+  awk '{ printf "| %-19s | %1s | %9s | %6.2f | %6.2f | %6.2f |\n", $1, $2, $3, $4 / 1000, $5 / 1000, $6 / 1000 }' "$work/lat"
+fi
