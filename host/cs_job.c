@@ -694,6 +694,9 @@ static int worker_round(cs_worker *w) {
     }
     flush_outputs(t, 0);
   }
+  /* Printed lines wait no longer than batches do, even while busy. */
+  if ((w->out.len || w->err.len) && uv_hrtime() - w->stdio_born >= FLUSH_TIMEOUT_NS)
+    cs_worker_flush_stdio(w);
   return progress;
 }
 

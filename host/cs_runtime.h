@@ -232,6 +232,7 @@ typedef struct cs_worker {
   cs_buf scratch;
   cs_buf out; /* stdout lines */
   cs_buf err; /* stderr lines */
+  uint64_t stdio_born; /* uv_hrtime() of the oldest buffered line */
   /* current keyed context */
   int cur_kg;
   cs_slice cur_key;

@@ -67,6 +67,7 @@ static cs_buf *sink_buf(cs_opi *op) {
 static void line_start(cs_opi *op, cs_buf *b) {
   cs_node *n = op->node;
   if (n->kind != CS_OP_SINK_PRINT) return;
+  if (op->w->out.len == 0 && op->w->err.len == 0) op->w->stdio_born = uv_hrtime();
   if (n->prefix && n->parallelism > 1)
     cs_buf_printf(b, "%s:%d> ", n->prefix, op->subtask + 1);
   else if (n->prefix)

@@ -236,6 +236,29 @@ env:execute("backpressure")
     end
   end)
 
+  it("prints a line within the buffer timeout while its worker stays busy", function()
+    -- The source never lets the worker idle; one record in ten million is
+    -- printed. The line must appear while the job runs, not when 64 KiB of
+    -- output have piled up or the job ends.
+    local job = h.write_job(HEADER .. [[
+env:add_source({ run = function(self, ctx)
+    local i = 0
+    while not self.cancelled do i = i + 1 ctx:collect(i) end
+  end,
+  cancel = function(self) self.cancelled = true end })
+  :filter(function(v) return v == 1000 end)
+  :print()
+env:execute("busy")
+]])
+    local p = h.spawn({ h.bin(), "-p", "1", job })
+    local seen = h.wait_for(function() return (h.read_file(p.stdout) or ""):match("1000\n") end, 10)
+    local running = h.alive(p)
+    h.signal(p, "INT")
+    assert.are.equal(0, h.wait(p, 20))
+    assert.is_truthy(seen, "the line did not appear while the job ran")
+    assert.is_true(running)
+  end)
+
   it("stops an unbounded job cleanly on SIGINT, closing its operators", function()
     local dir = h.tmpdir()
     local job = h.write_job(HEADER .. [[
