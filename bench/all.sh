@@ -72,17 +72,22 @@ command -v lua5.4 > /dev/null || { echo "bench needs lua5.4" >&2; exit 1; }
 sized() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s); print (v < 10) ? 10 : v }'; }
 if [ "$quick" = 1 ]; then
   wc_lines=2000; kv_records=6000; kv_keys=1000; orders=3000; distinct_lines=3000
-  ops_n=20000; lat_seconds=1; lat_warmup=0.2; lat_rates="2000"
+  pass_copies=1; ops_n=20000; lat_seconds=1; lat_warmup=0.2; lat_rates="2000"
 else
-  wc_lines=$(sized 600000); kv_records=$(sized 1000000); kv_keys=$(sized 100000)
+  wc_lines=$(sized 1000000); kv_records=$(sized 1000000); kv_keys=$(sized 100000)
   orders=$(sized 250000); distinct_lines=$(sized 600000)
-  ops_n=$(sized 2000000); lat_seconds=4; lat_warmup=1; lat_rates="10000 100000"
+  pass_copies=4; ops_n=$(sized 2000000); lat_seconds=3; lat_warmup=1; lat_rates="10000 100000"
 fi
 
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
 load_start=$(load)
 started=$(date +%s)
-work=$(mktemp -d "${TMPDIR:-/tmp}/cstream-bench.XXXXXX")
+# the work directory (inputs, outputs, checkpoints, RocksDB's files): on
+# disk under $TMPDIR or /tmp; --quick uses /dev/shm when it can, as fsyncs
+# to a busy disk would dominate its tiny runs
+tmp=${TMPDIR:-/tmp}
+[ "$quick" = 1 ] && [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] && tmp=/dev/shm
+work=$(mktemp -d "$tmp/cstream-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
@@ -90,6 +95,9 @@ trap 'exit 130' INT TERM
 lua5.4 "$root/bench/gen_words.lua" "$work/words.txt" "$wc_lines" 10000
 lua5.4 "$root/bench/gen_words.lua" "$work/words100k.txt" "$distinct_lines" 100000
 lua5.4 "$root/bench/gen_kv.lua" "$work/kv.txt" "$kv_records" "$kv_keys"
+# the pass-through map is cheap per record: its input is the key,value
+# file pass_copies times over
+for _ in $(seq "$pass_copies"); do cat "$work/kv.txt"; done > "$work/pass.txt"
 lua5.4 "$root/bench/gen_orders.lua" "$work/info1.txt" "$work/info2.txt" "$orders"
 count_words() { echo $(( $(tr -cd ',' < "$1" | wc -c) + $(wc -l < "$1") )); }
 lines_of() { wc -l < "$1" | tr -d ' '; }
@@ -101,6 +109,7 @@ inputs_of() {
     wordcount) echo "$work/words.txt" ;;
     wordcount100k) echo "$work/words100k.txt" ;;
     enrichment) echo "$work/info1.txt $work/info2.txt" ;;
+    passthrough) echo "$work/pass.txt" ;;
     *) echo "$work/kv.txt" ;;
   esac
 }
@@ -109,6 +118,7 @@ records_of() {
     wordcount) count_words "$work/words.txt" ;;
     wordcount100k) count_words "$work/words100k.txt" ;;
     enrichment) echo $(( $(lines_of "$work/info1.txt") + $(lines_of "$work/info2.txt") )) ;;
+    passthrough) lines_of "$work/pass.txt" ;;
     *) lines_of "$work/kv.txt" ;;
   esac
 }
@@ -143,7 +153,7 @@ check_output() {
   got=$("$build/bench_msetsum" "$3")
   if [ ! -s "$work/ref-$1" ]; then echo "$got" > "$work/ref-$1"; return; fi
   if [ "$got" != "$(cat "$work/ref-$1")" ]; then
-    echo "$1: the output of '$2' differs from the Lua baseline's (lines, sum, xor of line hashes: $got vs $(cat "$work/ref-$1"))" >&2
+    echo "$1: the output of $2 differs from the Lua baseline's (lines, sum, xor of line hashes: $got vs $(cat "$work/ref-$1"))" >&2
     exit 1
   fi
 }
@@ -153,13 +163,14 @@ check_output() {
 # "W VARIANT BACKEND P median_s max_rss_kib ckpt_median_ms ckpts" to
 # $work/results (checkpoint durations from CSTREAM_VERBOSE=1 lines)
 measure() {
-  local w=$1 variant=$2 be=$3 p=$4; shift 4
+  local w=$1 variant=$2 be=$3 p=$4 label; shift 4
   : > "$work/t.all"; : > "$work/ckpts"
   for _ in $(seq "$runs"); do
     rm -rf "$work/out" "$work/ckpt" "$work/rocksdb-local"
     CSTREAM_VERBOSE=1 timed "$@"
     sed -n 's/^cstream-lua: checkpoint [0-9]* completed in \([0-9.]*\) ms.*/\1/p' "$work/err" >> "$work/ckpts"
-    check_output "$w" "$variant $be -p $p" "$work/out"
+    if [ "$be" = - ]; then label="the $variant baseline"; else label="cstream-lua -p $p on $be"; fi
+    check_output "$w" "$label" "$work/out"
     rm -rf "$work/out" "$work/ckpt" "$work/rocksdb-local"
   done
   local t m c n
@@ -249,7 +260,7 @@ echo
 echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, load average $load_start at the start"
 [ "$quick" = 1 ] && echo "QUICK MODE: tiny inputs, one run; the figures mean nothing."
 echo "median of $runs run(s); engine rows: checkpoints every $interval; every output checked against the Lua baseline's (as a multiset of lines)"
-echo "inputs: word count $(records_of wordcount) words ($wc_lines lines, 10000 distinct); average, keyed_process, passthrough $(records_of average) \"key,value\" lines over $kv_keys keys; enrichment $orders orders ($(records_of enrichment) lines in two files)"
+echo "inputs: word count $(records_of wordcount) words ($wc_lines lines, 10000 distinct); average and keyed_process $(records_of average) \"key,value\" lines over $kv_keys keys; passthrough the same lines $pass_copies time(s) over ($(records_of passthrough) lines); enrichment $orders orders ($(records_of enrichment) lines in two files)"
 echo
 printf '| %-13s | %-11s | %-19s | %1s | %10s | %6s | %12s | %12s | %5s |\n' \
   workload variant backend p "records/s" "vs Lua" "peak RSS MiB" "ckpt ms med" ckpts
@@ -321,3 +332,42 @@ if [ -s "$work/lat" ]; then
   echo "|---------------------|---|-----------|--------|--------|--------|"
   awk '{ printf "| %-19s | %1s | %9s | %6.2f | %6.2f | %6.2f |\n", $1, $2, $3, $4 / 1000, $5 / 1000, $6 / 1000 }' "$work/lat"
 fi
+
+# ------------------------------------------------------------ targets
+# issue #6's targets, each from a row above ("-" when that row was not run)
+rate_of() { # W BACKEND P -> records/s and the ratio to the Lua loop
+  awk -v w="$1" -v be="$2" -v p="$3" -v rec="$(records_of "$1")" '
+    $1 == w && $2 == "lua" { lua = $5 }
+    $1 == w && $2 == "cstream-lua" && $3 == be && $4 == p { t = $5; m = $6 }
+    END { if (t == "") print "- - -"; else { if (t <= 0) t = 0.005; printf "%.0f %.2f %.1f\n", rec / t, lua / t, m / 1024 } }' "$work/results"
+}
+verdict() { # VALUE OP LIMIT -> met / NOT met / -
+  awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
+    if (v == "-" || v == "") { print "-"; exit }
+    ok = (op == ">=") ? v + 0 >= l + 0 : v + 0 < l + 0
+    print ok ? "met" : "NOT met" }'
+}
+echo
+echo "## Targets (issue #6)"
+echo
+echo "| target | measured | |"
+echo "|---|---|---|"
+read -r _ r_heap _ <<< "$(rate_of wordcount memory 2)"
+read -r _ r_rdb _ <<< "$(rate_of wordcount rocksdb 2)"
+echo "| word count, heap (memory), -p 2, checkpoints every $interval: >= 1.6x the Lua loop | ${r_heap}x | $(verdict "$r_heap" ">=" 1.6) |"
+echo "| word count, RocksDB, -p 2, checkpoints every $interval: >= 1.0x the Lua loop | ${r_rdb}x | $(verdict "$r_rdb" ">=" 1.0) |"
+ops_heap=$(awk '$1 == "memory" { printf "%.0f", $2 }' "$work/ops"); ops_heap=${ops_heap:--}
+ops_rdb=$(awk '$1 == "rocksdb" { printf "%.0f", $2 }' "$work/ops"); ops_rdb=${ops_rdb:--}
+echo "| value state read+update from Lua, heap: >= 5M pairs/s per core | $ops_heap | $(verdict "$ops_heap" ">=" 5000000) |"
+echo "| value state read+update from Lua, RocksDB: >= 1M pairs/s per core | $ops_rdb | $(verdict "$ops_rdb" ">=" 1000000) |"
+for be in memory rocksdb; do
+  p99=$(awk -v be="$be" '$1 == be && $2 == 2 && $3 == 100000 { printf "%.2f", $5 / 1000 }' "$work/lat"); p99=${p99:--}
+  echo "| p99 latency at 100k records/s through the socket source ($be, -p 2): < 5 ms | $p99 ms | $(verdict "$p99" "<" 5) |"
+done
+for be in memory rocksdb; do
+  read -r _ _ rss <<< "$(rate_of wordcount100k "$be" 2)"
+  echo "| peak RSS, word count over 100k distinct words ($be, -p 2): < 50 MiB | $rss MiB | $(verdict "$rss" "<" 50) |"
+done
+echo "| checkpoint of 1M keys: heap < 0.5 s, RocksDB incremental after 1% change < 0.1 s of pause | measured by bash bench/checkpoint.sh | - |"
+echo
+echo "$(nproc) cores; load average $load_start at the start, $(load) at the end; $(( $(date +%s) - started )) s"
