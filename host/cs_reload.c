@@ -353,6 +353,7 @@ void cs_worker_reload(cs_worker *w) {
   lua_State *old_L = w->L, *L2 = NULL;
   int old_env = w->env_ref;
   int ok = 1, bound = 0;
+  int *nstates = NULL; /* per opi: the states registered before the reload */
   if (active) {
     w->reloading = 1;
     /* operator state of the running instances goes to the backend */
@@ -360,6 +361,15 @@ void cs_worker_reload(cs_worker *w) {
       if (w->opis[i].node && !w->opis[i].t->finished &&
           cs_opi_snapshot_state(old_L, &w->opis[i]))
         ok = 0;
+    nstates = ok ? cs_calloc((size_t)w->nopis + 1, sizeof(int)) : NULL;
+    if (ok && nstates == NULL) {
+      ok = 0;
+      w->reload_error = cs_strdup("out of memory");
+    }
+    for (int i = 0; ok && i < w->nopis; i++) {
+      cs_backend *be = w->opis[i].be;
+      nstates[i] = be ? be->ops->state_count(be) : 0;
+    }
     L2 = ok ? cs_lua_newstate() : NULL;
     if (ok && L2 == NULL) {
       ok = 0;
@@ -441,7 +451,17 @@ void cs_worker_reload(cs_worker *w) {
     w->L = old_L;
     w->env_ref = old_env;
     if (L2) lua_close(L2);
+    /* States the new version registered never existed for the running
+     * code: forget them, so a later version may use the names freely. */
+    for (int i = 0; nstates && i < w->nopis; i++) {
+      cs_backend *be = w->opis[i].be;
+      if (be && be->ops->state_count(be) > nstates[i] &&
+          be->ops->forget_states(be, nstates[i]))
+        fprintf(stderr, "cstream-lua: reload: could not forget the states of the "
+                "rolled-back version of operator '%s'\n", w->opis[i].node->id);
+    }
   }
+  cs_free(nstates);
   w->reloading = 0;
   cs_free(w->reload_error);
   w->reload_error = NULL;

@@ -83,6 +83,13 @@ typedef struct cs_backend_ops {
                     cs_state_kind *kind);
   int (*state_count)(cs_backend *be);
 
+  /* Forgets the states registered from id first on, with their entries:
+   * undoes the registrations of code that was rolled back (a hot reload
+   * whose new version failed), so that a later version may use those names
+   * with another kind. Ids below first are untouched. No iterator may be
+   * live on a forgotten state. Returns 0 or a negative error. */
+  int (*forget_states)(cs_backend *be, int first);
+
   /* Frees the backend and everything it holds. */
   void (*destroy)(cs_backend *be);
 } cs_backend_ops;

@@ -741,6 +741,17 @@ static int heap_state_count(cs_backend *be) {
   return container_of(be, heap, base)->nstates;
 }
 
+static int heap_forget_states(cs_backend *be, int first) {
+  heap *h = container_of(be, heap, base);
+  if (first < 0) return CS_EINVAL;
+  while (h->nstates > first) {
+    hstate *s = &h->states[--h->nstates];
+    table_free(&s->t);
+    cs_free(s->name);
+  }
+  return 0;
+}
+
 static void heap_destroy(cs_backend *be) {
   if (be == NULL) return;
   heap *h = container_of(be, heap, base);
@@ -765,6 +776,7 @@ static const cs_backend_ops heap_ops = {
     .iter_destroy = heap_iter_destroy,
     .state_info = heap_state_info,
     .state_count = heap_state_count,
+    .forget_states = heap_forget_states,
     .destroy = heap_destroy,
 };
 

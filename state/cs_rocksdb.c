@@ -1508,6 +1508,27 @@ static int rdb_state_count(cs_backend *be) {
   return container_of(be, rdb, base)->nstates;
 }
 
+/* Drops the column families of the states from first on. The value cache
+ * is written out and emptied first, so no entry of theirs stays in it. */
+static int rdb_forget_states(cs_backend *be, int first) {
+  rdb *r = container_of(be, rdb, base);
+  if (first < 0 || r->readonly) return CS_EINVAL;
+  if (first >= r->nstates) return 0;
+  release_pins(r);
+  int rc = cflush(r, 1);
+  if (rc) return rc;
+  while (r->nstates > first) {
+    rstate *s = &r->states[r->nstates - 1];
+    char *rerr = NULL;
+    rocksdb_drop_column_family(r->db, s->cf, &rerr);
+    if (rerr) return rocks_fail(r, "drop column family", rerr);
+    rocksdb_column_family_handle_destroy(s->cf);
+    cs_free(s->name);
+    r->nstates--;
+  }
+  return 0;
+}
+
 /* Closes the instance (without flushing: the directory goes next), then
  * removes the working directory. Live iterators are detached first. */
 static void rdb_destroy(cs_backend *be) {
@@ -1549,6 +1570,7 @@ static const cs_backend_ops rdb_ops = {
     .iter_destroy = rdb_iter_destroy,
     .state_info = rdb_state_info,
     .state_count = rdb_state_count,
+    .forget_states = rdb_forget_states,
     .destroy = rdb_destroy,
 };
 

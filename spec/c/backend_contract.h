@@ -279,6 +279,34 @@ static void test_register(make_fn make) {
   be->ops->destroy(be);
 }
 
+/* Forgetting the newest states (a rolled-back reload's) drops them and
+ * their entries; their names can then come back with another kind, and the
+ * older states keep their ids and entries. */
+static void test_forget_states(make_fn make) {
+  cs_backend *be = make();
+  int a = be->ops->register_state(be, "a", CS_STATE_VALUE);
+  CHECK_EQ_INT(be->ops->put(be, a, 1, S("k"), NULL, S("kept")), 0);
+  int n = be->ops->state_count(be);
+  int b = be->ops->register_state(be, "b", CS_STATE_MAP);
+  int c = be->ops->register_state(be, "c", CS_STATE_VALUE);
+  CHECK(b >= 0 && c >= 0);
+  cs_slice uk = S("u");
+  CHECK_EQ_INT(be->ops->put(be, b, 1, S("k"), &uk, S("x")), 0);
+  CHECK_EQ_INT(be->ops->put(be, c, 1, S("k"), NULL, S("y")), 0);
+  CHECK_EQ_INT(be->ops->forget_states(be, n), 0);
+  CHECK_EQ_INT(be->ops->state_count(be), n);
+  CHECK_EQ_INT(be->ops->forget_states(be, n), 0); /* nothing more to forget */
+  CHECK(get_is(be, a, 1, S("k"), NULL, S("kept")));
+  int b2 = be->ops->register_state(be, "b", CS_STATE_VALUE);
+  CHECK(b2 >= 0);
+  CHECK_EQ_INT(get_rc(be, b2, 1, S("k"), NULL), CS_ENOTFOUND);
+  int c2 = be->ops->register_state(be, "c", CS_STATE_VALUE);
+  CHECK(c2 >= 0 && c2 != b2);
+  CHECK_EQ_INT(get_rc(be, c2, 1, S("k"), NULL), CS_ENOTFOUND);
+  CHECK_EQ_INT(be->ops->forget_states(be, -1), CS_EINVAL);
+  be->ops->destroy(be);
+}
+
 static void test_value(make_fn make) {
   cs_backend *be = make();
   int st = be->ops->register_state(be, "v", CS_STATE_VALUE);
@@ -1023,6 +1051,7 @@ static void backend_contract(make_fn make, int flags) {
                         ? CONTRACT_STRIDE
                         : 1;
   test_register(make);
+  test_forget_states(make);
   test_value(make);
   test_independence(make);
   test_list(make);
