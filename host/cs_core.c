@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "cs_config.h"
 #include "cs_core.h"
@@ -110,19 +111,37 @@ static void get_digests(lua_State *L, int env_idx, char ***out, int *n) {
   *n = v ? len : 0;
 }
 
-/* The script and the local modules it loaded (absolute paths). */
-static char **local_modules(lua_State *L, const char *script, int *n) {
-  *n = 0;
+/* Calls require("cstream")[fn] with no arguments and nres results.
+ * Returns 0 with the results pushed, or -1 with nothing pushed. */
+static int call_cstream(lua_State *L, const char *fn, int nres) {
   lua_getglobal(L, "require");
   lua_pushstring(L, "cstream");
   if (cs_lua_pcall(L, 1, 1) != LUA_OK) {
     lua_pop(L, 1);
-    lua_newtable(L);
+    return -1;
   }
-  lua_getfield(L, -1, "_local_modules");
+  lua_getfield(L, -1, fn);
+  lua_remove(L, -2);
+  if (!lua_isfunction(L, -1) || cs_lua_pcall(L, 0, nres) != LUA_OK) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+int cs_core_record_requires(lua_State *L) {
+  return call_cstream(L, "_record_requires", 0);
+}
+
+char **cs_core_local_modules(lua_State *L, const char *script, int *n) {
+  *n = 0;
   int len = 0;
-  if (lua_isfunction(L, -1) && cs_lua_pcall(L, 0, 1) == LUA_OK && lua_istable(L, -1))
-    len = (int)luaL_len(L, -1);
+  if (call_cstream(L, "_local_modules", 1) == 0) {
+    if (lua_istable(L, -1))
+      len = (int)luaL_len(L, -1);
+  } else {
+    lua_pushnil(L);
+  }
   char **v = cs_calloc((size_t)len + 2, sizeof(char *));
   if (v) {
     char *abs = realpath(script, NULL);
@@ -130,13 +149,14 @@ static char **local_modules(lua_State *L, const char *script, int *n) {
     free(abs);
     for (int i = 0; i < len; i++) {
       lua_geti(L, -1, i + 1);
-      char *p = realpath(lua_tostring(L, -1), NULL);
+      const char *f = lua_tostring(L, -1);
+      char *p = f ? realpath(f, NULL) : NULL;
       if (p) v[(*n)++] = cs_strdup(p);
       free(p);
       lua_pop(L, 1);
     }
   }
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   return v;
 }
 
@@ -280,7 +300,7 @@ static int core_execute(lua_State *L) {
   char **watch = NULL;
   if (o->watch) {
     get_digests(L, 1, &run.digests, &run.ndigests);
-    watch = local_modules(L, o->script, &run.nwatch_files);
+    watch = cs_core_local_modules(L, o->script, &run.nwatch_files);
     run.watch = 1;
     run.watch_files = (const char *const *)watch;
     run.restart_savepoint = &o->restart_savepoint;
@@ -298,6 +318,18 @@ static int core_execute(lua_State *L) {
   }
   cs_free(msg);
   lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.digest(s): a 128-bit hash of s, as 32 hex digits. */
+static int core_digest(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  XXH128_hash_t h = XXH3_128bits(s, len);
+  char hex[33];
+  snprintf(hex, sizeof(hex), "%016llx%016llx", (unsigned long long)h.high64,
+           (unsigned long long)h.low64);
+  lua_pushlstring(L, hex, 32);
   return 1;
 }
 
@@ -319,6 +351,7 @@ int cs_core_open(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"execute", core_execute},
       {"format", core_format},
+      {"digest", core_digest},
       {"sleep", cs_source_sleep},
       {"default_parallelism", core_default_parallelism},
       {NULL, NULL}};

@@ -30,7 +30,8 @@ typedef struct cs_options {
   int script_index;    /* all_argv[script_index] is the script */
   int plan_only;       /* a reload's check: plan, record, do not run */
   char *fingerprint;   /* plan_only: the plan's fingerprint (cs_free) */
-  char **digests;      /* plan_only: per node, the code's digest */
+  char **digests;      /* plan_only: per node, the digest of its key
+                          selector(s) then of its code (Env:_digests) */
   int ndigests;
   char *restart_savepoint; /* set when the job must restart from it */
   int executed; /* set by env:execute() */
@@ -42,6 +43,13 @@ void cs_options_free_results(cs_options *o);
 
 /* Stores opts (borrowed; must outlive the state) in L's registry. */
 void cs_core_set_options(lua_State *L, cs_options *opts);
+
+/* --watch: makes require() in L record the job's own modules as it finds
+ * them (before the script runs). Returns 0 or -1. */
+int cs_core_record_requires(lua_State *L);
+/* The script and the job's own modules loaded into L (absolute paths);
+ * *n of them. Caller frees each and the array with cs_free. */
+char **cs_core_local_modules(lua_State *L, const char *script, int *n);
 
 /* `cstream-lua state ...` (argv[0] is "state"): inspects checkpoints.
  * Returns the process exit status. */

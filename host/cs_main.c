@@ -14,6 +14,7 @@
 #include "cs_config.h"
 #include "cs_core.h"
 #include "cs_lua.h"
+#include "cs_runtime.h"
 
 #define EXIT_USAGE 2
 
@@ -255,6 +256,7 @@ int main(int argc, char **argv) {
   }
   cs_core_set_options(L, &opts);
   set_arg(L, argv, i, argc);
+  if (opts.watch) cs_core_record_requires(L);
   int status = 0;
   if (cs_lua_loadfile(L, script) != LUA_OK) {
     fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
@@ -271,7 +273,10 @@ int main(int argc, char **argv) {
   }
   lua_close(L);
   if (status == 0 && opts.restart_savepoint)
-    restart_from(argv, i, opts.restart_savepoint); /* returns only on error */
+    status = restart_from(argv, i, opts.restart_savepoint); /* returns only on error */
+  /* not restarting: the savepoints of topology changes go, unless they
+   * went to a directory the user configured */
+  if (opts.watch) cs_reload_remove_savepoints();
   cs_options_free_results(&opts);
   return status;
 }

@@ -23,14 +23,21 @@
  * in their operator state, as for a restart from a checkpoint); file,
  * element and socket sources keep their position.
  *
- * Changed topology: the job stops with a savepoint and the program starts
+ * Changed topology, or a changed key selector (records must be
+ * partitioned anew): the job stops with a savepoint and the program starts
  * again (same process) from it with the new plan; state of operators whose
- * ids no longer exist is dropped and named.
+ * ids no longer exist is dropped and named, the others' carried over (as a
+ * Flink savepoint would, under their old keys when the selector changed).
+ *
+ * The watched files are the running code's and those of the last version
+ * tried (a module it failed to load included); after a commit, the new
+ * code's.
  */
 #include <lauxlib.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cs_core.h"
@@ -43,15 +50,29 @@
 #define DEBOUNCE_MS 20
 #define MIN_INTERVAL_MS 1000
 
+/* A node's digest (Env:_digests): DIGEST_HEX hex digits for its key
+ * selector(s), as many for its code, then its id. */
+#define DIGEST_HEX 32
+
+/* A watch of one directory: saving by rename replaces a file's inode, so
+ * the directory is watched, not the file. Heap-allocated one by one, since
+ * a started uv handle must not move. */
+typedef struct watch {
+  uv_fs_event_t ev;
+  char *dir;
+} watch;
+
 typedef struct cs_reload {
   cs_job *job;
   uv_loop_t *loop;
   int nwatch;
-  struct watch {
-    uv_fs_event_t ev;
-    char *dir;
-    int active;
-  } *watch;
+  watch **watch;
+  char **files;   /* watched: the running code's and the last version tried */
+  int nfiles;
+  char **running; /* the files the running code was loaded from */
+  int nrunning;
+  char **next_files; /* those of the version being prepared */
+  int nnext_files;
   uv_timer_t debounce;
   uv_signal_t sighup;
   uint64_t first_event; /* uv_hrtime() of the first event of a burst */
@@ -71,6 +92,30 @@ static void free_strings(char **v, int n) {
   cs_free(v);
 }
 
+static int contains(char *const *v, int n, const char *s) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(v[i], s) == 0) return 1;
+  return 0;
+}
+
+/* A new array of the strings of a, then those of b not in a; *n of them.
+ * NULL when out of memory. */
+static char **union_of(char *const *a, int na, char *const *b, int nb, int *n) {
+  char **v = cs_calloc((size_t)(na + nb) + 1, sizeof(char *));
+  *n = 0;
+  if (v == NULL) return NULL;
+  for (int i = 0; i < na + nb; i++) {
+    const char *x = i < na ? a[i] : b[i - na];
+    if (contains(v, *n, x)) continue;
+    if ((v[*n] = cs_strdup(x)) == NULL) {
+      free_strings(v, *n);
+      return NULL;
+    }
+    (*n)++;
+  }
+  return v;
+}
+
 static const char *base_name(const char *p) {
   const char *s = strrchr(p, '/');
   return s ? s + 1 : p;
@@ -79,11 +124,59 @@ static const char *base_name(const char *p) {
 /* ================================================================ main */
 
 static void schedule(cs_reload *r);
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events,
+                        int status);
+
+/* Starts watching the directory of file, unless it is watched already. */
+static void watch_dir(cs_reload *r, const char *file) {
+  const char *slash = strrchr(file, '/');
+  if (slash == NULL || slash == file) return;
+  size_t len = (size_t)(slash - file);
+  for (int k = 0; k < r->nwatch; k++)
+    if (strlen(r->watch[k]->dir) == len && strncmp(r->watch[k]->dir, file, len) == 0)
+      return;
+  watch **nw = cs_realloc(r->watch, (size_t)(r->nwatch + 1) * sizeof(*nw));
+  if (nw == NULL) return;
+  r->watch = nw;
+  watch *wt = cs_calloc(1, sizeof(*wt));
+  char *dir = cs_malloc(len + 1);
+  if (wt == NULL || dir == NULL) {
+    cs_free(wt);
+    cs_free(dir);
+    return;
+  }
+  memcpy(dir, file, len);
+  dir[len] = '\0';
+  uv_fs_event_init(r->loop, &wt->ev);
+  wt->ev.data = r;
+  wt->dir = dir;
+  r->watch[r->nwatch++] = wt;
+  int rc = uv_fs_event_start(&wt->ev, on_fs_event, dir, 0);
+  if (rc)
+    fprintf(stderr, "cstream-lua: --watch: cannot watch %s: %s\n", dir, uv_strerror(rc));
+}
+
+/* Makes v (n paths; takes ownership) the watched files; with announce,
+ * names those not watched before. */
+static void set_files(cs_reload *r, char **v, int n, int announce) {
+  for (int i = 0; i < n; i++) {
+    watch_dir(r, v[i]);
+    if (announce && !contains(r->files, r->nfiles, v[i]))
+      fprintf(stderr, "cstream-lua: watching %s too\n", base_name(v[i]));
+  }
+  free_strings(r->files, r->nfiles);
+  r->files = v;
+  r->nfiles = n;
+}
 
 /* Loads and plans the new version in a scratch state. Returns 0 with the
- * fingerprint and digests in o, or -1 after printing why. */
-static int check_new_version(cs_job *job, cs_options *o) {
+ * fingerprint and digests in o, or -1 after printing why. Either way sets
+ * *mods to the script and the job's own modules the version required
+ * (those that failed to load too; caller frees). */
+static int check_new_version(cs_job *job, cs_options *o, char ***mods, int *nmods) {
   memset(o, 0, sizeof(*o));
+  *mods = NULL;
+  *nmods = 0;
   o->script = job->script;
   o->argc = job->argc;
   o->argv = job->argv;
@@ -102,36 +195,81 @@ static int check_new_version(cs_job *job, cs_options *o) {
     lua_rawseti(L, -2, i + 1);
   }
   lua_setglobal(L, "arg");
+  cs_core_record_requires(L);
   int rc = 0;
   if (cs_lua_loadfile(L, job->script) != LUA_OK || cs_lua_pcall(L, 0, 0) != LUA_OK) {
     const char *m = lua_tostring(L, -1);
     fprintf(stderr, "cstream-lua: reload failed, the running code stays:\n%s\n",
             m ? m : "(error object is not a string)");
+    lua_pop(L, 1);
     rc = -1;
   } else if (o->fingerprint == NULL) {
     fprintf(stderr, "cstream-lua: reload failed, the running code stays: %s "
             "never called env:execute()\n", job->script);
     rc = -1;
   }
+  *mods = cs_core_local_modules(L, job->script, nmods);
   lua_close(L);
   if (rc) cs_options_free_results(o);
   return rc;
 }
 
-/* "name (id), ..." of the operators whose digest changed. */
-static char *changed_ops(cs_reload *r, const cs_options *o) {
+/* The running code's digest of the operator with d's id, or NULL. */
+static const char *running_digest(cs_reload *r, const char *d) {
+  if (strlen(d) < 2 * DIGEST_HEX) return NULL;
+  for (int i = 0; i < r->ndigests; i++)
+    if (strlen(r->digests[i]) >= 2 * DIGEST_HEX &&
+        strcmp(r->digests[i] + 2 * DIGEST_HEX, d + 2 * DIGEST_HEX) == 0)
+      return r->digests[i];
+  return NULL;
+}
+
+/* "id, ..." of the operators of the new version (digests in o) whose
+ * code (part) or key selector (key part) differs from the running code's;
+ * "none" (parts) or NULL (keys) when none does. */
+static char *changed_ops(cs_reload *r, const cs_options *o, int key) {
   cs_buf b = {0};
-  cs_plan *p = r->job->plan;
-  for (int i = 0; i < p->nnodes; i++) {
-    const char *a = i < r->ndigests ? r->digests[i] : NULL;
-    const char *c = i < o->ndigests ? o->digests[i] : NULL;
-    if (a && c && strcmp(a, c) == 0) continue;
-    if (p->nodes[i].kind >= CS_OP_SINK_PRINT && p->nodes[i].kind != CS_OP_SINK_CUSTOM)
+  for (int i = 0; i < o->ndigests; i++) {
+    const char *d = o->digests[i];
+    const char *a = running_digest(r, d);
+    if (a == NULL) {
+      if (!key && strlen(d) >= 2 * DIGEST_HEX)
+        cs_buf_printf(&b, "%s%s", b.len ? ", " : "", d + 2 * DIGEST_HEX);
       continue;
-    cs_buf_printf(&b, "%s%s", b.len ? ", " : "", p->nodes[i].id);
+    }
+    int off = key ? 0 : DIGEST_HEX;
+    if (strncmp(a + off, d + off, DIGEST_HEX) == 0) continue;
+    cs_buf_printf(&b, "%s%s%s%s", b.len ? ", " : "", key ? "'" : "", d + 2 * DIGEST_HEX,
+                  key ? "'" : "");
   }
-  if (b.len == 0) cs_buf_printf(&b, "none");
+  if (b.len == 0 && !key) cs_buf_printf(&b, "none");
   return b.data;
+}
+
+/* The job's topology changed: stops it with a savepoint, from which the
+ * program restarts with the new plan (cs_main.c). Without a checkpoint or
+ * savepoint directory the savepoint goes to cs_reload_savepoint_base(),
+ * removed when the program ends. */
+static void stop_for_restart(cs_job *job) {
+  fprintf(stderr, "cstream-lua: the job's topology changed (operators, ids, "
+          "keys or parallelism): stopping with a savepoint to restart with "
+          "the new plan\n");
+  if (job->ckpt_base == NULL && job->cfg->savepoint_dir == NULL) {
+    char base[64];
+    cs_reload_savepoint_base(base, sizeof(base));
+    cs_buf b = {0};
+    cs_buf_printf(&b, "%s/%s", base, job->name);
+    char err[512];
+    if (b.data == NULL || cs_mkdirs(b.data, err, sizeof(err))) {
+      fprintf(stderr, "cstream-lua: reload failed: %s\n", b.data ? err : "out of memory");
+      cs_buf_free(&b);
+      return;
+    }
+    job->ckpt_base = b.data;
+  }
+  job->restart_savepoint = cs_strdup("yes");
+  if (!cs__job_stop(job, 1))
+    fprintf(stderr, "cstream-lua: no savepoint could be taken; the job stops\n");
 }
 
 static void on_debounce(uv_timer_t *h) {
@@ -144,37 +282,40 @@ static void on_debounce(uv_timer_t *h) {
   }
   r->last_reload = uv_now(r->loop);
   cs_options o;
-  if (check_new_version(job, &o)) return;
-  if (strcmp(o.fingerprint, job->fingerprint) != 0) {
-    fprintf(stderr, "cstream-lua: the job's topology changed (operators, ids, "
-            "keys or parallelism): stopping with a savepoint to restart with "
-            "the new plan\n");
-    if (job->ckpt_base == NULL && job->cfg->savepoint_dir == NULL) {
-      cs_buf b = {0};
-      cs_buf_printf(&b, "/tmp/cstream-reload-%d/%s", (int)getpid(), job->name);
-      char err[512];
-      if (b.data == NULL || cs_mkdirs(b.data, err, sizeof(err))) {
-        fprintf(stderr, "cstream-lua: reload failed: %s\n", b.data ? err : "out of memory");
-        cs_buf_free(&b);
-        cs_options_free_results(&o);
-        return;
-      }
-      job->ckpt_base = b.data;
-    }
-    job->restart_savepoint = cs_strdup("yes");
-    if (!cs__job_stop(job, 1))
-      fprintf(stderr, "cstream-lua: no savepoint could be taken; the job stops\n");
+  char **mods;
+  int nmods, nu;
+  int bad = check_new_version(job, &o, &mods, &nmods);
+  /* watch the files of the running code and of this version (a module it
+   * failed to load too: fixing it is the next change) */
+  char **u = union_of(r->running, r->nrunning, mods, nmods, &nu);
+  if (u) set_files(r, u, nu, 1);
+  if (bad) {
+    free_strings(mods, nmods);
+    return;
+  }
+  char *keys = changed_ops(r, &o, 1);
+  if (keys)
+    fprintf(stderr, "cstream-lua: the key selector of operator(s) %s changed: their keyed "
+            "state is carried over as it is, under the old keys (give an operator a new "
+            "uid to start it empty)\n", keys);
+  if (keys || strcmp(o.fingerprint, job->fingerprint) != 0) {
+    cs_free(keys);
+    free_strings(mods, nmods);
     cs_options_free_results(&o);
+    stop_for_restart(job);
     return;
   }
   cs_free(r->changed);
-  r->changed = changed_ops(r, &o);
+  r->changed = changed_ops(r, &o, 0);
   free_strings(r->next, r->nnext);
   r->next = o.digests; /* the running code's, if the reload commits */
   r->nnext = o.ndigests;
   o.digests = NULL;
   o.ndigests = 0;
   cs_options_free_results(&o);
+  free_strings(r->next_files, r->nnext_files);
+  r->next_files = mods;
+  r->nnext_files = nmods;
   uv_mutex_lock(&job->lock);
   job->reload_prepared = 0;
   job->reload_failed = 0;
@@ -211,6 +352,15 @@ void cs_reload_on_wake(cs_job *job) {
     r->ndigests = r->nnext;
     r->next = NULL;
     r->nnext = 0;
+    /* the new code's files are the running ones now */
+    free_strings(r->running, r->nrunning);
+    r->running = r->next_files;
+    r->nrunning = r->nnext_files;
+    r->next_files = NULL;
+    r->nnext_files = 0;
+    int n;
+    char **v = union_of(r->running, r->nrunning, NULL, 0, &n);
+    if (v) set_files(r, v, n, 1);
   }
   if (commit)
     fprintf(stderr, "cstream-lua: reloaded %s (changed operators: %s): %.1f ms "
@@ -236,12 +386,12 @@ static void schedule(cs_reload *r) {
 static void on_fs_event(uv_fs_event_t *h, const char *filename, int events,
                         int status) {
   (void)events;
-  struct watch *wt = container_of(h, struct watch, ev);
+  watch *wt = container_of(h, watch, ev);
   cs_reload *r = h->data;
-  if (status < 0 || filename == NULL) return;
-  for (int i = 0; i < r->job->cfg->nwatch_files; i++) {
-    const char *f = r->job->cfg->watch_files[i];
-    size_t dl = strlen(wt->dir);
+  if (status < 0 || filename == NULL || r->closing) return;
+  size_t dl = strlen(wt->dir);
+  for (int i = 0; i < r->nfiles; i++) {
+    const char *f = r->files[i];
     if (strncmp(f, wt->dir, dl) == 0 && f[dl] == '/' && strcmp(f + dl + 1, filename) == 0) {
       schedule(r);
       return;
@@ -257,8 +407,14 @@ static void on_sighup(uv_signal_t *h, int signum) {
 static void free_reload(uv_handle_t *h) {
   cs_reload *r = h->data;
   if (--r->closing > 0) return;
-  for (int i = 0; i < r->nwatch; i++) cs_free(r->watch[i].dir);
+  for (int i = 0; i < r->nwatch; i++) {
+    cs_free(r->watch[i]->dir);
+    cs_free(r->watch[i]);
+  }
   cs_free(r->watch);
+  free_strings(r->files, r->nfiles);
+  free_strings(r->running, r->nrunning);
+  free_strings(r->next_files, r->nnext_files);
   cs_free(r->changed);
   free_strings(r->digests, r->ndigests);
   free_strings(r->next, r->nnext);
@@ -271,11 +427,15 @@ int cs_reload_start(cs_job *job, uv_loop_t *loop) {
   if (r == NULL) return CS_ENOMEM;
   r->job = job;
   r->loop = loop;
-  r->watch = cs_calloc((size_t)cfg->nwatch_files + 1, sizeof(*r->watch));
   r->digests = cs_calloc((size_t)cfg->ndigests + 1, sizeof(char *));
-  if (r->watch == NULL || r->digests == NULL) {
-    cs_free(r->watch);
+  r->running = union_of((char *const *)cfg->watch_files, cfg->nwatch_files, NULL, 0,
+                        &r->nrunning);
+  char **files = union_of((char *const *)cfg->watch_files, cfg->nwatch_files, NULL, 0,
+                          &r->nfiles);
+  if (r->digests == NULL || r->running == NULL || files == NULL) {
     cs_free(r->digests);
+    free_strings(r->running, r->nrunning);
+    free_strings(files, r->nfiles);
     cs_free(r);
     return CS_ENOMEM;
   }
@@ -286,39 +446,14 @@ int cs_reload_start(cs_job *job, uv_loop_t *loop) {
   uv_signal_init(loop, &r->sighup);
   r->sighup.data = r;
   uv_signal_start(&r->sighup, on_sighup, SIGHUP);
-  /* one watch per directory holding a watched file */
-  for (int i = 0; i < cfg->nwatch_files; i++) {
-    char *dir = cs_strdup(cfg->watch_files[i]);
-    if (dir == NULL) continue;
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL || slash == dir) {
-      cs_free(dir);
-      continue;
-    }
-    *slash = '\0';
-    int dup = 0;
-    for (int k = 0; k < r->nwatch && !dup; k++) dup = strcmp(r->watch[k].dir, dir) == 0;
-    if (dup) {
-      cs_free(dir);
-      continue;
-    }
-    struct watch *wt = &r->watch[r->nwatch];
-    uv_fs_event_init(loop, &wt->ev);
-    wt->ev.data = r;
-    wt->dir = dir;
-    r->nwatch++;
-    int rc = uv_fs_event_start(&wt->ev, on_fs_event, dir, 0);
-    if (rc)
-      fprintf(stderr, "cstream-lua: --watch: cannot watch %s: %s\n", dir, uv_strerror(rc));
-  }
+  int n = r->nfiles;
+  r->nfiles = 0;
+  set_files(r, files, n, 0);
   job->reload = r;
-  {
-    fprintf(stderr, "cstream-lua: watching %d file(s) for changes (%s", cfg->nwatch_files,
-            cfg->nwatch_files ? base_name(cfg->watch_files[0]) : "");
-    for (int i = 1; i < cfg->nwatch_files; i++)
-      fprintf(stderr, ", %s", base_name(cfg->watch_files[i]));
-    fprintf(stderr, ")\n");
-  }
+  fprintf(stderr, "cstream-lua: watching %d file(s) for changes (%s", r->nfiles,
+          r->nfiles ? base_name(r->files[0]) : "");
+  for (int i = 1; i < r->nfiles; i++) fprintf(stderr, ", %s", base_name(r->files[i]));
+  fprintf(stderr, ")\n");
   return 0;
 }
 
@@ -329,7 +464,18 @@ void cs_reload_stop(cs_job *job) {
   r->closing = 2 + r->nwatch;
   uv_close((uv_handle_t *)&r->debounce, free_reload);
   uv_close((uv_handle_t *)&r->sighup, free_reload);
-  for (int i = 0; i < r->nwatch; i++) uv_close((uv_handle_t *)&r->watch[i].ev, free_reload);
+  for (int i = 0; i < r->nwatch; i++) uv_close((uv_handle_t *)&r->watch[i]->ev, free_reload);
+}
+
+void cs_reload_savepoint_base(char *buf, size_t len) {
+  snprintf(buf, len, "/tmp/cstream-reload-%d", (int)getpid());
+}
+
+void cs_reload_remove_savepoints(void) {
+  char base[64];
+  cs_reload_savepoint_base(base, sizeof(base));
+  struct stat st;
+  if (stat(base, &st) == 0 && S_ISDIR(st.st_mode)) cs_ckpt_remove_dir(base);
 }
 
 /* ============================================================== worker */

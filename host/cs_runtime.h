@@ -414,6 +414,11 @@ int cs__job_stop(cs_job *job, int savepoint);
 
 /* Main thread: stops watching; the handles close on loop. */
 void cs_reload_stop(cs_job *job);
+/* The directory of the savepoints a topology change takes when the job
+ * has no checkpoint or savepoint directory: /tmp/cstream-reload-<pid>. */
+void cs_reload_savepoint_base(char *buf, size_t len);
+/* Removes that directory (the program is ending, not restarting). */
+void cs_reload_remove_savepoints(void);
 /* Main thread: the workers' prepare reports arrived (called on wake). */
 void cs_reload_on_wake(cs_job *job);
 /* Worker: handles a posted reload (prepare, wait, commit or abort). */

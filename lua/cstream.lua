@@ -391,45 +391,192 @@ end
 -- ---------------------------------------------------------- hot reload --
 -- Used by the engine for --watch; not part of the public API.
 
--- A digest of each operator's code (its function, a rich table's methods,
--- a key selector), to tell which operators a reload changed.
-function Env:_digests()
-  local function dump(f)
-    local ok, s = pcall(string.dump, f, true)
-    return ok and s or tostring(f)
+-- What an operator's code is made of, for --watch to tell which operators
+-- a reload changed and whether a key selector changed: its function (or a
+-- rich table: methods and plain fields, and its metatable), and,
+-- recursively, everything these reach through upvalues (functions, tables,
+-- plain values, the local modules they use, the job's own globals). A
+-- function counts by its stripped bytecode, so moving code around or editing
+-- a comment is no change; a module of the standard library or of cstream
+-- counts by its name only. The walk stops after WALK_LIMIT values (a change
+-- past them in a huge table goes unseen).
+local WALK_LIMIT = 200000
+
+local STD_GLOBALS = {}
+for _, k in ipairs({ "_G", "_VERSION", "arg", "assert", "collectgarbage", "coroutine",
+                     "debug", "dofile", "error", "getmetatable", "io", "ipairs", "load",
+                     "loadfile", "math", "next", "os", "package", "pairs", "pcall", "print",
+                     "rawequal", "rawget", "rawlen", "rawset", "require", "select",
+                     "setmetatable", "string", "table", "tonumber", "tostring", "type",
+                     "utf8", "warn", "xpcall" }) do
+  STD_GLOBALS[k] = true
+end
+
+-- The path of a module of the job's own (found on package.path outside
+-- system directories and cstream's), or nil.
+local function local_module_path(name)
+  if type(name) ~= "string" or name == "cstream" or name:match("^cstream%.") then return nil end
+  local path = package.searchpath(name, package.path)
+  if path == nil or path:match("^/usr/") then return nil end
+  return path
+end
+
+-- The tables and functions that count by a name: modules other than the
+-- job's own, and the API's classes.
+local function opaque_values()
+  local opaque = {}
+  for name, mod in pairs(package.loaded) do
+    if (type(mod) == "table" or type(mod) == "function") and mod ~= _G
+       and not local_module_path(name) then
+      opaque[mod] = "module " .. tostring(name)
+    end
   end
+  for name, mt in pairs({ Env = Env, DataStream = DataStream, KeyedStream = KeyedStream,
+                          ConnectedStreams = ConnectedStreams }) do
+    opaque[mt] = name
+  end
+  return opaque
+end
+
+local walk
+
+-- A primitive's rendering, or nil for a table, function, userdata, thread.
+local function prim(v)
+  local t = type(v)
+  if t == "string" then return "s" .. #v .. ":" .. v end
+  if t == "number" then
+    return math.type(v) == "integer" and ("i" .. v) or string.format("f%a", v)
+  end
+  if t == "boolean" or t == "nil" then return tostring(v) end
+  return nil
+end
+
+-- Appends the entries of t to w.out in a stable order (pairs() order
+-- differs between Lua states): keys rendered (a table or function key by
+-- a walk of its own), sorted. skip(k) leaves a key out.
+local function walk_entries(w, t, skip)
+  local entries = {}
+  for k, v in next, t do
+    if not (skip and skip(k)) then
+      local kr = prim(k)
+      if kr == nil then
+        local sub = { seen = {}, n = 0, out = {}, opaque = w.opaque }
+        walk(sub, k)
+        kr = "k" .. table.concat(sub.out)
+      end
+      entries[#entries + 1] = { kr, v }
+    end
+  end
+  table.sort(entries, function(a, b) return a[1] < b[1] end)
+  for _, e in ipairs(entries) do
+    w.out[#w.out + 1] = e[1]
+    walk(w, e[2])
+  end
+end
+
+local function std_global(k) return type(k) == "string" and STD_GLOBALS[k] end
+
+-- Appends v's rendering to w.out.
+walk = function(w, v)
+  local out = w.out
+  local p = prim(v)
+  if p then out[#out + 1] = p return end
+  local t = type(v)
+  if t ~= "table" and t ~= "function" then out[#out + 1] = t return end
+  if w.opaque[v] then out[#out + 1] = "<" .. w.opaque[v] .. ">" return end
+  if w.seen[v] then out[#out + 1] = "@" .. w.seen[v] return end
+  w.n = w.n + 1
+  w.seen[v] = w.n
+  if t == "function" then
+    local ok, code = pcall(string.dump, v, true)
+    if not ok then out[#out + 1] = "C" return end -- a C function
+    out[#out + 1] = "F" .. #code .. ":" .. code
+    for i = 1, 255 do
+      local name, uv = debug.getupvalue(v, i)
+      if name == nil then break end
+      out[#out + 1] = "u" .. i
+      walk(w, uv)
+    end
+    return
+  end
+  local size = 0
+  for _ in next, v do size = size + 1 end
+  if w.n + size > WALK_LIMIT then out[#out + 1] = "{#" .. size .. "}" return end
+  w.n = w.n + size
+  if v == _G then -- the job's own globals, not the standard ones
+    out[#out + 1] = "G{"
+    walk_entries(w, v, std_global)
+  else
+    out[#out + 1] = "{"
+    walk_entries(w, v)
+  end
+  out[#out + 1] = "}"
+  local mt = debug.getmetatable(v)
+  if mt ~= nil then
+    out[#out + 1] = "mt"
+    walk(w, mt)
+  end
+end
+
+-- The digest of v's walk; when the walk fails (a structure nested deeper
+-- than the Lua stack), the digest of `otherwise`.
+local function digest_of(v, opaque, otherwise)
+  local w = { seen = {}, n = 0, out = {}, opaque = opaque }
+  if not pcall(walk, w, v) then return core.digest(otherwise) end
+  return core.digest(table.concat(w.out))
+end
+
+-- Per node: the digest of its key selector(s), the digest of its code (two
+-- core.digest() strings of 32 hex digits) and its id (as cs_plan.c makes
+-- it); the engine matches operators by id and compares the digests apart
+-- (cs_reload.c).
+function Env:_digests()
+  local opaque = opaque_values()
   local out = {}
   for i, n in ipairs(self._nodes) do
-    local parts = {}
-    local fn = n.fn
-    if type(fn) == "function" then
-      parts[1] = dump(fn)
-    elseif type(fn) == "table" then
-      local keys = {}
-      for k, v in pairs(fn) do
-        if type(v) == "function" then keys[#keys + 1] = tostring(k) end
-      end
-      table.sort(keys)
-      for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. dump(fn[k]) end
+    local keys = {}
+    for j, e in ipairs(n.inputs) do
+      keys[j] = e.partition == "hash" and (e.key == nil and "record" or e.key) or false
     end
-    for _, e in ipairs(n.inputs) do
-      if type(e.key) == "function" then parts[#parts + 1] = "key=" .. dump(e.key) end
-    end
-    out[i] = table.concat(parts, "\0")
+    local code = n.fn
+    if code == nil then code = { agg = n.agg, field = n.field } end
+    -- a code that cannot be walked counts as changed, a key as unchanged
+    out[i] = digest_of(keys, opaque, "?") .. digest_of(code, opaque, tostring({}))
+             .. (n.uid or (n.kind .. "_" .. i))
   end
   return out
 end
 
--- The files of the Lua modules the job loaded from package.path, apart from
--- cstream itself and system directories: what --watch watches besides the
--- script.
+-- Makes require() record the job's own modules as it finds them (a
+-- searcher that finds nothing itself), including those whose loading
+-- fails: what --watch watches besides the script. Called before the script
+-- runs.
+function M._record_requires()
+  local found, seen = {}, {}
+  table.insert(package.searchers, 1, function(name)
+    local path = local_module_path(name)
+    if path and not seen[path] then
+      seen[path] = true
+      found[#found + 1] = path
+    end
+    return nil
+  end)
+  M._required = found
+end
+
+-- The files of the job's own modules: those require() found (see
+-- _record_requires), else those loaded from package.path.
 function M._local_modules()
+  if M._required then
+    local out = {}
+    for i, p in ipairs(M._required) do out[i] = p end
+    table.sort(out)
+    return out
+  end
   local out = {}
   for name in pairs(package.loaded) do
-    if type(name) == "string" and name ~= "cstream" and not name:match("^cstream%.") then
-      local path = package.searchpath(name, package.path)
-      if path and not path:match("^/usr/") then out[#out + 1] = path end
-    end
+    local path = local_module_path(name)
+    if path then out[#out + 1] = path end
   end
   table.sort(out)
   return out

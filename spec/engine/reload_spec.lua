@@ -99,10 +99,10 @@ local function counting_job(o)
 end
 
 -- Starts the line server (keys k1..kNKEYS, over and over, one every 2 ms)
--- and the job with --watch at -p 2. Returns the job's process record, with
--- the server's in p.server and the job's path in p.job. files: other
--- files (name -> text) to write next to the job first.
-local function start(job_text, files)
+-- and the job with --watch at -p 2 (and extra_args). Returns the job's
+-- process record, with the server's in p.server and the job's path in
+-- p.job. files: other files (name -> text) to write next to the job first.
+local function start(job_text, files, extra_args)
   local dir = h.tmpdir()
   local keys = {}
   for i = 1, NKEYS do keys[i] = "k" .. i end
@@ -124,7 +124,11 @@ local function start(job_text, files)
   assert(port, "the line server did not start")
   local job = h.write_job(job_text)
   for name, text in pairs(files or {}) do h.write_file(job:match("^(.*)/") .. "/" .. name, text) end
-  local p = h.spawn({ h.bin(), "--watch", "-p", "2", job, tostring(port) })
+  local argv = { h.bin(), "--watch", "-p", "2" }
+  for _, a in ipairs(extra_args or {}) do argv[#argv + 1] = a end
+  argv[#argv + 1] = job
+  argv[#argv + 1] = tostring(port)
+  local p = h.spawn(argv)
   p.server, p.job, p.dir = server, job, job:match("^(.*)/")
   wait_stderr(p, "watching %d+ file%(s%) for changes")
   -- some records have been counted with the first version
@@ -224,6 +228,17 @@ describe("hot reload, same topology", function()
     local seen = check_counts(stdout_of(p), totals, { "A", "B", "C" })
     assert.is_true(seen.A and seen.B and seen.C)
     assert.are.equal(2, count_matches(stderr_of(p), RELOADED))
+  end)
+
+  it("swaps the code of a job on the RocksDB backend, keeping every count", function()
+    local p = start(counting_job({ fmt = '"A"' }), nil, { "--state-backend", "rocksdb" })
+    save(p.job, counting_job({ fmt = '"B"' }), "rename")
+    wait_stderr(p, RELOADED)
+    assert_same_process(p)
+    wait_stdout(p, "> B k%d+ %d+\n", 50)
+    local totals = finish(p)
+    local seen = check_counts(stdout_of(p), totals, { "A", "B" })
+    assert.is_true(seen.A and seen.B)
   end)
 
   it("refuses a save with a syntax error, naming file and line, and keeps running", function()
@@ -399,19 +414,75 @@ describe("hot reload, same topology", function()
     check_counts(stdout_of(p), totals, { "A", "B" })
   end)
 
-  pending("KNOWN BUG, see the closing note: watches a local module that only a reloaded version requires", function()
+  it("watches a local module that only a reloaded version requires, even one that failed to load", function()
     local p = start(counting_job({ fmt = '"A"' }),
-                    { ["fmt2.lua"] = 'return { tag = "B" }\n' })
+                    { ["fmt2.lua"] = 'return { tag = "B" \n' }) -- a syntax error
     assert.matches("watching 1 file%(s%) for changes %(job%.lua%)", stderr_of(p))
     save(p.job, counting_job({ fmt = "fmt.tag", module = "fmt2" }), "write")
+    wait_stderr(p, FAILED)
+    assert.matches(FAILED .. "\nerror loading module 'fmt2' from file '" .. esc(p.dir)
+                   .. "/fmt2%.lua':\n%s*" .. esc(p.dir) .. "/fmt2%.lua:2: '}' expected",
+                   stderr_of(p))
+    wait_stderr(p, "cstream%-lua: watching fmt2%.lua too\n")
+    -- fixing the module alone is picked up
+    save(p.dir .. "/fmt2.lua", 'return { tag = "B" }\n', "rename")
     wait_stderr(p, RELOADED)
     wait_stdout(p, "> B k%d+ %d+\n", 20)
+    assert_same_process(p)
     -- fmt2.lua is now part of the running code: editing it reloads
     save(p.dir .. "/fmt2.lua", 'return { tag = "C" }\n', "write")
     wait_stderr(p, RELOADED, 2, 5)
     wait_stdout(p, "> C k%d+ %d+\n", 20)
     local totals = finish(p)
     check_counts(stdout_of(p), totals, { "A", "B", "C" })
+  end)
+
+  it("names exactly the operators a change reaches: through a module, an upvalue, a key", function()
+    -- cleaner calls a function of the local module fmt; counter's output
+    -- uses the upvalue TAG; passthrough never changes
+    local function job(tag)
+      return table.concat({
+        'local dir = arg[0]:match("^(.*)/[^/]*$") or "."',
+        'package.path = dir .. "/?.lua;" .. package.path',
+        'local cstream = require("cstream")',
+        'local fmt = require("fmt")',
+        'local TAG = "' .. tag .. '"',
+        "local env = cstream.get_execution_environment()",
+        'env:socket_text_stream("127.0.0.1", math.tointeger(tonumber(arg[1])))',
+        '  :map(function(line) return fmt.clean(line) end):uid("cleaner")',
+        "  :key_by(function(line) return line end)",
+        "  :process({",
+        "    open = function(self, ctx)",
+        '      self.count = ctx:get_state(cstream.value_state_descriptor("count"))',
+        "    end,",
+        "    process_element = function(self, key, ctx, out)",
+        "      local n = (self.count:value() or 0) + 1",
+        "      self.count:update(n)",
+        '      out:collect(TAG .. " " .. key .. " " .. n)',
+        "    end,",
+        '  }):uid("counter")',
+        '  :map(function(s) return s end):uid("passthrough")',
+        "  :print()",
+        'env:execute("counting")',
+        "",
+      }, "\n")
+    end
+    local p = start(job("A"), { ["fmt.lua"] = "return { clean = function(s) return s end }\n" })
+    -- the module's function changes (not its behaviour): only cleaner
+    save(p.dir .. "/fmt.lua",
+         'return { clean = function(s) return (s:gsub("%s+$", "")) end }\n', "write")
+    wait_stderr(p, RELOADED)
+    assert.are.equal("cleaner", stderr_of(p):match(RELOADED))
+    -- the upvalue's value changes: only counter
+    save(p.job, job("B"), "rename")
+    wait_stderr(p, RELOADED, 2)
+    local changed = {}
+    for c in stderr_of(p):gmatch(RELOADED) do changed[#changed + 1] = c end
+    assert.are.same({ "cleaner", "counter" }, changed)
+    wait_stdout(p, "> B k%d+ %d+\n", 20)
+    assert_same_process(p)
+    local totals = finish(p)
+    check_counts(stdout_of(p), totals, { "A", "B" })
   end)
 
   it("reloads on SIGHUP with no change, naming no changed operator", function()
@@ -489,8 +560,10 @@ end)
 -- to the source, so the source reads at most a batch ahead of the map, and the
 -- savepoint's barrier is not queued behind thousands of records), with
 -- a keyed counter whose id is fixed. o.before / o.after: operators
--- inserted before the counter's key_by / after the counter; o.par: the
--- counter's (and the sink's) parallelism.
+-- inserted before the counter's key_by / after the counter; o.key: the
+-- key selector (the line itself by default; a record that is a table
+-- prints its first field); o.par: the counter's (and the sink's)
+-- parallelism.
 local function file_job(o)
   return table.concat({
     'local cstream = require("cstream")',
@@ -498,15 +571,15 @@ local function file_job(o)
     "env:read_text_file(arg[1])",
     "  :map(function(line) cstream.sleep(1) return line end)",
     o.before or "",
-    "  :key_by(function(line) return line end)",
+    "  :key_by(" .. (o.key or "function(line) return line end") .. ")",
     "  :process({",
     "    open = function(self, ctx)",
     '      self.count = ctx:get_state(cstream.value_state_descriptor("count"))',
     "    end,",
-    "    process_element = function(self, key, ctx, out)",
+    "    process_element = function(self, v, ctx, out)",
     "      local n = (self.count:value() or 0) + 1",
     "      self.count:update(n)",
-    '      out:collect("A " .. key .. " " .. n)',
+    '      out:collect("A " .. (type(v) == "table" and v[1] or v) .. " " .. n)',
     "    end,",
     '  }):uid("counter")' .. (o.par and (":set_parallelism(" .. o.par .. ")") or ""),
     o.after or "",
@@ -601,6 +674,47 @@ describe("hot reload, changed topology", function()
     -- without a checkpoint directory the savepoint goes to a directory of
     -- its own, named after the process
     assert.matches("^/tmp/cstream%-reload%-" .. p.pid .. "/", savepoint)
+    -- and it is removed when the job ends
+    assert.is_nil(h.read_file(savepoint .. "/_metadata"))
+    assert.is_nil(io.open("/tmp/cstream-reload-" .. p.pid), "left behind")
+  end)
+
+  it("removes its restarts' savepoints when the restarted job fails", function()
+    local dir = h.tmpdir()
+    local input = input_file(dir, 10000)
+    local job = h.write_job(file_job({}))
+    local p = h.spawn({ h.bin(), "--watch", "-p", "2", job, input })
+    reload_dirs[#reload_dirs + 1] = "/tmp/cstream-reload-" .. p.pid
+    wait_stderr(p, "watching 1 file")
+    h.sleep(0.5) -- see run_restart
+    -- the new version fails on the 400th line of a key, well after the restart
+    save(job, file_job({ after = '  :map(function(s) if s:match(" 400$") then '
+                                 .. 'error("no room for " .. s) end return s end)' }), "rename")
+    wait_stderr(p, "restoring job 'counting' from savepoint %d+")
+    assert.is_truthy(io.open("/tmp/cstream-reload-" .. p.pid), "no savepoint directory")
+    assert.are.equal(1, h.wait(p, 30), stderr_of(p))
+    assert.matches("no room for A k%d+ 400", stderr_of(p))
+    assert.is_nil(io.open("/tmp/cstream-reload-" .. p.pid), "left behind")
+  end)
+
+  it("a changed key selector restarts from a savepoint, the keyed state carried over", function()
+    local p, totals = run_restart({}, { key = "function(line) return line:sub(1) end" })
+    local err = stderr_of(p)
+    assert.matches("the key selector of operator%(s%) 'counter' changed: their keyed state "
+                   .. "is carried over", err)
+    assert.is_true(err:find("the key selector", 1, true) < err:find("savepoint written", 1, true))
+    assert.are.equal(0, count_matches(err, "dropping the state"))
+    -- the new selector gives the same keys: every count goes on
+    local seen = check_counts(stdout_of(p), totals, { "A" })
+    assert.is_true(seen.A)
+  end)
+
+  it("key_by(1) changed to key_by(2) restarts from a savepoint too (RocksDB backend)", function()
+    local tuple = "  :map(function(line) return { line, line } end)"
+    local p, totals = run_restart({ before = tuple, key = "1" }, { before = tuple, key = "2" },
+      { "--state-backend", "rocksdb" })
+    assert.matches("the key selector of operator%(s%) 'counter' changed", stderr_of(p))
+    check_counts(stdout_of(p), totals, { "A" })
   end)
 
   it("removing a stateful operator drops and names its state, the others' carried over", function()
@@ -624,6 +738,8 @@ describe("hot reload, changed topology", function()
     local seen = check_counts(stdout_of(p), totals, { "A" })
     assert.is_true(seen.A)
     assert.is_falsy(savepoint:match("^/tmp/cstream%-reload%-"), savepoint)
+    -- in the configured directory, it is kept
+    assert.is_truthy(h.read_file(savepoint .. "/_metadata"))
   end)
 
   it("changing the counter's parallelism restarts and redistributes its keyed state", function()
