@@ -50,6 +50,14 @@ end
 
 local function nlines(p) return count_matches(stdout_of(p), "\n") end
 
+-- Seconds since boot, to 10 ms.
+local function uptime()
+  local f = assert(io.open("/proc/uptime"))
+  local t = f:read("n")
+  f:close()
+  return t
+end
+
 -- Saves text over path the way editors do: "write" truncates the file and
 -- writes it again (io.open(path, "w")); "rename" writes a temporary file in
 -- the same directory and renames it over the old one.
@@ -336,18 +344,23 @@ describe("hot reload, same topology", function()
   it("coalesces ten saves within a second into at most two reloads, ending on the last", function()
     local p = start(counting_job({ fmt = '"A"' }))
     local formats = { "A" }
-    local t0 = os.time()
+    local t0 = uptime()
     for i = 1, 10 do
       formats[#formats + 1] = "V" .. i
       save(p.job, counting_job({ fmt = '"V' .. i .. '"' }), i % 2 == 0 and "rename" or "write")
-      h.sleep(0.08)
+      if i < 10 then h.sleep(0.05) end
     end
-    assert.is_true(os.time() - t0 <= 2) -- ten saves in about 0.8 s
+    local took = uptime() - t0 -- about 0.5 s, more on a loaded machine
     wait_stdout(p, "> V10 k%d+ %d+\n", 20)
     -- a reload still pending would come within the next second
     h.sleep(1.5)
     local n = count_matches(stderr_of(p), RELOADED)
-    assert.is_true(n >= 1 and n <= 2, "reloads: " .. n .. "\n" .. stderr_of(p))
+    -- the first save reloads at once, the next reload waits a second and
+    -- takes every save made meanwhile: two reloads for saves within a
+    -- second, one more per second they were stretched over
+    local max = took < 1 and 2 or 1 + math.ceil(took)
+    assert.is_true(n >= 1 and n <= max, string.format("%d reloads for saves over %.2f s\n%s",
+                                                      n, took, stderr_of(p)))
     assert.are.equal(0, count_matches(stderr_of(p), FAILED))
     assert_same_process(p)
     local totals = finish(p)
@@ -742,9 +755,9 @@ describe("hot reload, changed topology", function()
     assert.is_truthy(h.read_file(savepoint .. "/_metadata"))
   end)
 
-  it("changing the counter's parallelism restarts and redistributes its keyed state", function()
+  it("changing the counter's parallelism restarts and redistributes its keyed state (filesystem backend)", function()
     local p, totals = run_restart({ par = 2 }, { par = 3 },
-      { "--checkpoint-dir", h.tmpdir() .. "/chk" })
+      { "--state-backend", "filesystem", "--checkpoint-dir", h.tmpdir() .. "/chk" })
     assert.are.equal(0, count_matches(stderr_of(p), "dropping the state"))
     local subtasks = {}
     for _, line in ipairs(h.lines(stdout_of(p))) do subtasks[line:match("^(%d+)>")] = true end
