@@ -79,9 +79,9 @@ if [ "$quick" = 1 ]; then
   wc_lines=2000; kv_records=6000; kv_keys=1000; orders=3000; distinct_lines=3000
   pass_copies=1; ops_n=20000; lat_seconds=1; lat_warmup=0.2; lat_rates="2000"
 else
-  wc_lines=$(sized 1000000); kv_records=$(sized 1000000); kv_keys=$(sized 100000)
+  wc_lines=$(sized 1000000); kv_records=$(sized 2000000); kv_keys=$(sized 100000)
   orders=$(sized 250000); distinct_lines=$(sized 600000)
-  pass_copies=4; ops_n=$(sized 2000000); lat_seconds=3; lat_warmup=1; lat_rates="10000 100000"
+  pass_copies=3; ops_n=$(sized 2000000); lat_seconds=3; lat_warmup=1; lat_rates="10000 100000"
 fi
 
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
