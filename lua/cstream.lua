@@ -396,9 +396,9 @@ end
 -- rich table: methods and plain fields, and its metatable), and,
 -- recursively, everything these reach through upvalues (functions, tables,
 -- plain values, the local modules they use, the job's own globals). A
--- function counts by its stripped bytecode, so moving code around or editing
--- a comment is no change; a module of the standard library or of cstream
--- counts by its name only. The walk stops after WALK_LIMIT values (a change
+-- function counts by its stripped bytecode without line numbers, so
+-- editing a comment or moving the function is no change; a module of the
+-- standard library or of cstream counts by its name only. The walk stops after WALK_LIMIT values (a change
 -- past them in a huge table goes unseen).
 local WALK_LIMIT = 200000
 
@@ -436,6 +436,71 @@ local function opaque_values()
     opaque[mt] = name
   end
   return opaque
+end
+
+-- A varint of a binary chunk (ldump.c dumpSize: 7 bits a byte, most
+-- significant first, the last byte flagged) at pos: value, next pos.
+local function chunk_varint(s, pos)
+  local x = 0
+  repeat
+    local b = s:byte(pos)
+    if b == nil then error("truncated chunk") end
+    pos = pos + 1
+    x = x * 128 + (b & 0x7f)
+  until b >= 0x80
+  return x, pos
+end
+
+-- A stripped binary chunk of Lua 5.4 without the lines where each function
+-- starts and ends (the only line numbers string.dump(f, true) keeps), so
+-- that a function moved by lines added above it is the same code. Raises
+-- on a chunk of another format.
+local function without_lines(s)
+  if s:sub(1, 4) ~= "\27Lua" or s:byte(5) ~= 0x54 or s:byte(6) ~= 0 then
+    error("not a Lua 5.4 chunk")
+  end
+  local isize, nsize = s:byte(13), s:byte(15)
+  local ints = s:byte(14)
+  local parts, last = {}, 1
+  local function skip_string(pos) -- size + 1, then the bytes; 0 for none
+    local n
+    n, pos = chunk_varint(s, pos)
+    return n == 0 and pos or pos + n - 1
+  end
+  local function func(pos)
+    pos = skip_string(pos) -- source
+    local lines = pos
+    local _
+    _, pos = chunk_varint(s, pos) -- linedefined
+    _, pos = chunk_varint(s, pos) -- lastlinedefined
+    parts[#parts + 1] = s:sub(last, lines - 1)
+    last = pos
+    pos = pos + 3 -- numparams, is_vararg, maxstacksize
+    local n
+    n, pos = chunk_varint(s, pos)
+    pos = pos + n * isize -- code
+    n, pos = chunk_varint(s, pos)
+    for _ = 1, n do -- constants: a type tag, then the value
+      local tag = s:byte(pos)
+      pos = pos + 1
+      if tag == 3 then pos = pos + ints -- integer
+      elseif tag == 19 then pos = pos + nsize -- float
+      elseif tag == 4 or tag == 20 then pos = skip_string(pos)
+      elseif tag ~= 0 and tag ~= 1 and tag ~= 17 then error("unknown constant") end
+    end
+    n, pos = chunk_varint(s, pos)
+    pos = pos + 3 * n -- upvalues
+    n, pos = chunk_varint(s, pos)
+    for _ = 1, n do pos = func(pos) end -- nested functions
+    for _ = 1, 4 do -- debug information: none when stripped
+      n, pos = chunk_varint(s, pos)
+      if n ~= 0 then error("not stripped") end
+    end
+    return pos
+  end
+  if func(33) ~= #s + 1 then error("chunk of unexpected length") end
+  parts[#parts + 1] = s:sub(last)
+  return table.concat(parts)
 end
 
 local walk
@@ -490,6 +555,8 @@ walk = function(w, v)
   if t == "function" then
     local ok, code = pcall(string.dump, v, true)
     if not ok then out[#out + 1] = "C" return end -- a C function
+    local ok2, moved = pcall(without_lines, code)
+    if ok2 then code = moved end
     out[#out + 1] = "F" .. #code .. ":" .. code
     for i = 1, 255 do
       local name, uv = debug.getupvalue(v, i)

@@ -450,11 +450,11 @@ describe("hot reload, same topology", function()
     check_counts(stdout_of(p), totals, { "A", "B", "C" })
   end)
 
-  it("names exactly the operators a change reaches: through a module, an upvalue, a key", function()
+  it("names exactly the operators a change reaches: through a module, an upvalue, not a moved line", function()
     -- cleaner calls a function of the local module fmt; counter's output
     -- uses the upvalue TAG; passthrough never changes
-    local function job(tag)
-      return table.concat({
+    local function job(tag, header)
+      return (header or "") .. table.concat({
         'local dir = arg[0]:match("^(.*)/[^/]*$") or "."',
         'package.path = dir .. "/?.lua;" .. package.path',
         'local cstream = require("cstream")',
@@ -493,6 +493,12 @@ describe("hot reload, same topology", function()
     for c in stderr_of(p):gmatch(RELOADED) do changed[#changed + 1] = c end
     assert.are.same({ "cleaner", "counter" }, changed)
     wait_stdout(p, "> B k%d+ %d+\n", 20)
+    -- lines added above every operator: no code changed
+    save(p.job, job("B", "-- counts the keys\n-- (a comment)\n\n"), "write")
+    wait_stderr(p, RELOADED, 3)
+    changed = {}
+    for c in stderr_of(p):gmatch(RELOADED) do changed[#changed + 1] = c end
+    assert.are.same({ "cleaner", "counter", "none" }, changed)
     assert_same_process(p)
     local totals = finish(p)
     check_counts(stdout_of(p), totals, { "A", "B" })
