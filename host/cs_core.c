@@ -100,7 +100,7 @@ static void get_digests(lua_State *L, int env_idx, char ***out, int *n) {
     if (v[i]) {
       memcpy(v[i], d ? d : "", d ? l : 0);
       v[i][d ? l : 0] = '\0';
-      /* digests hold NULs: keep them comparable as C strings by length */
+      /* keep them C strings (a uid may hold a NUL) */
       for (size_t k = 0; k < l; k++)
         if (v[i][k] == '\0') v[i][k] = '\1';
     }

@@ -216,9 +216,9 @@ static int check_new_version(cs_job *job, cs_options *o, char ***mods, int *nmod
 
 /* The running code's digest of the operator with d's id, or NULL. */
 static const char *running_digest(cs_reload *r, const char *d) {
-  if (strlen(d) < 2 * DIGEST_HEX) return NULL;
+  if (d == NULL || strlen(d) < 2 * DIGEST_HEX) return NULL;
   for (int i = 0; i < r->ndigests; i++)
-    if (strlen(r->digests[i]) >= 2 * DIGEST_HEX &&
+    if (r->digests[i] && strlen(r->digests[i]) >= 2 * DIGEST_HEX &&
         strcmp(r->digests[i] + 2 * DIGEST_HEX, d + 2 * DIGEST_HEX) == 0)
       return r->digests[i];
   return NULL;
@@ -233,7 +233,7 @@ static char *changed_ops(cs_reload *r, const cs_options *o, int key) {
     const char *d = o->digests[i];
     const char *a = running_digest(r, d);
     if (a == NULL) {
-      if (!key && strlen(d) >= 2 * DIGEST_HEX)
+      if (!key && d && strlen(d) >= 2 * DIGEST_HEX)
         cs_buf_printf(&b, "%s%s", b.len ? ", " : "", d + 2 * DIGEST_HEX);
       continue;
     }
@@ -439,7 +439,8 @@ int cs_reload_start(cs_job *job, uv_loop_t *loop) {
     cs_free(r);
     return CS_ENOMEM;
   }
-  for (int i = 0; i < cfg->ndigests; i++) r->digests[i] = cs_strdup(cfg->digests[i]);
+  for (int i = 0; i < cfg->ndigests; i++)
+    r->digests[i] = cfg->digests[i] ? cs_strdup(cfg->digests[i]) : NULL;
   r->ndigests = cfg->ndigests;
   uv_timer_init(loop, &r->debounce);
   r->debounce.data = r;
