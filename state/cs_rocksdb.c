@@ -70,6 +70,16 @@ typedef struct shared_ref {
   cs_slice shared;
 } shared_ref;
 
+/* The size and XXH3-64 of an SST file of the instance, by its local name:
+ * SST files never change and their numbers are never reused, so each is
+ * hashed once, when a checkpoint first takes it (or never, when it came
+ * with the checkpoint the backend was restored from). */
+typedef struct sst_sum {
+  char *name;
+  uint64_t size;
+  uint64_t hash;
+} sst_sum;
+
 typedef struct riter riter;
 
 typedef struct rdb {
@@ -90,6 +100,8 @@ typedef struct rdb {
   char *restored_text;
   shared_ref *restored;
   size_t nrestored;
+  sst_sum *sums; /* sorted by name */
+  size_t nsums;
   rocksdb_pinnableslice_t *pins[PIN_RING];
   unsigned pin_next;
   unsigned npinned;
@@ -650,6 +662,15 @@ static int cmp_str(const void *a, const void *b) {
 static void free_names(char **names, size_t n) {
   for (size_t i = 0; i < n; i++) cs_free(names[i]);
   cs_free(names);
+}
+
+static void free_sums(sst_sum *sums, size_t n) {
+  for (size_t i = 0; i < n; i++) cs_free(sums[i].name);
+  cs_free(sums);
+}
+
+static int sum_cmp(const void *pa, const void *pb) {
+  return strcmp(((const sst_sum *)pa)->name, ((const sst_sum *)pb)->name);
 }
 
 /* Lists the names in dir (sorted; "." and ".." left out). The caller frees
@@ -1553,6 +1574,7 @@ static void rdb_destroy(cs_backend *be) {
   remove_workdir(r->workdir);
   cs_free(r->restored);
   cs_free(r->restored_text);
+  free_sums(r->sums, r->nsums);
   cs_free(r->workdir);
   cs_free(r);
 }
@@ -1599,7 +1621,8 @@ typedef struct mentry {
   cs_slice name;
   cs_slice shared; /* ENT_SHARED */
   uint64_t size;
-  uint64_t hash; /* ENT_FILE */
+  uint64_t hash; /* when has_hash: always for ENT_FILE */
+  int has_hash;  /* SST lines of manifests before checksums have none */
 } mentry;
 
 typedef int (*mvisit)(void *ud, const mentry *e);
@@ -1703,15 +1726,20 @@ static int manifest_parse(const char *d, size_t len, mvisit visit, void *ud) {
           parse_dec(t[2], &e.size) && parse_hex16(t[3], &e.hash)) {
         e.type = ENT_FILE;
         e.name = t[1];
-      } else if (nt == 3 && slice_is(t[0], "sst") && name_ok(t[1]) &&
-                 parse_dec(t[2], &e.size)) {
+        e.has_hash = 1;
+      } else if ((nt == 3 || nt == 4) && slice_is(t[0], "sst") &&
+                 name_ok(t[1]) && parse_dec(t[2], &e.size) &&
+                 (nt == 3 || parse_hex16(t[3], &e.hash))) {
         e.type = ENT_SST;
         e.name = t[1];
-      } else if (nt == 4 && slice_is(t[0], "shared") && name_ok(t[1]) &&
-                 name_ok(t[2]) && parse_dec(t[3], &e.size)) {
+        e.has_hash = nt == 4;
+      } else if ((nt == 4 || nt == 5) && slice_is(t[0], "shared") &&
+                 name_ok(t[1]) && name_ok(t[2]) && parse_dec(t[3], &e.size) &&
+                 (nt == 4 || parse_hex16(t[4], &e.hash))) {
         e.type = ENT_SHARED;
         e.name = t[1];
         e.shared = t[2];
+        e.has_hash = nt == 5;
       } else {
         return CS_EDECODE;
       }
@@ -1833,6 +1861,33 @@ static int move_to_shared(const char *src, const char *dst, uint64_t *size,
   return move_file(src, dst, NULL, NULL, err, errlen);
 }
 
+/* The size and XXH3-64 of the staged SST file src (local name name): those
+ * of the previous checkpoint when it had the file with the same size (SST
+ * files do not change), else read from src. Appends them to next[*nnext]. */
+static int sst_sum_of(rdb *r, const char *src, const char *name,
+                      sst_sum *next, size_t *nnext, char *err,
+                      size_t errlen) {
+  struct stat st;
+  if (stat(src, &st) != 0)
+    return errf(err, errlen, CS_EIO, "cannot stat %s: %s", src,
+                strerror(errno));
+  sst_sum key = {(char *)name, 0, 0};
+  sst_sum *old = r->nsums ? bsearch(&key, r->sums, r->nsums, sizeof(sst_sum),
+                                    sum_cmp)
+                          : NULL;
+  uint64_t size = (uint64_t)st.st_size, hash;
+  if (old && old->size == size) {
+    hash = old->hash;
+  } else {
+    int rc = copy_hash(src, NULL, 0, &size, &hash, err, errlen);
+    if (rc) return rc;
+  }
+  char *dup = cs_strdup(name);
+  if (dup == NULL) return errf(err, errlen, CS_ENOMEM, "out of memory");
+  next[(*nnext)++] = (sst_sum){dup, size, hash};
+  return 0;
+}
+
 static int write_new_file(const char *path, const char *data, size_t len,
                           char *err, size_t errlen) {
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -1871,7 +1926,8 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
     return errf(err, errlen, CS_EINVAL, "path too long: %s", r->workdir);
   size_t start = manifest ? manifest->len : 0;
   char **names = NULL;
-  size_t nnames = 0;
+  size_t nnames = 0, nsums = 0;
+  sst_sum *sums = NULL;
   cs_buf text = {0};
   int rc = 0, moved = 0;
   remove_tree(staging); /* left by a failed attempt */
@@ -1894,6 +1950,10 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
   }
   rc = list_dir(staging, &names, &nnames, err, errlen);
   if (rc) goto fail;
+  if (nnames && (sums = cs_calloc(nnames, sizeof(*sums))) == NULL) {
+    rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+    goto fail;
+  }
   rc = cs_buf_printf(&text, "%s\nlineage %s\n", MANIFEST_MAGIC, r->lineage);
   for (size_t i = 0; rc == 0 && i < nnames; i++) {
     const char *name = names[i];
@@ -1911,21 +1971,26 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
       rc = errf(err, errlen, CS_EINVAL, "path too long for %s", name);
       break;
     }
+    if (is_sst(name)) {
+      rc = sst_sum_of(r, src, name, sums, &nsums, err, errlen);
+      if (rc) break;
+      size = sums[nsums - 1].size;
+      hash = sums[nsums - 1].hash;
+    }
     if (shared) {
-      rc = move_to_shared(src, dst, &size, err, errlen);
+      uint64_t moved_size;
+      rc = move_to_shared(src, dst, &moved_size, err, errlen);
       moved = 1;
       if (rc == 0)
-        rc = cs_buf_printf(&text, "shared %s %s %llu\n", name, sname,
-                           (unsigned long long)size);
+        rc = cs_buf_printf(&text, "shared %s %s %llu %016llx\n", name, sname,
+                           (unsigned long long)size,
+                           (unsigned long long)hash);
     } else if (is_sst(name)) {
-      struct stat st;
-      rc = stat(src, &st) != 0
-               ? errf(err, errlen, CS_EIO, "cannot stat %s: %s", src,
-                      strerror(errno))
-               : move_file(src, dst, NULL, NULL, err, errlen);
+      rc = move_file(src, dst, NULL, NULL, err, errlen);
       if (rc == 0)
-        rc = cs_buf_printf(&text, "sst %s %llu\n", name,
-                           (unsigned long long)st.st_size);
+        rc = cs_buf_printf(&text, "sst %s %llu %016llx\n", name,
+                           (unsigned long long)size,
+                           (unsigned long long)hash);
     } else {
       rc = move_file(src, dst, &size, &hash, err, errlen);
       if (rc == 0)
@@ -1961,6 +2026,9 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
   }
   remove_tree(staging);
   free_names(names, nnames);
+  free_sums(r->sums, r->nsums);
+  r->sums = sums;
+  r->nsums = nsums;
   cs_buf_free(&text);
   return 0;
 
@@ -1969,6 +2037,7 @@ fail:
   remove_tree(chk_dir);
   if (manifest) manifest->len = start;
   free_names(names, nnames);
+  free_sums(sums, nsums);
   cs_buf_free(&text);
   return rc;
 }
@@ -1976,16 +2045,78 @@ fail:
 /* ============================================================ restore */
 
 typedef struct build_ud {
-  const char *dir;
+  const char *dir; /* NULL: only verify the files */
   const char *chk_dir;
   const char *shared_dir;
   size_t nshared;
+  size_t nsst; /* SST files, in chk_dir or shared_dir */
   char *err;
   size_t errlen;
 } build_ud;
 
 static int visit_count_shared(void *ud, const mentry *e) {
-  if (e->type == ENT_SHARED) ((build_ud *)ud)->nshared++;
+  build_ud *b = ud;
+  if (e->type == ENT_SHARED) b->nshared++;
+  if (e->type != ENT_FILE) b->nsst++;
+  return 0;
+}
+
+/* The path of the checkpoint file of entry e: in chk_dir, or under its
+ * shared name in shared_dir. */
+static int entry_path(const build_ud *b, const mentry *e, char *src,
+                      size_t cap) {
+  char name[NAME_MAX_LEN + 1];
+  if (e->type == ENT_SHARED) {
+    snprintf(name, sizeof(name), "%.*s", (int)e->shared.len, e->shared.data);
+    return path_join(src, cap, b->shared_dir, name);
+  }
+  snprintf(name, sizeof(name), "%.*s", (int)e->name.len, e->name.data);
+  return path_join(src, cap, b->chk_dir, name);
+}
+
+/* Checks one checkpoint file against the manifest: its size, then, when
+ * the manifest has one, its XXH3-64 (reading the whole file). */
+static int visit_verify(void *ud, const mentry *e) {
+  build_ud *b = ud;
+  char src[PATH_MAX];
+  if (entry_path(b, e, src, sizeof(src)))
+    return errf(b->err, b->errlen, CS_EINVAL, "path too long: %.*s",
+                (int)e->name.len, e->name.data);
+  struct stat st;
+  if (stat(src, &st) != 0) return open_errf(b->err, b->errlen, src);
+  if ((uint64_t)st.st_size != e->size)
+    return errf(b->err, b->errlen, CS_EDECODE,
+                "checkpoint file %s is corrupt or truncated: %lld bytes, "
+                "the manifest says %llu",
+                src, (long long)st.st_size, (unsigned long long)e->size);
+  if (!e->has_hash) return 0;
+  uint64_t size, hash;
+  int rc = copy_hash(src, NULL, 0, &size, &hash, b->err, b->errlen);
+  if (rc) return rc;
+  if (size != e->size || hash != e->hash)
+    return errf(b->err, b->errlen, CS_EDECODE,
+                "checkpoint file %s is corrupt (%llu bytes, checksum "
+                "%016llx; the manifest says %llu bytes, %016llx)",
+                src, (unsigned long long)size, (unsigned long long)hash,
+                (unsigned long long)e->size, (unsigned long long)e->hash);
+  return 0;
+}
+
+typedef struct sums_ud {
+  sst_sum *sums;
+  size_t n;
+} sums_ud;
+
+/* Collects the size and hash of every SST file the manifest names with
+ * a hash, by local name. */
+static int visit_sums(void *ud, const mentry *e) {
+  sums_ud *f = ud;
+  if (e->type == ENT_FILE || !e->has_hash) return 0;
+  char *name = cs_malloc(e->name.len + 1);
+  if (name == NULL) return CS_ENOMEM;
+  memcpy(name, e->name.data, e->name.len);
+  name[e->name.len] = '\0';
+  f->sums[f->n++] = (sst_sum){name, e->size, e->hash};
   return 0;
 }
 
@@ -1997,14 +2128,7 @@ static int visit_build(void *ud, const mentry *e) {
   char name[NAME_MAX_LEN + 1], src[PATH_MAX], dst[PATH_MAX];
   snprintf(name, sizeof(name), "%.*s", (int)e->name.len, e->name.data);
   int bad = path_join(dst, sizeof(dst), b->dir, name);
-  if (e->type == ENT_SHARED) {
-    char sname[NAME_MAX_LEN + 1];
-    snprintf(sname, sizeof(sname), "%.*s", (int)e->shared.len,
-             e->shared.data);
-    bad |= path_join(src, sizeof(src), b->shared_dir, sname);
-  } else {
-    bad |= path_join(src, sizeof(src), b->chk_dir, name);
-  }
+  bad |= entry_path(b, e, src, sizeof(src));
   if (bad) return errf(b->err, b->errlen, CS_EINVAL, "path too long: %s", name);
   if (e->type == ENT_FILE) {
     uint64_t size, hash;
@@ -2045,13 +2169,14 @@ static int visit_refs(void *ud, const mentry *e) {
 
 /* Restore and open_readonly: reads and checks the manifest of chk_dir,
  * prepares dir, builds it, opens it. For a read-write backend, remembers
- * the shared names of the restored SST files. */
+ * the shared names, sizes and hashes of the restored SST files. With dir
+ * NULL (cs_rocksdb_verify), only checks every file the manifest names. */
 static int build_and_open(const char *dir, const char *chk_dir,
                           const char *shared_dir, const cs_rocksdb_options *o,
                           int mode, cs_backend **out, char *err,
                           size_t errlen) {
   errf(err, errlen, 0, "%s", "");
-  if (chk_dir == NULL || out == NULL)
+  if (chk_dir == NULL || (out == NULL && dir != NULL))
     return errf(err, errlen, CS_EINVAL, "no checkpoint directory");
   char path[PATH_MAX];
   if (path_join(path, sizeof(path), chk_dir, CS_ROCKSDB_MANIFEST_FILE))
@@ -2059,9 +2184,10 @@ static int build_and_open(const char *dir, const char *chk_dir,
   cs_buf m = {0};
   rdb *r = NULL;
   shared_ref *refs = NULL;
+  sums_ud sums = {NULL, 0};
   int rc = read_small_file(path, &m, err, errlen);
   if (rc) goto fail_read;
-  build_ud b = {dir, chk_dir, shared_dir, 0, err, errlen};
+  build_ud b = {dir, chk_dir, shared_dir, 0, 0, err, errlen};
   rc = manifest_parse(m.data, m.len, visit_count_shared, &b);
   if (rc) {
     rc = errf(err, errlen, rc, "checkpoint manifest %s is corrupt", path);
@@ -2073,12 +2199,26 @@ static int build_and_open(const char *dir, const char *chk_dir,
               "directory was given", chk_dir);
     goto fail_read;
   }
+  if (dir == NULL) { /* cs_rocksdb_verify */
+    rc = manifest_parse(m.data, m.len, visit_verify, &b);
+    cs_buf_free(&m);
+    return rc;
+  }
   if (b.nshared > 0 && mode != OPEN_READONLY) {
     refs = cs_malloc(b.nshared * sizeof(*refs));
     if (refs == NULL) {
       rc = errf(err, errlen, CS_ENOMEM, "out of memory");
       goto fail_read;
     }
+  }
+  if (b.nsst > 0 && mode != OPEN_READONLY) {
+    sums.sums = cs_calloc(b.nsst, sizeof(sst_sum));
+    if (sums.sums == NULL ||
+        manifest_parse(m.data, m.len, visit_sums, &sums) != 0) {
+      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+      goto fail_read;
+    }
+    qsort(sums.sums, sums.n, sizeof(sst_sum), sum_cmp);
   }
   rc = prepare_dir(dir, err, errlen);
   if (rc) goto fail_read;
@@ -2096,6 +2236,8 @@ static int build_and_open(const char *dir, const char *chk_dir,
   } else {
     cs_buf_free(&m);
   }
+  r->sums = sums.sums;
+  r->nsums = sums.n;
   *out = &r->base;
   return 0;
 
@@ -2103,6 +2245,7 @@ fail_build:
   remove_workdir(dir);
 fail_read:
   cs_free(refs);
+  free_sums(sums.sums, sums.n);
   cs_buf_free(&m);
   return rc;
 }
@@ -2111,6 +2254,12 @@ int cs_rocksdb_restore(const char *workdir, const char *chk_dir,
                        const char *shared_dir, const cs_rocksdb_options *o,
                        cs_backend **out, char *err, size_t errlen) {
   return build_and_open(workdir, chk_dir, shared_dir, o, OPEN_EXISTING, out,
+                        err, errlen);
+}
+
+int cs_rocksdb_verify(const char *chk_dir, const char *shared_dir, char *err,
+                      size_t errlen) {
+  return build_and_open(NULL, chk_dir, shared_dir, NULL, OPEN_READONLY, NULL,
                         err, errlen);
 }
 

@@ -109,9 +109,14 @@ int cs_rocksdb_backend_open(const char *workdir, const cs_rocksdb_options *o,
  *   cstream-rocksdb-checkpoint 1
  *   lineage <16 hex>
  *   file <name> <size> <XXH3-64 hex>      a private file in chk_dir
- *   sst <name> <size>                     an SST file in chk_dir (full)
- *   shared <name> <shared name> <size>    an SST file in shared_dir
+ *   sst <name> <size> <XXH3-64 hex>       an SST file in chk_dir (full)
+ *   shared <name> <shared name> <size> <XXH3-64 hex>
+ *                                         an SST file in shared_dir
  *   end <entry count> <XXH3-64 hex of every byte before this line>
+ * (Manifests written before SST checksums existed have no hash on sst and
+ * shared lines; they are still read, and only sizes are checked.) An SST
+ * file is hashed once in the life of a backend, when a checkpoint first
+ * takes it; a restored backend knows the hashes of the files it came with.
  * On failure chk_dir is removed and *manifest is cut back; files already
  * moved into shared_dir stay (no manifest references them).
  *
@@ -133,11 +138,21 @@ int cs_rocksdb_manifest_files(const char *manifest, size_t len,
  * checkpoint in chk_dir and the shared files its manifest names, by hard
  * links where possible and copies otherwise, then opens it. The new backend
  * gets a new lineage. A missing file is CS_ENOTFOUND and a file of the wrong
- * size or checksum CS_EDECODE, with a message naming the file; on any error
- * workdir is removed. */
+ * size (or, for the small private files, checksum) CS_EDECODE, with a
+ * message naming the file; on any error workdir is removed. SST files are
+ * linked, not read, so their content is not checked here: run
+ * cs_rocksdb_verify first for that. */
 int cs_rocksdb_restore(const char *workdir, const char *chk_dir,
                        const char *shared_dir, const cs_rocksdb_options *o,
                        cs_backend **out, char *err, size_t errlen);
+
+/* Checks every file the manifest of chk_dir names, in chk_dir or
+ * shared_dir, without changing anything: size, and content against the
+ * XXH3-64 the manifest records (every file is read). Returns 0, CS_ENOTFOUND
+ * for a missing file, CS_EDECODE for a damaged manifest or a file of the
+ * wrong size or content, with a message naming the file. */
+int cs_rocksdb_verify(const char *chk_dir, const char *shared_dir, char *err,
+                      size_t errlen);
 
 /* Opens a checkpoint for reading (to copy its entries into other backends
  * with scan_iter when a job is restored at another parallelism): the files

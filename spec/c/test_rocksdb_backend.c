@@ -470,6 +470,29 @@ static void restore_fails(const char *chk, const char *shared, int rc,
   CHECK(!exists(wd));
 }
 
+/* cs_rocksdb_verify of chk (shared): expects rc, and for an error a
+ * message naming `names_file`. */
+static void verify_is(const char *chk, const char *shared, int rc,
+                      const char *names_file) {
+  char err[1024] = "";
+  int got = cs_rocksdb_verify(chk, shared, err, sizeof(err));
+  if (got != rc || (rc && strstr(err, names_file) == NULL)) {
+    fprintf(stderr, "verify: rc %d (want %d), message \"%s\" (want it to "
+            "name %s)\n", got, rc, err, names_file ? names_file : "-");
+    CHECK(0);
+  }
+}
+
+/* Flips one byte of the file at path (in place: damage_begin first). */
+static void flip_byte(const char *path, off_t at) {
+  int fd = open(path, O_RDWR);
+  char c;
+  CHECK(pread(fd, &c, 1, at) == 1);
+  c ^= 1;
+  CHECK(pwrite(fd, &c, 1, at) == 1);
+  close(fd);
+}
+
 /* Replaces path by a copy (a new inode) to be damaged, keeping the
  * original aside: a checkpoint's files may be hard links to a live working
  * directory and must never be modified in place. */
@@ -495,16 +518,26 @@ static void test_damaged(void) {
   names s = shared_of(&m);
   CHECK(s.n >= 2);
   char p[PATH_MAX], saved[PATH_MAX + 16];
+  verify_is(chk, shared, 0, NULL);
 
-  /* A shared file missing, then truncated. */
+  /* A shared file missing, then truncated, then with a changed byte of
+   * the same size: restore links SST files after checking sizes only, and
+   * verify reads them. */
   snprintf(p, sizeof(p), "%s/%s", shared, s.v[0]);
   damage_begin(p, saved, sizeof(saved));
   CHECK_EQ_INT(unlink(p), 0);
   restore_fails(chk, shared, CS_ENOTFOUND, s.v[0]);
+  verify_is(chk, shared, CS_ENOTFOUND, s.v[0]);
   copy_tree(saved, p);
   CHECK_EQ_INT(truncate(p, file_size(p) / 2), 0);
   restore_fails(chk, shared, CS_EDECODE, s.v[0]);
+  verify_is(chk, shared, CS_EDECODE, s.v[0]);
+  unlink(p);
+  copy_tree(saved, p);
+  flip_byte(p, file_size(p) / 3);
+  verify_is(chk, shared, CS_EDECODE, s.v[0]);
   damage_end(p, saved);
+  verify_is(chk, shared, 0, NULL);
 
   /* A private file with a flipped byte, then missing. */
   snprintf(p, sizeof(p), "%s/CURRENT", chk);
@@ -516,6 +549,7 @@ static void test_damaged(void) {
   CHECK(pwrite(fd, &c, 1, 0) == 1);
   close(fd);
   restore_fails(chk, shared, CS_EDECODE, p);
+  verify_is(chk, shared, CS_EDECODE, p);
   CHECK_EQ_INT(unlink(p), 0);
   restore_fails(chk, shared, CS_ENOTFOUND, p);
   damage_end(p, saved);
@@ -529,11 +563,53 @@ static void test_damaged(void) {
   restore_fails(chk, shared, CS_ENOTFOUND, CS_ROCKSDB_MANIFEST_FILE);
   damage_end(p, saved);
   restore_fails(chk, NULL, CS_EINVAL, chk);
+  verify_is(chk, NULL, CS_EINVAL, chk);
 
   /* Repaired, it restores; the working backend never noticed. */
   cs_backend *r = restore(chk, shared);
   CHECK(r != NULL && same_content(r, be));
+
+  /* A checkpoint of the restored backend records the checksums of the SST
+   * files it came with (known from the manifest, not read again) and of
+   * the new ones. */
+  fill(r, 0, 0, 10, "after", 20);
+  const char *chk2 = fresh("chk-dmg2");
+  cs_buf m2 = {0};
+  CHECK_EQ_INT(checkpoint(r, chk2, shared, &m2), 0);
+  int nshared = 0, hashed = 0;
+  for (char *line = m2.data; line && line < m2.data + m2.len;) {
+    char *nl = memchr(line, '\n', (size_t)(m2.data + m2.len - line));
+    int spaces = 0;
+    for (char *c = line; c < (nl ? nl : m2.data + m2.len); c++) spaces += *c == ' ';
+    if (strncmp(line, "shared ", 7) == 0) {
+      nshared++;
+      hashed += spaces == 4;
+    }
+    line = nl ? nl + 1 : NULL;
+  }
+  CHECK(nshared > s.n);
+  CHECK_EQ_INT(hashed, nshared);
+  verify_is(chk2, shared, 0, NULL);
+  cs_buf_free(&m2);
   r->ops->destroy(r);
+
+  /* A full checkpoint: a changed SST file in the checkpoint directory. */
+  const char *full = fresh("chk-dmg-full");
+  CHECK_EQ_INT(checkpoint(be, full, NULL, NULL), 0);
+  verify_is(full, NULL, 0, NULL);
+  DIR *d = opendir(full);
+  struct dirent *de;
+  p[0] = '\0';
+  while ((de = readdir(d)) != NULL)
+    if (strstr(de->d_name, ".sst") && p[0] == '\0')
+      snprintf(p, sizeof(p), "%s/%s", full, de->d_name);
+  closedir(d);
+  CHECK(p[0] != '\0');
+  damage_begin(p, saved, sizeof(saved));
+  flip_byte(p, 100);
+  verify_is(full, NULL, CS_EDECODE, p);
+  damage_end(p, saved);
+  verify_is(full, NULL, 0, NULL);
 
   /* cs_rocksdb_manifest_files: any damage is CS_EDECODE with no call. */
   long bad = 0;
