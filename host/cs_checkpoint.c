@@ -68,6 +68,14 @@ int cs_ckpt_add_part(cs_ckpt *c, const char *op_id, int subtask,
   return 0;
 }
 
+void cs_ckpt_set_sum(cs_ckpt *c, uint64_t size, uint64_t hash) {
+  if (c->nparts == 0) return;
+  cs_ckpt_part *p = &c->parts[c->nparts - 1];
+  p->has_sum = 1;
+  p->size = size;
+  p->hash = hash;
+}
+
 int cs_ckpt_add_op(cs_ckpt *c, const char *op_id, int parallelism) {
   if (cs_ckpt_op_parallelism(c, op_id)) return 0;
   struct cs_ckpt_op *o = cs_realloc(c->ops, sizeof(*o) * (size_t)(c->nops + 1));
@@ -282,6 +290,9 @@ int cs_ckpt_write_metadata(const cs_ckpt *c, char *err, size_t errlen) {
       put_token(&b, p->op_id);
       cs_buf_printf(&b, " %d ", p->subtask);
       put_token(&b, p->file);
+      if (p->has_sum)
+        cs_buf_printf(&b, " %llu %016llx", (unsigned long long)p->size,
+                      (unsigned long long)p->hash);
       cs_buf_append(&b, "\n", 1);
     }
     if (p->source) {
@@ -346,8 +357,9 @@ int cs_ckpt_read(const char *dir, cs_ckpt **out, char *err, size_t errlen) {
     if (nl == NULL) BAD("line %d is not terminated", line + 1);
     *nl = '\0';
     line++;
-    char a[1024], s2[1024], s3[1024];
-    int n;
+    char a[1024], s2[1024], s3[1024], hex[32];
+    unsigned long long size;
+    int n, k;
     if (line == 1) {
       if (strcmp(p, META_MAGIC) != 0) BAD("not a cstream-lua checkpoint (or another version)");
     } else if (sscanf(p, "job %1023s", a) == 1) {
@@ -364,17 +376,28 @@ int cs_ckpt_read(const char *dir, cs_ckpt **out, char *err, size_t errlen) {
     } else if (sscanf(p, "op %1023s %d", a, &n) == 2) {
       get_token(a);
       if (cs_ckpt_add_op(c, a, n)) BAD("out of memory");
-    } else if (sscanf(p, "state %1023s %d %1023s", a, &n, s2) == 3) {
+    } else if ((k = sscanf(p, "state %1023s %d %1023s %llu %31s", a, &n, s2,
+                           &size, hex)) == 3 || k == 5) {
       get_token(a);
       get_token(s2);
       if (strstr(s2, "..") || s2[0] == '/') BAD("line %d: bad state file name", line);
+      unsigned long long hash = 0;
+      if (k == 5 && (strlen(hex) != 16 || strspn(hex, "0123456789abcdef") != 16 ||
+                     sscanf(hex, "%llx", &hash) != 1))
+        BAD("line %d: bad checksum", line);
       cs_ckpt_part *q = (cs_ckpt_part *)cs_ckpt_find(c, a, n);
       if (q) {
         cs_free(q->file);
         q->file = cs_strdup(s2);
       } else if (cs_ckpt_add_part(c, a, n, s2, NULL, NULL)) {
         BAD("out of memory");
+      } else {
+        q = &c->parts[c->nparts - 1];
       }
+      if (q->file == NULL) BAD("out of memory");
+      q->has_sum = k == 5;
+      q->size = size;
+      q->hash = hash;
     } else if (sscanf(p, "source %1023s %d %1023s", a, &n, s3) == 3) {
       get_token(a);
       get_token(s3);
@@ -399,34 +422,178 @@ done:
   return rc;
 }
 
-char *cs_ckpt_find_latest(const char *base, const char *job) {
-  char jobdir[4200];
-  snprintf(jobdir, sizeof(jobdir), "%s/%s", base, job);
-  DIR *d = opendir(jobdir);
-  if (d == NULL) return NULL;
-  long long best = -1;
-  char *best_dir = NULL;
+void cs_ckpt_shared_dir(const cs_ckpt *c, char *buf, size_t len) {
+  snprintf(buf, len, "%s", c->dir ? c->dir : ".");
+  char *slash = strrchr(buf, '/');
+  if (slash) *slash = '\0';
+  else snprintf(buf, len, ".");
+  size_t n = strlen(buf);
+  snprintf(buf + n, len - n, "/shared");
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Reads the file at path through, reporting its size and XXH3-64. */
+static int hash_file(const char *path, uint64_t *size, uint64_t *hash,
+                     char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int missing = errno == ENOENT;
+    errf(err, errlen, "cannot read", path);
+    return missing ? CS_ENOTFOUND : CS_EIO;
+  }
+  enum { CHUNK = 256 * 1024 };
+  char *buf = cs_malloc(CHUNK);
+  XXH3_state_t *st = XXH3_createState();
+  int rc = 0;
+  uint64_t total = 0;
+  if (buf == NULL || st == NULL) {
+    snprintf(err, errlen, "out of memory");
+    rc = CS_ENOMEM;
+    goto done;
+  }
+  XXH3_64bits_reset(st);
+  for (;;) {
+    ssize_t n = read(fd, buf, CHUNK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      errf(err, errlen, "cannot read", path);
+      rc = CS_EIO;
+      goto done;
+    }
+    if (n == 0) break;
+    XXH3_64bits_update(st, buf, (size_t)n);
+    total += (uint64_t)n;
+  }
+  *size = total;
+  *hash = XXH3_64bits_digest(st);
+done:
+  if (st) XXH3_freeState(st);
+  cs_free(buf);
+  close(fd);
+  return rc;
+}
+
+/* Checks one part's file against _metadata; a RocksDB part, its manifest,
+ * then every file the manifest names. */
+static int verify_part(const cs_ckpt *c, const cs_ckpt_part *p, char *err,
+                       size_t errlen) {
+  char path[4500], target[4600];
+  snprintf(path, sizeof(path), "%s/%s", c->dir, p->file);
+  int rocks = ends_with(p->file, ".rocksdb");
+  if (rocks)
+    snprintf(target, sizeof(target), "%s/%s", path, CS_ROCKSDB_MANIFEST_FILE);
+  else
+    snprintf(target, sizeof(target), "%s", path);
+  if (p->has_sum) {
+    uint64_t size = 0, hash = 0;
+    int rc = hash_file(target, &size, &hash, err, errlen);
+    if (rc == CS_ENOTFOUND)
+      snprintf(err, errlen, "the state file '%s' is missing", target);
+    if (rc) return rc;
+    if (size != p->size) {
+      snprintf(err, errlen, "the state file '%s' is corrupt or truncated: "
+               "%llu bytes, the checkpoint's _metadata says %llu", target,
+               (unsigned long long)size, (unsigned long long)p->size);
+      return CS_EDECODE;
+    }
+    if (hash != p->hash) {
+      snprintf(err, errlen, "the state file '%s' is corrupt: its XXH3-64 "
+               "checksum is %016llx, the checkpoint's _metadata says %016llx",
+               target, (unsigned long long)hash, (unsigned long long)p->hash);
+      return CS_EDECODE;
+    }
+  } else {
+    struct stat st;
+    if (stat(target, &st) != 0) {
+      snprintf(err, errlen, "the state file '%s' is missing", target);
+      return CS_ENOTFOUND;
+    }
+  }
+  if (!rocks) return 0;
+  char shared[4500], rerr[1500];
+  cs_ckpt_shared_dir(c, shared, sizeof(shared));
+  int rc = cs_rocksdb_verify(path, shared, rerr, sizeof(rerr));
+  if (rc)
+    snprintf(err, errlen, "the RocksDB state '%s' is damaged: %s", path, rerr);
+  return rc;
+}
+
+int cs_ckpt_verify(const cs_ckpt *c, int *bad_part, char *err, size_t errlen) {
+  if (c->dir == NULL) return 0;
+  for (int i = 0; i < c->nparts; i++) {
+    if (c->parts[i].file == NULL) continue;
+    int rc = verify_part(c, &c->parts[i], err, errlen);
+    if (rc) {
+      if (bad_part) *bad_part = i;
+      return rc;
+    }
+  }
+  return 0;
+}
+
+static int cmp_id_desc(const void *a, const void *b) {
+  long long x = *(const long long *)a, y = *(const long long *)b;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The N of every chk-N entry of job_dir, newest first, in *out (cs_free).
+ * Returns the count, or -1 when out of memory. */
+static int list_ids(const char *job_dir, long long **out) {
+  *out = NULL;
+  DIR *d = opendir(job_dir);
+  if (d == NULL) return 0;
+  long long *ids = NULL;
+  int n = 0, cap = 0;
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
-    long long n;
+    long long id;
     char tail;
-    if (sscanf(e->d_name, "chk-%lld%c", &n, &tail) != 1 || n <= best) continue;
-    char dir[4500], err[512];
-    snprintf(dir, sizeof(dir), "%s/%s", jobdir, e->d_name);
-    cs_ckpt *c = NULL;
-    int rc = cs_ckpt_read(dir, &c, err, sizeof(err));
-    cs_ckpt_destroy(c);
-    if (rc) {
-      if (rc != CS_ENOTFOUND)
-        fprintf(stderr, "cstream-lua: skipping checkpoint %s: %s\n", dir, err);
-      continue;
+    if (sscanf(e->d_name, "chk-%lld%c", &id, &tail) != 1 || id < 0) continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      long long *v = cs_realloc(ids, sizeof(*v) * (size_t)cap);
+      if (v == NULL) {
+        closedir(d);
+        cs_free(ids);
+        return -1;
+      }
+      ids = v;
     }
-    cs_free(best_dir);
-    best_dir = cs_strdup(dir);
-    best = n;
+    ids[n++] = id;
   }
   closedir(d);
-  return best_dir;
+  if (n) qsort(ids, (size_t)n, sizeof(*ids), cmp_id_desc);
+  *out = ids;
+  return n;
+}
+
+cs_ckpt *cs_ckpt_find_latest(const char *base, const char *job) {
+  char jobdir[4200];
+  snprintf(jobdir, sizeof(jobdir), "%s/%s", base, job);
+  long long *ids;
+  int n = list_ids(jobdir, &ids);
+  cs_ckpt *found = NULL;
+  for (int i = 0; i < n && found == NULL; i++) {
+    char dir[4500], err[2048];
+    snprintf(dir, sizeof(dir), "%s/chk-%lld", jobdir, ids[i]);
+    cs_ckpt *c = NULL;
+    int rc = cs_ckpt_read(dir, &c, err, sizeof(err));
+    if (rc == 0) rc = cs_ckpt_verify(c, NULL, err, sizeof(err));
+    if (rc == 0) {
+      found = c;
+      continue;
+    }
+    int incomplete = rc == CS_ENOTFOUND && c == NULL; /* no _metadata */
+    cs_ckpt_destroy(c);
+    if (!incomplete)
+      fprintf(stderr, "cstream-lua: skipping checkpoint %s: %s\n", dir, err);
+  }
+  cs_free(ids);
+  return found;
 }
 
 /* ======================================================== shared files */

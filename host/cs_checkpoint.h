@@ -18,10 +18,16 @@
  *   max-parallelism <m>
  *   op <operator id> <parallelism>
  *   state <operator id> <subtask> <file relative to the checkpoint dir>
+ *         <size> <XXH3-64 hex>
  *   source <operator id> <subtask> <position>
  *   end <XXH3-64 of every byte before this line, hex>
  * A source position is "elements <next index>", "file <start>:<end>,..."
- * (the byte ranges still to read) or "none".
+ * (the byte ranges still to read) or "none". The size and checksum of a
+ * state file are those of the file; for a RocksDB part (a directory
+ * "<op>-<subtask>.rocksdb"), those of its manifest, which in turn records
+ * the size and checksum of every file of the part (cs_rocksdb.h). Metadata
+ * written before checksums existed has state lines without the last two
+ * tokens; it is still read, and such parts are not verified.
  */
 #ifndef CS_CHECKPOINT_H
 #define CS_CHECKPOINT_H
@@ -37,6 +43,9 @@ typedef struct cs_ckpt_part {
   char *file;   /* relative to the checkpoint dir, or NULL */
   cs_buf bytes; /* inline snapshot (memory backend), else empty */
   char *source; /* source position, or NULL */
+  int has_sum;  /* size and hash below are known */
+  uint64_t size;  /* of file (for a RocksDB part, of its manifest) */
+  uint64_t hash;  /* XXH3-64 of the same bytes */
 } cs_ckpt_part;
 
 /* One completed (or loaded) checkpoint. */
@@ -63,6 +72,8 @@ void cs_ckpt_destroy(cs_ckpt *c); /* accepts NULL */
  * moved out of *bytes when not NULL). Returns 0 or CS_ENOMEM. */
 int cs_ckpt_add_part(cs_ckpt *c, const char *op_id, int subtask,
                      const char *file, cs_buf *bytes, const char *source);
+/* Records the size and XXH3-64 of the file of the part last added. */
+void cs_ckpt_set_sum(cs_ckpt *c, uint64_t size, uint64_t hash);
 /* Records an operator and its parallelism (once per id). */
 int cs_ckpt_add_op(cs_ckpt *c, const char *op_id, int parallelism);
 /* The parallelism the operator had, or 0 when the checkpoint has no such
@@ -80,10 +91,23 @@ int cs_ckpt_write_metadata(const cs_ckpt *c, char *err, size_t errlen);
  * with a message naming the file and what is wrong with it. */
 int cs_ckpt_read(const char *dir, cs_ckpt **out, char *err, size_t errlen);
 
-/* Finds the newest complete checkpoint under <base>/<job>/ (chk-N with a
- * readable _metadata; corrupt ones are skipped with a warning on stderr).
- * Returns a malloc'd directory path (cs_free) or NULL. */
-char *cs_ckpt_find_latest(const char *base, const char *job);
+/* Checks that every state file of a checkpoint read from disk is whole:
+ * present, with the size and XXH3-64 its _metadata records; for a RocksDB
+ * part, also every file its manifest names (in the part's directory or in
+ * <job dir>/shared), each read in full. Returns 0, or CS_ENOTFOUND or
+ * CS_EDECODE with a message naming the file, and the index of the part in
+ * *bad_part when not NULL. Changes nothing on disk. */
+int cs_ckpt_verify(const cs_ckpt *c, int *bad_part, char *err, size_t errlen);
+
+/* Finds the newest complete and intact checkpoint under <base>/<job>/:
+ * chk-N with a readable _metadata whose files pass cs_ckpt_verify. A
+ * damaged one is skipped with a message on stderr naming the file at fault.
+ * Returns the checkpoint read (caller destroys) or NULL when there is none. */
+cs_ckpt *cs_ckpt_find_latest(const char *base, const char *job);
+
+/* <parent of c->dir>/shared: where the incremental RocksDB checkpoints of
+ * c's job keep their SST files. */
+void cs_ckpt_shared_dir(const cs_ckpt *c, char *buf, size_t len);
 
 /* Deletes the files of <job_dir>/shared that no chk-* or savepoint-*
  * directory under job_dir references (RocksDB incremental checkpoints).

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "../state/cs_codec.h"
 #include "cs_format.h"
@@ -439,6 +440,8 @@ static int tinst_snapshot(cs_tinst *t, int64_t id) {
     cs_buf snap = {0};
     char file[600];
     file[0] = '\0';
+    int has_sum = 0;
+    uint64_t size = 0, hash = 0;
     if (op->be && cs_job_uses_rocksdb(job) && dir) {
       snprintf(file, sizeof(file), "%s-%d.rocksdb", op->node->id, op->subtask);
       for (char *c = file; *c; c++)
@@ -450,9 +453,15 @@ static int tinst_snapshot(cs_tinst *t, int64_t id) {
       if (incremental && cs_mkdirs(shared, err, sizeof(err))) {
         ckpt_part_failed(job, id, err);
       } else if (cs_rocksdb_checkpoint(op->be, path, incremental ? shared : NULL,
-                                       NULL, err, sizeof(err))) {
+                                       &snap, err, sizeof(err))) {
         ckpt_part_failed(job, id, err);
+      } else {
+        /* _metadata records the manifest; the manifest, every file */
+        has_sum = 1;
+        size = snap.len;
+        hash = XXH3_64bits(snap.data, snap.len);
       }
+      cs_buf_free(&snap);
     } else if (op->be) {
       int rc = cs_backend_snapshot(op->be, 0, 65535, &snap);
       if (rc) {
@@ -465,6 +474,9 @@ static int tinst_snapshot(cs_tinst *t, int64_t id) {
           if (*c == '/' || *c == ' ') *c = '_';
         char path[4800];
         snprintf(path, sizeof(path), "%s/%s", dir, file);
+        has_sum = 1;
+        size = snap.len;
+        hash = XXH3_64bits(snap.data, snap.len);
         if (cs_write_file_durable(path, snap.data, snap.len, err, sizeof(err)))
           ckpt_part_failed(job, id, err);
         cs_buf_free(&snap);
@@ -474,6 +486,8 @@ static int tinst_snapshot(cs_tinst *t, int64_t id) {
         cs_ckpt_add_part(parts, op->node->id, op->subtask, file[0] ? file : NULL,
                          snap.len ? &snap : NULL, pos))
       ckpt_part_failed(job, id, "out of memory");
+    else if (has_sum)
+      cs_ckpt_set_sum(parts, size, hash);
     cs_buf_free(&snap);
     cs_free(pos);
   }
@@ -488,6 +502,8 @@ ack:
           cs_ckpt_add_part(job->pending, p->op_id, p->subtask, p->file,
                            &p->bytes, p->source)) {
         if (!job->pending_error) job->pending_error = cs_strdup("out of memory");
+      } else if (p->has_sum) {
+        cs_ckpt_set_sum(job->pending, p->size, p->hash);
       }
     }
     uint64_t took = uv_hrtime() - t0;
@@ -1448,45 +1464,73 @@ static int check_restorable(const cs_job *job, const cs_ckpt *ck, char *err,
   return 0;
 }
 
-/* Loads the checkpoint --restore names ("latest" or a directory). */
+/* The node of the plan with operator id `id`, or NULL. */
+static const cs_node *node_of(const cs_plan *p, const char *id) {
+  for (int k = 0; k < p->nnodes; k++)
+    if (strcmp(p->nodes[k].id, id) == 0) return &p->nodes[k];
+  return NULL;
+}
+
+/* Loads the checkpoint --restore names: "latest" (the newest complete and
+ * intact one; damaged ones are skipped with a message), or a directory,
+ * which must be intact: every state file is checked against the sizes and
+ * checksums of its _metadata before any state is loaded. */
 static int load_restore(cs_job *job, cs_ckpt **out, char *err, size_t errlen) {
   const cs_run_config *cfg = job->cfg;
   *out = NULL;
   if (cfg->restore == NULL) return 0;
-  char *dir = NULL;
   if (strcmp(cfg->restore, "latest") == 0) {
     if (cfg->checkpoint_dir == NULL) {
       snprintf(err, errlen, "--restore latest needs a checkpoint directory "
                "(--checkpoint-dir or state.checkpoints.dir)");
       return CS_EINVAL;
     }
-    dir = cs_ckpt_find_latest(cfg->checkpoint_dir, job->name);
-    if (dir == NULL) {
+    *out = cs_ckpt_find_latest(cfg->checkpoint_dir, job->name);
+    if (*out == NULL)
       fprintf(stderr, "cstream-lua: no complete checkpoint of job '%s' under %s: "
               "starting without state\n", job->name, cfg->checkpoint_dir);
-      return 0;
+    else if ((*out)->job && strcmp((*out)->job, job->name) != 0) {
+      snprintf(err, errlen, "cannot restore %s: it belongs to job '%s', not '%s'",
+               (*out)->dir, (*out)->job, job->name);
+      cs_ckpt_destroy(*out);
+      *out = NULL;
+      return CS_EPLAN;
     }
-  } else {
-    dir = cs_strdup(cfg->restore);
+    return 0;
   }
-  int rc = cs_ckpt_read(dir, out, err, errlen);
-  cs_free(dir);
+  int rc = cs_ckpt_read(cfg->restore, out, err, errlen);
   if (rc) return rc;
   if ((*out)->job && strcmp((*out)->job, job->name) != 0) {
     snprintf(err, errlen, "cannot restore %s: it belongs to job '%s', not '%s'",
              (*out)->dir, (*out)->job, job->name);
+    rc = CS_EPLAN;
+  } else {
+    char why[1500];
+    int bad = -1;
+    rc = cs_ckpt_verify(*out, &bad, why, sizeof(why));
+    if (rc && bad >= 0) {
+      const cs_ckpt_part *p = &(*out)->parts[bad];
+      const cs_node *n = node_of(job->plan, p->op_id);
+      snprintf(err, errlen, "cannot restore the state of operator '%s' (id %s, "
+               "subtask %d/%d) from %s: %s", n && n->name ? n->name : "?", p->op_id,
+               p->subtask + 1, cs_ckpt_op_parallelism(*out, p->op_id),
+               (*out)->dir, why);
+    } else if (rc) {
+      snprintf(err, errlen, "cannot restore %s: %s", (*out)->dir, why);
+    }
+  }
+  if (rc) {
     cs_ckpt_destroy(*out);
     *out = NULL;
-    return CS_EPLAN;
   }
-  return 0;
+  return rc;
 }
 
 int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const char *name,
                const char *script, int argc, char **argv,
                const char *fingerprint, char **errmsg) {
   cs_job job;
-  char err[1024];
+  char err[4096];
   int rc = 0;
   memset(&job, 0, sizeof(job));
   *errmsg = NULL;

@@ -44,24 +44,13 @@ static int is_rocksdb_part(const cs_ckpt_part *part) {
   return n > 8 && strcmp(part->file + n - 8, ".rocksdb") == 0;
 }
 
-/* <dir of the checkpoint's parent>/shared: where incremental RocksDB
- * checkpoints keep their SST files. */
-static void shared_dir_of(const cs_ckpt *ck, char *buf, size_t len) {
-  snprintf(buf, len, "%s", ck->dir ? ck->dir : ".");
-  char *slash = strrchr(buf, '/');
-  if (slash) *slash = '\0';
-  else snprintf(buf, len, ".");
-  size_t n = strlen(buf);
-  snprintf(buf + n, len - n, "/shared");
-}
-
 /* Opens the RocksDB checkpoint of a part read-only (in a scratch dir). */
 static int open_rocksdb_part(cs_opi *op, const cs_ckpt *ck, const cs_ckpt_part *part,
                              cs_backend **out, char *err, size_t errlen) {
   static atomic_int seq;
   char chk[4500], shared[4500], scratch[4500];
   snprintf(chk, sizeof(chk), "%s/%s", ck->dir, part->file);
-  shared_dir_of(ck, shared, sizeof(shared));
+  cs_ckpt_shared_dir(ck, shared, sizeof(shared));
   snprintf(scratch, sizeof(scratch), "%s/restore-%d-%d",
            op->w->job->workdir ? op->w->job->workdir : "/tmp",
            (int)getpid(), atomic_fetch_add(&seq, 1));
@@ -240,7 +229,7 @@ int cs_restore_opi(cs_opi *op, const cs_ckpt *ck) {
      * working instance (hard links, no copying of entries). */
     char chk[4500], shared[4500], dir[4500];
     snprintf(chk, sizeof(chk), "%s/%s", ck->dir, mine->file);
-    shared_dir_of(ck, shared, sizeof(shared));
+    cs_ckpt_shared_dir(ck, shared, sizeof(shared));
     cs_opi_workdir(op, dir, sizeof(dir));
     cs_rocksdb_options o;
     cs_job_rocksdb_options(op->w->job, &o);
