@@ -10,16 +10,24 @@
  *   {"operator":"source_file_1","subtask":0,"source_position":"file a120:4096"}
  *
  * Map state prints one line per user key ("user_key"); list state prints
- * the whole list as an array.
+ * the whole list as an array. Every backend: a heap snapshot file is read
+ * as it is; a RocksDB part (full, or incremental with its SST files under
+ * <job>/shared/) is checked against its manifest and opened read-only from
+ * hard links (or copies) in a scratch directory under $TMPDIR or /tmp. The
+ * checkpoint is never written to.
  */
+#include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../state/cs_backend.h"
 #include "../state/cs_codec.h"
+#include "../state/cs_rocksdb.h"
 #include "cs_checkpoint.h"
 #include "cs_core.h"
 #include "cs_format.h"
@@ -141,15 +149,46 @@ static void json_encoded(lua_State *L, cs_slice v, int list, cs_buf *b) {
   lua_settop(L, top);
 }
 
-static int dump_part(lua_State *L, const cs_ckpt *ck, const cs_ckpt_part *p,
-                     const char *want_state) {
-  char path[4500], err[600];
-  snprintf(path, sizeof(path), "%s/%s", ck->dir, p->file);
+/* Opens the RocksDB checkpoint of a part (the directory path) read-only:
+ * its files are checked against its manifest, then hard-linked (or copied)
+ * into a fresh scratch directory under $TMPDIR or /tmp, which the backend
+ * removes when destroyed; the checkpoint itself is never written to.
+ * Returns the backend or NULL after a message on stderr. */
+static cs_backend *open_rocksdb_part(const cs_ckpt *ck, const char *path) {
+  char shared[4500], err[1500];
+  cs_ckpt_shared_dir(ck, shared, sizeof(shared));
+  int rc = cs_rocksdb_verify(path, shared, err, sizeof(err));
+  if (rc) {
+    fprintf(stderr, "cstream-lua: the state file '%s' cannot be read: %s\n", path, err);
+    return NULL;
+  }
+  const char *tmp = getenv("TMPDIR");
+  char scratch[4500];
+  snprintf(scratch, sizeof(scratch), "%s/cstream-dump-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (mkdtemp(scratch) == NULL) {
+    fprintf(stderr, "cstream-lua: cannot create a scratch directory '%s': %s\n",
+            scratch, strerror(errno));
+    return NULL;
+  }
+  cs_backend *be = NULL;
+  rc = cs_rocksdb_open_readonly(path, shared, scratch, &be, err, sizeof(err));
+  if (rc) {
+    rmdir(scratch); /* when the open failed before using it */
+    fprintf(stderr, "cstream-lua: the state file '%s' cannot be read: %s\n", path, err);
+    return NULL;
+  }
+  return be;
+}
+
+/* Reads the heap snapshot file at path into a heap backend. Returns it or
+ * NULL after a message on stderr. */
+static cs_backend *open_heap_part(const char *path) {
+  char err[600];
   cs_buf data = {0};
   if (cs_read_file(path, &data, err, sizeof(err))) {
     cs_buf_free(&data);
     fprintf(stderr, "cstream-lua: %s\n", err);
-    return 1;
+    return NULL;
   }
   cs_backend *be = cs_heap_backend_create();
   int rc = be ? cs_backend_restore(be, data.data, data.len, 0, 65535) : CS_ENOMEM;
@@ -158,13 +197,28 @@ static int dump_part(lua_State *L, const cs_ckpt *ck, const cs_ckpt_part *p,
     fprintf(stderr, "cstream-lua: the state file '%s' cannot be read: %s\n", path,
             rc == CS_EDECODE ? "it is corrupt or truncated" : cs_strerror(rc));
     if (be) be->ops->destroy(be);
-    return 1;
+    return NULL;
   }
+  return be;
+}
+
+/* Prints the state of one part (a heap snapshot file or a RocksDB
+ * checkpoint directory) as JSON lines. Returns 0, or 1 after a message. */
+static int dump_part(lua_State *L, const cs_ckpt *ck, const cs_ckpt_part *p,
+                     const char *want_state) {
+  char path[4500];
+  snprintf(path, sizeof(path), "%s/%s", ck->dir, p->file);
+  size_t plen = strlen(path);
+  int rocks = plen > 8 && strcmp(path + plen - 8, ".rocksdb") == 0;
+  cs_backend *be = rocks ? open_rocksdb_part(ck, path) : open_heap_part(path);
+  if (be == NULL) return 1;
   cs_backend_iter *it = NULL;
+  int rc;
   rc = be->ops->scan_iter(be, 0, 65535, &it);
   cs_backend_entry e;
   cs_buf line = {0};
-  while (rc == 0 && be->ops->iter_next(it, &e) == 1) {
+  int more = 0;
+  while (rc == 0 && (more = be->ops->iter_next(it, &e)) == 1) {
     const char *name;
     cs_state_kind kind;
     be->ops->state_info(be, e.state, &name, &kind);
@@ -202,6 +256,12 @@ static int dump_part(lua_State *L, const cs_ckpt *ck, const cs_ckpt_part *p,
   cs_buf_free(&line);
   be->ops->iter_destroy(it);
   be->ops->destroy(be);
+  if (rc == 0 && more < 0) rc = more;
+  if (rc) {
+    fprintf(stderr, "cstream-lua: the state file '%s' cannot be read: %s\n", path,
+            cs_strerror(rc));
+    return 1;
+  }
   return 0;
 }
 
