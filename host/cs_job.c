@@ -1100,6 +1100,21 @@ static void wake_all(cs_job *job) {
   for (int i = 0; i < job->nworkers; i++) cs_worker_wake(&job->workers[i]);
 }
 
+/* Counts a failed checkpoint and reports it; fails the job when more
+ * checkpoints failed in a row than it tolerates. */
+static void ckpt_failed(cs_job *job, int64_t id, const char *why) {
+  job->failed_ckpts++;
+  fprintf(stderr, "cstream-lua: checkpoint %lld failed: %s\n", (long long)id, why);
+  if (job->failed_ckpts > job->cfg->tolerable_failures) {
+    char msg[1400];
+    snprintf(msg, sizeof(msg), "checkpoint %lld failed and the job tolerates "
+             "%d failed checkpoint(s) in a row "
+             "(execution.checkpointing.tolerable-failed-checkpoints): %s",
+             (long long)id, job->cfg->tolerable_failures, why);
+    cs_job_fail(job, msg);
+  }
+}
+
 /* Drops the pending checkpoint (failed or abandoned); under no lock. */
 static void ckpt_discard(cs_job *job, const char *why) {
   uv_mutex_lock(&job->lock);
@@ -1112,19 +1127,7 @@ static void ckpt_discard(cs_job *job, const char *why) {
     cs_free(e);
     return;
   }
-  if (why) {
-    job->failed_ckpts++;
-    fprintf(stderr, "cstream-lua: checkpoint %lld failed: %s\n", (long long)c->id,
-            e ? e : why);
-    if (job->failed_ckpts > job->cfg->tolerable_failures) {
-      char msg[1024];
-      snprintf(msg, sizeof(msg), "checkpoint %lld failed and the job tolerates "
-               "%d failed checkpoint(s) in a row "
-               "(execution.checkpointing.tolerable-failed-checkpoints): %s",
-               (long long)c->id, job->cfg->tolerable_failures, e ? e : why);
-      cs_job_fail(job, msg);
-    }
-  }
+  if (why) ckpt_failed(job, c->id, e ? e : why);
   if (c->dir) cs_ckpt_remove_dir(c->dir);
   cs_ckpt_destroy(c);
   cs_free(e);
@@ -1243,16 +1246,7 @@ static void ckpt_trigger(cs_job *job, int savepoint) {
     c->dir = dir.data;
     char err[600];
     if (c->dir == NULL || cs_mkdirs(c->dir, err, sizeof(err))) {
-      job->failed_ckpts++;
-      fprintf(stderr, "cstream-lua: checkpoint %lld failed: %s\n",
-              (long long)c->id, c->dir ? err : "out of memory");
-      if (job->failed_ckpts > job->cfg->tolerable_failures) {
-        char msg[900];
-        snprintf(msg, sizeof(msg), "checkpoint %lld failed and the job tolerates %d "
-                 "failed checkpoint(s) in a row: %s", (long long)c->id,
-                 job->cfg->tolerable_failures, c->dir ? err : "out of memory");
-        cs_job_fail(job, msg);
-      }
+      ckpt_failed(job, c->id, c->dir ? err : "out of memory");
       cs_ckpt_destroy(c);
       return;
     }

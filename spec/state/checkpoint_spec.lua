@@ -661,7 +661,7 @@ describe("checkpoint failures", function()
     assert_last_sums({ r.stdout }, totals)
   end)
 
-  pending("KNOWN BUG, see the closing note: an unwritable checkpoint directory with no tolerated failures fails the job, naming the key", function()
+  it("an unwritable checkpoint directory with no tolerated failures fails the job, naming the key", function()
     local dir = h.tmpdir()
     local input = sums_input(dir, 20000)
     local job = h.write_job(SUM_JOB)
@@ -671,6 +671,54 @@ describe("checkpoint failures", function()
     assert.are.equal(1, r.code, r.stderr)
     assert.matches("checkpoint 1 failed: cannot create directory", r.stderr)
     assert.matches("execution%.checkpointing%.tolerable%-failed%-checkpoints", r.stderr)
+  end)
+
+  it("a full disk (a 1 MiB tmpfs): checkpoints fail, tolerated or failing the job, " ..
+     "and the complete checkpoint already there stays whole", function()
+    local dir = h.tmpdir()
+    local mnt = mkdir(dir .. "/mnt")
+    if not os.execute("mount -t tmpfs -o size=1m tmpfs " .. h.quote(mnt) .. " 2>/dev/null") then
+      pending("mounting a tmpfs needs root; only the unwritable directory above is tested")
+    end
+    finally(function() os.execute("umount " .. h.quote(mnt)) end)
+    local input, totals = sums_input(dir, 20000)
+    local job = h.write_job(SUM_JOB)
+    local flags = { "-p", "2", "--state-backend", "filesystem", "--checkpoint-dir", mnt .. "/chk",
+                    "--checkpoint-interval", "100ms" }
+    -- Run 1 is killed after a checkpoint, so that much is left to do.
+    local proc = h.spawn(argv_of(flags, { job, input, "throttle=20" }), { env = "CSTREAM_VERBOSE=1" })
+    assert((wait_checkpoint(proc, 2) or -1) > 0, stderr_of(proc))
+    h.signal(proc, "KILL")
+    assert.are.equal(137, h.wait(proc, 30))
+    local jobdir = mnt .. "/chk/sums"
+    local ids = checkpoint_ids(jobdir)
+    assert.are.equal(1, #ids)
+    local chk = jobdir .. "/chk-" .. ids[1]
+    local good = tree_listing(chk)
+    os.execute("dd if=/dev/zero of=" .. h.quote(mnt .. "/filler") .. " bs=4096 2>/dev/null")
+
+    r = h.run(args_of(flags, { "--restore", "latest",
+                               "-D", "execution.checkpointing.tolerable-failed-checkpoints=1000",
+                               job, input, "throttle=20" }))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("checkpoint %d+ failed: [^\n]*No space left on device", r.stderr)
+    assert_last_sums({ h.read_file(proc.stdout), r.stdout }, totals)
+    assert.are.equal(good, tree_listing(chk), "the complete checkpoint changed")
+    assert.are.same({ "chk-" .. ids[1] }, list_dir(jobdir), "a failed checkpoint left files behind")
+
+    r = h.run(args_of(flags, { "--restore", "latest", "-D", "restart-strategy=none",
+                               job, input, "throttle=20" }))
+    assert.are.equal(1, r.code, r.stderr)
+    assert.matches("checkpoint %d+ failed and the job tolerates 0 failed checkpoint%(s%) in a row " ..
+                   "%(execution%.checkpointing%.tolerable%-failed%-checkpoints%): [^\n]*No space left on device",
+                   r.stderr)
+    assert.are.equal(good, tree_listing(chk), "the complete checkpoint changed")
+    assert.are.same({ "chk-" .. ids[1] }, list_dir(jobdir), "a failed checkpoint left files behind")
+
+    os.remove(mnt .. "/filler")
+    r = h.run(args_of(flags, { "--restore", "latest", job, input }))
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("restoring job 'sums' from checkpoint " .. ids[1] .. " ", r.stderr)
   end)
 
   it("a memory checkpoint over state.backend.memory.max-state-size fails, naming the key", function()
