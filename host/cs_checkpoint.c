@@ -596,6 +596,29 @@ cs_ckpt *cs_ckpt_find_latest(const char *base, const char *job) {
   return found;
 }
 
+int cs_ckpt_retain(const char *job_dir, int64_t newest, int keep) {
+  long long *ids;
+  int n = list_ids(job_dir, &ids);
+  int kept = 0, removed = 0;
+  for (int i = 0; i < n; i++) {
+    if (ids[i] > newest) continue; /* not ours to judge */
+    char dir[4500], err[512];
+    snprintf(dir, sizeof(dir), "%s/chk-%lld", job_dir, ids[i]);
+    if (kept < keep) {
+      cs_ckpt *c = NULL;
+      int rc = cs_ckpt_read(dir, &c, err, sizeof(err));
+      cs_ckpt_destroy(c);
+      if (rc == 0) {
+        kept++;
+        continue;
+      }
+    }
+    if (ids[i] < newest && cs_ckpt_remove_dir(dir) == 0) removed++;
+  }
+  cs_free(ids);
+  return removed;
+}
+
 /* ======================================================== shared files */
 
 typedef struct names {

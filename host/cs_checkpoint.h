@@ -109,6 +109,13 @@ cs_ckpt *cs_ckpt_find_latest(const char *base, const char *job);
  * c's job keep their SST files. */
 void cs_ckpt_shared_dir(const cs_ckpt *c, char *buf, size_t len);
 
+/* Keeps the newest `keep` complete checkpoints (chk-N with a _metadata) of
+ * job_dir whose N is at most newest, and removes every other chk-N with N
+ * below newest: older checkpoints of this run and of earlier ones, damaged
+ * ones, and directories left incomplete. Savepoints are never touched.
+ * Returns the number of directories removed. */
+int cs_ckpt_retain(const char *job_dir, int64_t newest, int keep);
+
 /* Deletes the files of <job_dir>/shared that no chk-* or savepoint-*
  * directory under job_dir references (RocksDB incremental checkpoints).
  * Returns the number deleted, or -1 when a manifest could not be read (then

@@ -1133,24 +1133,15 @@ static void ckpt_discard(cs_job *job, const char *why) {
   cs_free(e);
 }
 
-/* Keeps the newest num-retained checkpoints of this run; a savepoint is
- * never removed. */
-static void ckpt_retain(cs_job *job, const char *dir) {
-  if (dir == NULL) return;
-  char **r = cs_realloc(job->retained, sizeof(*r) * (size_t)(job->nretained + 1));
-  if (r == NULL) return;
-  job->retained = r;
-  r[job->nretained++] = cs_strdup(dir);
-  int removed = 0;
-  while (job->nretained > job->cfg->num_retained) {
-    cs_ckpt_remove_dir(r[0]);
-    cs_free(r[0]);
-    memmove(r, r + 1, sizeof(*r) * (size_t)(job->nretained - 1));
-    job->nretained--;
-    removed = 1;
-  }
-  if (removed && cs_job_uses_rocksdb(job) && job->ckpt_base)
-    cs_ckpt_gc_shared(job->ckpt_base);
+/* After checkpoint c completed: keeps the newest num-retained complete
+ * checkpoints of the job, this run's and earlier runs' alike (the one this
+ * run was restored from goes only once newer ones are complete); a
+ * savepoint is never removed. Then drops the shared files no remaining
+ * checkpoint or savepoint references. */
+static void ckpt_retain(cs_job *job, const cs_ckpt *c) {
+  if (c->dir == NULL || job->ckpt_base == NULL) return;
+  int removed = cs_ckpt_retain(job->ckpt_base, c->id, job->cfg->num_retained);
+  if (removed && cs_job_uses_rocksdb(job)) cs_ckpt_gc_shared(job->ckpt_base);
 }
 
 /* Completes the pending checkpoint once every subtask acknowledged it. */
@@ -1210,7 +1201,7 @@ static void ckpt_complete(cs_job *job) {
   if (c->savepoint)
     fprintf(stderr, "cstream-lua: savepoint written to %s\n", c->dir);
   else
-    ckpt_retain(job, c->dir);
+    ckpt_retain(job, c);
   cs_ckpt_destroy(job->latest);
   job->latest = c;
 }
@@ -1638,8 +1629,6 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const char *name,
 done:
   cs_free(job.error);
   cs_ckpt_destroy(job.latest);
-  for (int i = 0; i < job.nretained; i++) cs_free(job.retained[i]);
-  cs_free(job.retained);
   cs_free(job.ckpt_base);
   if (job.workdir) cs_ckpt_remove_dir(job.workdir);
   cs_free(job.workdir);

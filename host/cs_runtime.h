@@ -296,8 +296,6 @@ typedef struct cs_job {
   uint64_t pending_sync_max; /* longest subtask snapshot, ns (under lock) */
   int64_t last_id;   /* newest checkpoint id used */
   cs_ckpt *latest;   /* newest completed checkpoint (kept across restarts) */
-  char **retained;   /* directories of completed checkpoints, oldest first */
-  int nretained;
   int failed_ckpts;  /* consecutive failed checkpoints */
   int stopping;      /* a stop was requested (signal) */
   int stop_ckpt;     /* the checkpoint that stops the job, 0 when none */

@@ -966,7 +966,7 @@ end)
 describe("retention", function()
   after_each(h.cleanup)
 
-  pending("KNOWN BUG, see the closing note: keeps only the newest state.checkpoints.num-retained checkpoints, also after a restore", function()
+  it("keeps only the newest state.checkpoints.num-retained checkpoints, also after a restore", function()
     local dir = h.tmpdir()
     local input, totals = sums_input(dir, 40000)
     local job = h.write_job(SUM_JOB)
@@ -990,8 +990,71 @@ describe("retention", function()
     assert.are.same({ completed[#completed - 1], completed[#completed] },
                     checkpoint_ids(dir .. "/chk/sums"))
     -- nor is a directory the kill left incomplete
-    assert.are.same({ "chk-" .. completed[#completed - 1], "chk-" .. completed[#completed] },
-                    list_dir(dir .. "/chk/sums"))
+    local names = { "chk-" .. completed[#completed - 1], "chk-" .. completed[#completed] }
+    table.sort(names)
+    assert.are.same(names, list_dir(dir .. "/chk/sums"))
+  end)
+
+  it("rocksdb incremental: after a restore, keeps the newest checkpoints, the shared files they " ..
+     "reference and an earlier savepoint, and nothing else", function()
+    local dir = h.tmpdir()
+    local input, totals = sums_input(dir, 40000)
+    local job = h.write_job(SUM_JOB)
+    local flags = { "-p", "2", "--state-backend", "rocksdb", "--checkpoint-dir", dir .. "/chk",
+                    "-D", "state.backend.rocksdb.localdir=" .. mkdir(dir .. "/work"),
+                    "-D", "state.backend.incremental=true",
+                    "--checkpoint-interval", "100ms", "-D", "state.checkpoints.num-retained=2" }
+    local jobdir = dir .. "/chk/sums"
+    -- Run 1 stops with a savepoint after a few checkpoints.
+    local proc = h.spawn(argv_of(flags, { "--savepoint-on-stop", job, input, "throttle=20" }),
+                         { env = "CSTREAM_VERBOSE=1" })
+    assert((wait_checkpoint(proc, 3) or -1) > 0, stderr_of(proc))
+    h.signal(proc, "TERM")
+    assert.are.equal(0, h.wait(proc, 30), stderr_of(proc))
+    local sp = stderr_of(proc):match("savepoint written to ([^\n]+)")
+    assert(sp, stderr_of(proc))
+    local before = checkpoint_ids(jobdir)
+    assert.is_true(#before >= 1, "run 1 left no checkpoint")
+
+    -- Run 2 restores the newest checkpoint of run 1 and completes.
+    local r = h.run(args_of(flags, { "--restore", "latest", job, input, "throttle=20" }),
+                    { env = "CSTREAM_VERBOSE=1" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.matches("restoring job 'sums' from checkpoint " .. before[#before] .. " ", r.stderr)
+    local completed = {}
+    for n in r.stderr:gmatch("checkpoint (%d+) completed") do completed[#completed + 1] = tonumber(n) end
+    assert(#completed >= 2, "run 2 completed fewer than 2 checkpoints:\n" .. r.stderr)
+    assert.are.same({ completed[#completed - 1], completed[#completed] }, checkpoint_ids(jobdir))
+    assert.is_truthy(h.read_file(sp .. "/_metadata"), "the savepoint was removed")
+
+    -- The shared directory holds exactly what the retained checkpoints
+    -- reference, and each of them (and the savepoint) is whole.
+    local referenced, nref = {}, 0
+    for _, id in ipairs({ completed[#completed - 1], completed[#completed] }) do
+      local chk = jobdir .. "/chk-" .. id
+      for _, part in ipairs(list_dir(chk)) do
+        if part:match("%.rocksdb$") then
+          local manifest = assert(h.read_file(chk .. "/" .. part .. "/cs-manifest"))
+          for shared in manifest:gmatch("\nshared %S+ (%S+)") do
+            if not referenced[shared] then nref = nref + 1 end
+            referenced[shared] = true
+          end
+        end
+      end
+      local d = h.run({ "state", "dump", chk, "--operator", "sum" })
+      assert.are.equal(0, d.code, d.stderr)
+      assert.are.equal(NKEYS, #h.lines(d.stdout))
+    end
+    assert.is_true(nref > 0, "no shared file referenced")
+    local files = list_dir(jobdir .. "/shared")
+    for _, name in ipairs(files) do
+      assert.is_true(referenced[name], "an unreferenced shared file was kept: " .. name)
+    end
+    assert.are.equal(nref, #files)
+    local d = h.run({ "state", "dump", sp, "--operator", "sum" })
+    assert.are.equal(0, d.code, d.stderr)
+    assert.are.equal(NKEYS, #h.lines(d.stdout))
+    assert_last_sums({ h.read_file(proc.stdout), r.stdout }, totals)
   end)
 end)
 
