@@ -1,8 +1,10 @@
 -- Checkpoints and recovery as a user sees them: exactly-once keyed state
 -- for every backend across SIGKILLs, Lua errors and rescaling; operator
--- state of a buffering sink; corrupt, truncated and foreign checkpoints;
--- an unwritable checkpoint directory; `state dump`; stopping with a final
--- checkpoint or a savepoint; retention.
+-- state of a buffering sink; corrupt, truncated, missing and foreign
+-- checkpoint files, and --restore latest falling back past them; an
+-- unwritable checkpoint directory and a full disk; `state dump` of every
+-- backend; stopping with a final checkpoint or a savepoint; retention
+-- across runs; RocksDB state larger than the process's memory.
 local h = require("helpers")
 
 -- Inputs of the kill and restart specs: large enough that a run lasts
