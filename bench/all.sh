@@ -87,6 +87,7 @@ fi
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?"; }
 load_start=$(load)
 started=$(date +%s)
+started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
 # the work directory (inputs, outputs, checkpoints, RocksDB's files): on
 # disk under $TMPDIR or /tmp; --quick uses /dev/shm when it can, as fsyncs
 # to a busy disk would dominate its tiny runs
@@ -163,27 +164,31 @@ check_output() {
   fi
 }
 
-# measure W VARIANT BACKEND P CMD...: runs CMD (which writes $work/out)
-# $runs times, checks its output each time, and appends a result line
-# "W VARIANT BACKEND P median_s max_rss_kib ckpt_median_ms ckpts" to
-# $work/results (checkpoint durations from CSTREAM_VERBOSE=1 lines)
-measure() {
-  local w=$1 variant=$2 be=$3 p=$4 label; shift 4
-  : > "$work/t.all"; : > "$work/ckpts"
-  for _ in $(seq "$runs"); do
-    rm -rf "$work/out" "$work/ckpt" "$work/rocksdb-local"
-    CSTREAM_VERBOSE=1 timed "$@"
-    sed -n 's/^cstream-lua: checkpoint [0-9]* completed in \([0-9.]*\) ms.*/\1/p' "$work/err" >> "$work/ckpts"
-    if [ "$be" = - ]; then label="the $variant baseline"; else label="cstream-lua -p $p on $be"; fi
-    check_output "$w" "$label" "$work/out"
-    rm -rf "$work/out" "$work/ckpt" "$work/rocksdb-local"
-  done
-  local t m c n
-  t=$(awk '{print $1}' "$work/t.all" | median)
-  m=$(awk '{print $2}' "$work/t.all" | maxof)
-  n=$(wc -l < "$work/ckpts" | tr -d ' ')
-  c=$(median < "$work/ckpts")
-  echo "$w $variant $be $p $t $m $c $n" >> "$work/results"
+# run_once KEY W VARIANT BACKEND P CMD...: runs CMD (which writes
+# $work/out) once, checks its output, appends "wall_s peak_kib" to
+# $work/t-KEY and its checkpoint durations (CSTREAM_VERBOSE=1 lines) to
+# $work/c-KEY
+run_once() {
+  local key=$1 w=$2 variant=$3 be=$4 p=$5 label; shift 5
+  rm -rf "$work/out" "$work/ckpt" "$work/rocksdb-local"
+  : > "$work/t.all"
+  CSTREAM_VERBOSE=1 timed "$@"
+  cat "$work/t.all" >> "$work/t-$key"
+  sed -n 's/^cstream-lua: checkpoint [0-9]* completed in \([0-9.]*\) ms.*/\1/p' "$work/err" >> "$work/c-$key"
+  if [ "$be" = - ]; then label="the $variant baseline"; else label="cstream-lua -p $p on $be"; fi
+  check_output "$w" "$label" "$work/out"
+  rm -rf "$work/out" "$work/ckpt" "$work/rocksdb-local"
+}
+
+# summarize KEY W VARIANT BACKEND P: appends the result line "W VARIANT
+# BACKEND P median_s max_rss_kib ckpt_median_ms ckpts" to $work/results
+summarize() {
+  local key=$1 t m c n; shift
+  t=$(awk '{print $1}' "$work/t-$key" | median)
+  m=$(awk '{print $2}' "$work/t-$key" | maxof)
+  n=$(wc -l < "$work/c-$key" | tr -d ' ')
+  c=$(median < "$work/c-$key")
+  echo "$* $t $m $c $n" >> "$work/results"
 }
 
 # parallelisms BACKEND: -p 1 and 2; --quick (a check that the benchmarks
@@ -194,21 +199,31 @@ parallelisms() {
 
 # run_workload W [BACKENDS]: the Lua baseline (first: its output is the
 # reference), the C baseline, then the engine at -p 1 and -p 2 on every
-# backend
+# backend; the runs are interleaved (run 1 of every variant, then run 2,
+# ...) so that a change in the machine's load hits every variant alike
 run_workload() {
-  local w=$1 job backends=${2:-$backends}
+  local w=$1 job backends=${2:-$backends} variants=() v
   job=$(job_of "$w")
-  # shellcheck disable=SC2046
-  measure "$w" lua - 1 lua5.4 "$root/bench/${job}_baseline.lua" $(inputs_of "$w") "$work/out"
-  # shellcheck disable=SC2046
-  measure "$w" c - 1 "$build/bench_${job}_baseline" $(inputs_of "$w") "$work/out"
+  variants+=("lua - 1" "c - 1")
   for be in $backends; do
-    for p in $(parallelisms "$be"); do
+    for p in $(parallelisms "$be"); do variants+=("cstream-lua $be $p"); done
+  done
+  for v in "${variants[@]}"; do
+    : > "$work/t-$w-${v// /-}"; : > "$work/c-$w-${v// /-}"
+  done
+  for _ in $(seq "$runs"); do
+    for v in "${variants[@]}"; do
+      set -- $v
       # shellcheck disable=SC2046
-      measure "$w" cstream-lua "$be" "$p" "$bin" -p "$p" $(flags_of "$be") \
-        --checkpoint-interval "$interval" "$root/bench/${job}_job.lua" $(inputs_of "$w") "$work/out"
+      case "$1" in
+        lua) run_once "$w-${v// /-}" "$w" $v lua5.4 "$root/bench/${job}_baseline.lua" $(inputs_of "$w") "$work/out" ;;
+        c) run_once "$w-${v// /-}" "$w" $v "$build/bench_${job}_baseline" $(inputs_of "$w") "$work/out" ;;
+        *) run_once "$w-${v// /-}" "$w" $v "$bin" -p "$3" $(flags_of "$2") \
+             --checkpoint-interval "$interval" "$root/bench/${job}_job.lua" $(inputs_of "$w") "$work/out" ;;
+      esac
     done
   done
+  for v in "${variants[@]}"; do summarize "$w-${v// /-}" "$w" $v; done
 }
 
 : > "$work/results"
@@ -262,9 +277,9 @@ rm -rf "$work/ckpt" "$work/rocksdb-local"
 # ============================================================ output
 echo "# cstream-lua benchmarks"
 echo
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, load average $load_start at the start"
+echo "started $started_at, commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, load average $load_start at the start"
 [ "$quick" = 1 ] && echo "QUICK MODE: tiny inputs, one run; the figures mean nothing."
-echo "median of $runs run(s); engine rows: checkpoints every $interval; every output checked against the Lua baseline's (as a multiset of lines)"
+echo "median of $runs run(s), interleaved; engine rows: checkpoints every $interval; every output checked against the Lua baseline's (as a multiset of lines)"
 echo "inputs: word count $(records_of wordcount) words ($wc_lines lines, 10000 distinct); average and keyed_process $(records_of average) \"key,value\" lines over $kv_keys keys; passthrough the same lines $pass_copies time(s) over ($(records_of passthrough) lines); enrichment $orders orders ($(records_of enrichment) lines in two files)"
 echo
 printf '| %-13s | %-11s | %-19s | %1s | %10s | %6s | %12s | %12s | %5s |\n' \
