@@ -14,7 +14,7 @@
 # --workloads    a subset of "wordcount average keyed_process enrichment
 #                passthrough"
 # --incremental  also run RocksDB with incremental checkpoints
-# --no-checkpoint-bench  skip bench/checkpoint.sh --runs 1 (1M keys, every
+# --no-checkpoint-bench  skip bench/checkpoint.sh --runs 1 --updates 6 (1M keys, every
 #                backend; a few minutes), which the full run ends with for
 #                the checkpoint targets
 # --quick        tiny inputs, one run, checkpoints every 50 ms, and the
@@ -358,9 +358,9 @@ fi
 : > "$work/ckpt-bench"
 if [ "$quick" = 0 ] && [ "$ckpt_bench" = 1 ]; then
   echo
-  echo "## Checkpoints: bench/checkpoint.sh --runs 1 --keys $(sized 1000000)"
+  echo "## Checkpoints: bench/checkpoint.sh --runs 1 --keys $(sized 1000000) --updates 6"
   echo
-  bash "$root/bench/checkpoint.sh" --runs 1 --keys "$(sized 1000000)" | tee "$work/ckpt-bench"
+  bash "$root/bench/checkpoint.sh" --runs 1 --keys "$(sized 1000000)" --updates 6 | tee "$work/ckpt-bench"
 fi
 
 # ------------------------------------------------------------ targets

@@ -7,19 +7,23 @@
 # snapshot), checkpoint size, restore time and peak memory, plus the size and
 # duration of an incremental RocksDB checkpoint after 1% of the keys changed.
 #
-#   bash bench/checkpoint.sh [--keys N] [--runs R] [--interval T] [--quick]
+#   bash bench/checkpoint.sh [--keys N] [--runs R] [--interval T] [--updates U]
+#                            [--quick]
 #
 # --keys N      distinct keys (default 1000000; rounded up to an even number)
 # --runs R      runs of each job (default 3); throughput and restore times are
 #               medians over runs, checkpoint figures medians over every
 #               checkpoint of every run taken once all N keys existed
 # --interval T  checkpoint interval (default 1s)
+# --updates U   phase-2 updates per half, as a multiple of N (default 2);
+#               more gives more checkpoints to take medians over when the
+#               engine is fast
 # --quick       20000 keys, 1 run, 10 ms interval: CI uses it to check that
 #               the benchmark works; its figures mean nothing
 #
-# The input (generated, deterministic) has 5N lines "k<i>,<v>" in two equal
-# halves, one per source subtask (-p 2 splits a file by bytes): each half
-# first writes each of its N/2 keys once (phase 1, v = 1), then 2 N updates
+# The input (generated, deterministic) has (1 + 2U) N lines "k<i>,<v>" in two
+# equal halves, one per source subtask (-p 2 splits a file by bytes): each
+# half first writes each of its N/2 keys once (phase 1, v = 1), then U N updates
 # cycling over only 1% of its keys (phase 2, v = 2). The job reports on stderr
 # when each source subtask reaches phase 2; a checkpoint counts as "all keys
 # exist" when it was triggered after both reports (the first checkpoint that
@@ -32,17 +36,20 @@ build=${CSTREAM_BUILD:-$root/build}
 keys=1000000
 runs=3
 interval=1s
+updates=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --keys) keys=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --interval) interval=$2; shift 2 ;;
+    --updates) updates=$2; shift 2 ;;
     --quick) keys=20000; runs=1; interval=10ms; shift ;;
-    *) echo "usage: bench/checkpoint.sh [--keys N] [--runs R] [--interval T] [--quick]" >&2
+    *) echo "usage: bench/checkpoint.sh [--keys N] [--runs R] [--interval T] [--updates U] [--quick]" >&2
        exit 2 ;;
   esac
 done
-case "$keys$runs" in *[!0-9]*) echo "--keys and --runs take positive integers" >&2; exit 2 ;; esac
+case "$keys$runs$updates" in *[!0-9]*) echo "--keys, --runs and --updates take positive integers" >&2; exit 2 ;; esac
+[ "$updates" -ge 1 ] || { echo "--updates takes a positive integer" >&2; exit 2; }
 [ "$keys" -ge 2 ] && [ "$runs" -ge 1 ] || { echo "need --keys >= 2 and --runs >= 1" >&2; exit 2; }
 keys=$(( (keys + 1) / 2 * 2 ))
 bin=$build/cstream-lua
@@ -57,7 +64,7 @@ trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 input=$work/input.txt
 half=$(( keys / 2 ))
-phase2=$(( keys * 2 ))   # phase-2 lines per half
+phase2=$(( keys * updates ))   # phase-2 lines per half
 lines=$(( 2 * (half + phase2) ))
 
 # The input: fixed-width lines, so the two halves have the same bytes and
