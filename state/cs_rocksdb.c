@@ -2074,6 +2074,18 @@ static int entry_path(const build_ud *b, const mentry *e, char *src,
   return path_join(src, cap, b->chk_dir, name);
 }
 
+/* Compares a file's size and hash with its manifest entry. Returns 0, or
+ * CS_EDECODE with a message naming the file. */
+static int check_sum(build_ud *b, const char *src, uint64_t size,
+                     uint64_t hash, const mentry *e) {
+  if (size == e->size && hash == e->hash) return 0;
+  return errf(b->err, b->errlen, CS_EDECODE,
+              "checkpoint file %s is corrupt (%llu bytes, checksum "
+              "%016llx; the manifest says %llu bytes, %016llx)",
+              src, (unsigned long long)size, (unsigned long long)hash,
+              (unsigned long long)e->size, (unsigned long long)e->hash);
+}
+
 /* Checks one checkpoint file against the manifest: its size, then, when
  * the manifest has one, its XXH3-64 (reading the whole file). */
 static int visit_verify(void *ud, const mentry *e) {
@@ -2093,13 +2105,7 @@ static int visit_verify(void *ud, const mentry *e) {
   uint64_t size, hash;
   int rc = copy_hash(src, NULL, 0, &size, &hash, b->err, b->errlen);
   if (rc) return rc;
-  if (size != e->size || hash != e->hash)
-    return errf(b->err, b->errlen, CS_EDECODE,
-                "checkpoint file %s is corrupt (%llu bytes, checksum "
-                "%016llx; the manifest says %llu bytes, %016llx)",
-                src, (unsigned long long)size, (unsigned long long)hash,
-                (unsigned long long)e->size, (unsigned long long)e->hash);
-  return 0;
+  return check_sum(b, src, size, hash, e);
 }
 
 typedef struct sums_ud {
@@ -2134,13 +2140,7 @@ static int visit_build(void *ud, const mentry *e) {
     uint64_t size, hash;
     int rc = copy_hash(src, dst, 0, &size, &hash, b->err, b->errlen);
     if (rc) return rc;
-    if (size != e->size || hash != e->hash)
-      return errf(b->err, b->errlen, CS_EDECODE,
-                  "checkpoint file %s is corrupt (%llu bytes, checksum "
-                  "%016llx; the manifest says %llu bytes, %016llx)",
-                  src, (unsigned long long)size, (unsigned long long)hash,
-                  (unsigned long long)e->size, (unsigned long long)e->hash);
-    return 0;
+    return check_sum(b, src, size, hash, e);
   }
   struct stat st;
   if (stat(src, &st) != 0) return open_errf(b->err, b->errlen, src);
