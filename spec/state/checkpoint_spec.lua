@@ -1107,55 +1107,16 @@ describe("rocksdb backend", function()
     assert_last_sums(outputs, totals)
   end)
 
-  -- Writes n keys with a value of vlen pseudo-random bytes each (slices of
-  -- a random pool, so that they do not compress) into value state, with
-  -- checkpoints; the sink reports the process's peak resident memory
-  -- (VmHWM) once every value is written.
-  local LARGE_JOB = [[
-local cstream = require("cstream")
-local env = cstream.get_execution_environment()
-local n, vlen = tonumber(arg[1]), tonumber(arg[2])
-env:add_source({
-  run = function(self, ctx)
-    for i = 1, n do ctx:collect(i) end
-  end,
-}):uid("gen")
-  :key_by(function(i) return i end)
-  :process({
-    open = function(self, ctx)
-      self.v = ctx:get_state(cstream.value_state_descriptor("v"))
-      local t, x = {}, 12345
-      for i = 1, 65536 + vlen do
-        x = (x * 1103515245 + 12345) % 2147483648
-        t[i] = string.char(x >> 16 & 255)
-      end
-      self.pool = table.concat(t)
-      self.n = 0
-    end,
-    process_element = function(self, i, ctx, out)
-      local o = (i * 7919) % 65536 + 1
-      self.v:update(self.pool:sub(o, o + vlen - 1))
-      self.n = self.n + 1
-    end,
-    close = function(self)
-      local f = assert(io.open("/proc/self/status"))
-      local hwm = f:read("a"):match("VmHWM:%s*(%d+) kB")
-      f:close()
-      io.stderr:write(string.format("wrote %d values; VmHWM %s kB\n", self.n, hwm))
-    end,
-  }):uid("store")
-  :add_sink({ invoke = function() end })
-env:execute("large")
-]]
-
-  -- The full-scale run (2 million keys, 2 GiB) is bench/rocksdb_large.sh.
+  -- The job is bench/rocksdb_large_job.lua (n keys, vlen pseudo-random
+  -- bytes each, VmHWM reported on stderr); its full-scale run (2 million
+  -- keys, 2 GiB) is bench/rocksdb_large.sh.
   it("holds state several times larger than its peak resident memory, with checkpoints", function()
     local dir = h.tmpdir()
     -- 200,000 x 1 KiB: 200 MiB of state. Under the sanitizers (whose
     -- shadow memory and quarantine dwarf this) a small run checks only
     -- that it completes.
     local n, vlen = SANITIZED and 20000 or 200000, 1024
-    local job = h.write_job(LARGE_JOB)
+    local job = h.src("bench/rocksdb_large_job.lua")
     local r = h.run({ "-p", "1", "--state-backend", "rocksdb", "--checkpoint-dir", dir .. "/chk",
                       "--checkpoint-interval", "1s",
                       "-D", "state.backend.rocksdb.localdir=" .. mkdir(dir .. "/work"),
