@@ -33,11 +33,11 @@
 #include <time.h>
 #include <uv.h>
 
-#include "cs_backend.h"
-#include "cs_channel.h"
-#include "cs_codec.h"
-#include "cs_format.h"
-#include "cs_lua.h"
+#include "state/cs_backend.h"
+#include "host/runtime/cs_channel.h"
+#include "state/cs_codec.h"
+#include "host/lua/cs_format.h"
+#include "host/lua/cs_lua.h"
 
 #define MAX_PAR 128
 

@@ -11,7 +11,7 @@
 #ifndef CS_BACKEND_CONTRACT_H
 #define CS_BACKEND_CONTRACT_H
 
-#include "cs_backend.h"
+#include "state/cs_backend.h"
 #include "cs_test.h"
 
 #include <stdint.h>

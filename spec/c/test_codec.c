@@ -15,7 +15,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "cs_codec.h"
+#include "state/cs_codec.h"
 #include "cs_test.h"
 
 static lua_State *L;

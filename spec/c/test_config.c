@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cs_config.h"
+#include "host/config/cs_config.h"
 #include "cs_test.h"
 
 /* ---------------------------------------------------------------- helpers */

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cs_codec.h"
-#include "cs_format.h"
+#include "state/cs_codec.h"
+#include "host/lua/cs_format.h"
 #include "cs_test.h"
 
 static lua_State *L;

@@ -10,7 +10,7 @@
  * every case of the contract's fuzz loops (see backend_contract.h).
  */
 #include "backend_contract.h"
-#include "cs_rocksdb.h"
+#include "state/cs_rocksdb.h"
 
 #include <dirent.h>
 #include <errno.h>

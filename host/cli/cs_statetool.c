@@ -25,13 +25,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../state/cs_backend.h"
-#include "../state/cs_codec.h"
-#include "../state/cs_rocksdb.h"
-#include "cs_checkpoint.h"
-#include "cs_core.h"
-#include "cs_format.h"
-#include "cs_state.h"
+#include "state/cs_backend.h"
+#include "state/cs_codec.h"
+#include "state/cs_rocksdb.h"
+#include "host/checkpoint/cs_checkpoint.h"
+#include "host/core/cs_core.h"
+#include "host/lua/cs_format.h"
+#include "host/api/cs_state.h"
 
 static void json_string(cs_buf *b, const char *s, size_t n) {
   cs_buf_append(b, "\"", 1);

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cs_runtime.h"
+#include "host/runtime/cs_runtime.h"
 
 #define PLAN_ERR(...)                       \
   do {                                      \

@@ -2,7 +2,7 @@
  * cs_checkpoint.c - the checkpoint record, its _metadata file, durable file
  * writes, and finding, reading and removing checkpoint directories.
  */
-#include "cs_checkpoint.h"
+#include "host/checkpoint/cs_checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "../state/cs_rocksdb.h"
+#include "state/cs_rocksdb.h"
 
 #define META_NAME "_metadata"
 #define META_MAGIC "cstream-checkpoint 1"

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "../state/cs_common.h"
+#include "state/cs_common.h"
 
 /* Where a value came from, lowest precedence first. */
 typedef enum cs_conf_origin {

@@ -40,9 +40,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cs_core.h"
-#include "cs_lua.h"
-#include "cs_runtime.h"
+#include "host/core/cs_core.h"
+#include "host/lua/cs_lua.h"
+#include "host/runtime/cs_runtime.h"
 
 /* A burst of events (an editor's save) settles within DEBOUNCE_MS; after
  * a reload the next waits until MIN_INTERVAL_MS have passed, so rapid

@@ -21,7 +21,7 @@
 
 #include <lua.h>
 
-#include "../state/cs_common.h"
+#include "state/cs_common.h"
 
 /* Appends the rendering of the value at idx to out.  [-0, +0, m]
  * Returns 0 or CS_ENOMEM. */

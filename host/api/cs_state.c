@@ -11,10 +11,10 @@
 #include <lauxlib.h>
 #include <string.h>
 
-#include "../state/cs_codec.h"
-#include "cs_lua.h"
-#include "cs_runtime.h"
-#include "cs_state.h"
+#include "state/cs_codec.h"
+#include "host/lua/cs_lua.h"
+#include "host/runtime/cs_runtime.h"
+#include "host/api/cs_state.h"
 
 enum kind { K_VALUE, K_LIST, K_MAP, K_REDUCING, K_AGGREGATING, K_FOLDING };
 

@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cs_lua.h"
-#include "cs_runtime.h"
+#include "host/lua/cs_lua.h"
+#include "host/runtime/cs_runtime.h"
 
 #define LINES_PER_STEP 1024
 #define COLLECTS_PER_YIELD 256

@@ -12,10 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../state/cs_codec.h"
-#include "../state/cs_rocksdb.h"
-#include "cs_runtime.h"
-#include "cs_state.h"
+#include "state/cs_codec.h"
+#include "state/cs_rocksdb.h"
+#include "host/runtime/cs_runtime.h"
+#include "host/api/cs_state.h"
 
 /* Loads the snapshot bytes of a part into out (a view of the inline bytes,
  * or the file read into own). */

@@ -19,10 +19,10 @@
 #include <stdio.h>
 #include <uv.h>
 
-#include "../state/cs_backend.h"
-#include "../state/cs_common.h"
-#include "cs_channel.h"
-#include "cs_checkpoint.h"
+#include "state/cs_backend.h"
+#include "state/cs_common.h"
+#include "host/runtime/cs_channel.h"
+#include "host/checkpoint/cs_checkpoint.h"
 
 /* ================================================================ plan */
 

@@ -1,7 +1,7 @@
 /*
  * cs_channel.c - record batches and the SPSC ring.
  */
-#include "cs_channel.h"
+#include "host/runtime/cs_channel.h"
 
 #include <string.h>
 

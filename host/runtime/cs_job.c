@@ -18,11 +18,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "../state/cs_codec.h"
-#include "cs_format.h"
-#include "cs_lua.h"
-#include "cs_runtime.h"
-#include "../state/cs_rocksdb.h"
+#include "state/cs_codec.h"
+#include "host/lua/cs_format.h"
+#include "host/lua/cs_lua.h"
+#include "host/runtime/cs_runtime.h"
+#include "state/cs_rocksdb.h"
 
 #define FLUSH_TIMEOUT_NS (2 * 1000 * 1000) /* buffer timeout: 2 ms */
 #define BATCHES_PER_VISIT 4

@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cs_config.h"
-#include "cs_core.h"
-#include "cs_lua.h"
-#include "cs_runtime.h"
+#include "host/config/cs_config.h"
+#include "host/core/cs_core.h"
+#include "host/lua/cs_lua.h"
+#include "host/runtime/cs_runtime.h"
 
 #define EXIT_USAGE 2
 

@@ -2,7 +2,7 @@
  * cs_lua.c - Lua states with our allocator, the message handler and the
  * single pcall door into user code.
  */
-#include "cs_lua.h"
+#include "host/lua/cs_lua.h"
 
 #include <lauxlib.h>
 #include <lualib.h>

@@ -7,11 +7,11 @@
 #include <lauxlib.h>
 #include <string.h>
 
-#include "../state/cs_codec.h"
-#include "cs_format.h"
-#include "cs_lua.h"
-#include "cs_runtime.h"
-#include "cs_state.h"
+#include "state/cs_codec.h"
+#include "host/lua/cs_format.h"
+#include "host/lua/cs_lua.h"
+#include "host/runtime/cs_runtime.h"
+#include "host/api/cs_state.h"
 
 #define CONTEXT_MT "cstream.Context"
 #define COLLECTOR_MT "cstream.Collector"

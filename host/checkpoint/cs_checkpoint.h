@@ -34,7 +34,7 @@
 
 #include <stdint.h>
 
-#include "../state/cs_common.h"
+#include "state/cs_common.h"
 
 /* The state of one operator subtask in a checkpoint. */
 typedef struct cs_ckpt_part {

@@ -8,7 +8,7 @@
 
 #include <lua.h>
 
-#include "../state/cs_common.h"
+#include "state/cs_common.h"
 
 /* Creates a Lua state that allocates through cs_malloc, with the standard
  * libraries open, `cstream.core` preloaded and package.path extended with

@@ -9,9 +9,9 @@
  * correctly, so the shortest precision that survives the round trip gives the
  * digits, which are then laid out as Java does.
  */
-#include "cs_format.h"
+#include "host/lua/cs_format.h"
 
-#include "../state/cs_codec.h"
+#include "state/cs_codec.h"
 
 #include <lauxlib.h>
 #include <math.h>

@@ -14,7 +14,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#include "../state/cs_common.h"
+#include "state/cs_common.h"
 
 typedef enum cs_batch_kind {
   CS_BATCH_RECORDS = 0,

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cs_format.h"
-#include "cs_runtime.h"
+#include "host/lua/cs_format.h"
+#include "host/runtime/cs_runtime.h"
 
 #define STDIO_FLUSH_BYTES (64 * 1024)
 

@@ -2,7 +2,7 @@
  * cs_config.c - the key table, the value parsers, the cstream-conf.yaml
  * loader and the precedence rules of the job configuration.
  */
-#include "cs_config.h"
+#include "host/config/cs_config.h"
 
 #include <errno.h>
 #include <limits.h>

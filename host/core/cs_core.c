@@ -8,11 +8,11 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "cs_config.h"
-#include "cs_core.h"
-#include "cs_format.h"
-#include "cs_lua.h"
-#include "cs_runtime.h"
+#include "host/config/cs_config.h"
+#include "host/core/cs_core.h"
+#include "host/lua/cs_format.h"
+#include "host/lua/cs_lua.h"
+#include "host/runtime/cs_runtime.h"
 
 int cs_job_worker_execute(lua_State *L, cs_worker *w, int env_idx,
                           const char *fingerprint);
