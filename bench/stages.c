@@ -401,7 +401,7 @@ int main(int argc, char **argv) {
   if (c.nwords == 0) die("no words in the input");
   c.rec_off = calloc(c.nwords + 1, sizeof(size_t));
   if (!c.rec_off) die("out of memory");
-  L = cs_lua_newstate();
+  L = cs_lua_newstate(NULL);
   if (!L) die("cannot create a Lua state");
   luaL_openlibs(L);
   lua_createtable(L, (int)c.nlines, 0);

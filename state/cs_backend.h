@@ -115,4 +115,8 @@ int cs_backend_snapshot(cs_backend *be, int kg_first, int kg_last,
 int cs_backend_restore(cs_backend *be, const char *data, size_t len,
                        int kg_first, int kg_last);
 
+/* Operator state lives under this key group, outside every keyed range
+ * (max parallelism is at most 32768). */
+#define CS_OPSTATE_KEY_GROUP 65535
+
 #endif /* CS_BACKEND_H */

@@ -14,7 +14,7 @@
 #include "state/cs_codec.h"
 #include "host/lua/cs_lua.h"
 #include "host/runtime/cs_runtime.h"
-#include "host/api/cs_state.h"
+#include "host/api/cs_api_int.h"
 
 enum kind { K_VALUE, K_LIST, K_MAP, K_REDUCING, K_AGGREGATING, K_FOLDING };
 
@@ -646,7 +646,7 @@ static int ctx_is_restored(lua_State *L) {
   return 1;
 }
 
-void cs_state_open_types(lua_State *L) {
+void cs__state_open_types(lua_State *L) {
   static const luaL_Reg value_m[] = {
       {"value", value_value}, {"update", value_update}, {"clear", value_clear}, {NULL, NULL}};
   static const luaL_Reg list_m[] = {{"get", list_get},         {"add", list_add},
@@ -696,7 +696,7 @@ void cs_state_open_types(lua_State *L) {
   lua_pop(L, 1);
 }
 
-void cs_state_add_context_methods(lua_State *L, int methods_idx) {
+void cs__state_add_context_methods(lua_State *L, int methods_idx) {
   static const struct {
     const char *name;
     lua_CFunction fn;

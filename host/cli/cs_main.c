@@ -11,10 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "host/cli/cs_cli.h"
 #include "host/config/cs_config.h"
 #include "host/core/cs_core.h"
+#include "host/dev/cs_reload.h"
 #include "host/lua/cs_lua.h"
-#include "host/runtime/cs_runtime.h"
 
 #define EXIT_USAGE 2
 
@@ -249,7 +250,8 @@ int main(int argc, char **argv) {
   opts.argc = argc - i - 1;
   opts.argv = argv + i + 1;
 
-  lua_State *L = cs_lua_newstate();
+  if (opts.watch) opts.dev_hooks = &cs_reload_hooks;
+  lua_State *L = cs_lua_newstate(cs_core_open);
   if (L == NULL) {
     fprintf(stderr, "%s: out of memory\n", progname);
     return 1;

@@ -1,6 +1,9 @@
 /*
  * cs_core.c - the `cstream.core` module: the engine functions the Lua side
- * of the API calls (execute, format, sleep, default_parallelism).
+ * of the API calls (execute, format, digest, sleep, default_parallelism).
+ * env:execute() joins the layers: the job's configuration (host/config),
+ * the plan (host/plan), a type for every node (host/operators,
+ * host/connectors) and the run (host/runtime).
  */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -8,14 +11,14 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "host/api/cs_api.h"
 #include "host/config/cs_config.h"
+#include "host/connectors/cs_connectors.h"
 #include "host/core/cs_core.h"
 #include "host/lua/cs_format.h"
 #include "host/lua/cs_lua.h"
+#include "host/operators/cs_operators.h"
 #include "host/runtime/cs_runtime.h"
-
-int cs_job_worker_execute(lua_State *L, cs_worker *w, int env_idx,
-                          const char *fingerprint);
 
 static const char options_key = 'o';
 
@@ -254,6 +257,27 @@ static void run_config_from(const cs_config *cfg, const cs_options *o,
   if (rc->num_retained < 1) rc->num_retained = 1;
 }
 
+/* The type that runs a node of kind k. */
+static const cs_op_type *type_of(cs_op_kind k) {
+  switch (k) {
+  case CS_OP_SRC_ELEMENTS: return &cs_src_elements;
+  case CS_OP_SRC_FILE: return &cs_src_file;
+  case CS_OP_SRC_SOCKET: return &cs_src_socket;
+  case CS_OP_SRC_CUSTOM: return &cs_src_custom;
+  case CS_OP_MAP: return &cs_op_map;
+  case CS_OP_FLAT_MAP: return &cs_op_flat_map;
+  case CS_OP_FILTER: return &cs_op_filter;
+  case CS_OP_PROCESS: return &cs_op_process;
+  case CS_OP_REDUCE: return &cs_op_reduce;
+  case CS_OP_CO_MAP: return &cs_op_co_map;
+  case CS_OP_CO_FLAT_MAP: return &cs_op_co_flat_map;
+  case CS_OP_SINK_PRINT: return &cs_sink_print;
+  case CS_OP_SINK_FILE: return &cs_sink_file;
+  case CS_OP_SINK_CUSTOM: return &cs_sink_custom;
+  }
+  return NULL;
+}
+
 /* core.execute(env, name, fingerprint): plans and runs the job (planning
  * state) or binds this worker to it (worker state). */
 static int core_execute(lua_State *L) {
@@ -295,8 +319,12 @@ static int core_execute(lua_State *L) {
     cs_config_destroy(cfg);
     return luaL_error(L, "%s", err);
   }
+  for (int i = 0; i < plan->nnodes; i++) plan->nodes[i].type = type_of(plan->nodes[i].kind);
   cs_run_config run;
   run_config_from(cfg, o, &run);
+  cs_job_hooks hooks = {0};
+  if (o->dev_hooks) hooks = *o->dev_hooks;
+  hooks.open_core = cs_core_open;
   char **watch = NULL;
   if (o->watch) {
     get_digests(L, 1, &run.digests, &run.ndigests);
@@ -306,7 +334,7 @@ static int core_execute(lua_State *L) {
     run.restart_savepoint = &o->restart_savepoint;
   }
   char *msg = NULL;
-  int rc = cs_job_run(plan, &run, name, o->script, o->argc, o->argv, fp, &msg);
+  int rc = cs_job_run(plan, &run, &hooks, name, o->script, o->argc, o->argv, fp, &msg);
   cs_plan_destroy(plan);
   cs_config_destroy(cfg);
   free_strings(run.digests, run.ndigests);
@@ -355,7 +383,7 @@ int cs_core_open(lua_State *L) {
       {"sleep", cs_source_sleep},
       {"default_parallelism", core_default_parallelism},
       {NULL, NULL}};
-  cs_operator_open_types(L);
+  cs_api_open_types(L);
   luaL_newlib(L, fns);
   lua_pushstring(L, CS_VERSION);
   lua_setfield(L, -2, "VERSION");

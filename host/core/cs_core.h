@@ -1,11 +1,18 @@
 /*
- * cs_core.h - what the CLI hands the cstream.core module of the planning
- * Lua state.
+ * cs_core.h - host/core, the `cstream.core` module: what the CLI hands the
+ * module of the planning Lua state, and the module's opener. env:execute()
+ * there configures, plans and runs the job; in a worker's state it binds
+ * the worker to the running job.
+ *
+ * Depends on host/config, host/operators, host/connectors, host/api,
+ * host/runtime and below; host/dev and host/cli sit above it.
  */
 #ifndef CS_CORE_H
 #define CS_CORE_H
 
 #include <lua.h>
+
+struct cs_job_hooks;
 
 /* A configuration key given on the command line. */
 typedef struct cs_flag {
@@ -35,6 +42,8 @@ typedef struct cs_options {
   int ndigests;
   char *restart_savepoint; /* set when the job must restart from it */
   int executed; /* set by env:execute() */
+  /* --watch: the development mode's watcher (host/dev), or NULL */
+  const struct cs_job_hooks *dev_hooks;
 } cs_options;
 
 /* Frees what plan_only and a run left in o (fingerprint, digests,
@@ -51,9 +60,8 @@ int cs_core_record_requires(lua_State *L);
  * *n of them. Caller frees each and the array with cs_free. */
 char **cs_core_local_modules(lua_State *L, const char *script, int *n);
 
-/* `cstream-lua state ...` (argv[0] is "state"): inspects checkpoints.
- * Returns the process exit status. */
-int cs_state_tool_main(int argc, char **argv);
+/* Opens cstream.core into a new table on the stack. */
+int cs_core_open(lua_State *L);
 
 /* The number of online cores. */
 int cs_default_parallelism(void);

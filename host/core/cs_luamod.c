@@ -4,7 +4,7 @@
  */
 #include <lua.h>
 
-#include "host/lua/cs_lua.h"
+#include "host/core/cs_core.h"
 
 int luaopen_cstream_core(lua_State *L);
 

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "host/core/cs_core.h"
+#include "host/dev/cs_reload.h"
 #include "host/lua/cs_lua.h"
 #include "host/runtime/cs_runtime.h"
 
@@ -181,7 +182,7 @@ static int check_new_version(cs_job *job, cs_options *o, char ***mods, int *nmod
   o->argc = job->argc;
   o->argv = job->argv;
   o->plan_only = 1;
-  lua_State *L = cs_lua_newstate();
+  lua_State *L = cs_lua_newstate(cs_core_open);
   if (L == NULL) {
     fprintf(stderr, "cstream-lua: reload: out of memory\n");
     return -1;
@@ -268,7 +269,7 @@ static void stop_for_restart(cs_job *job) {
     job->ckpt_base = b.data;
   }
   job->restart_savepoint = cs_strdup("yes");
-  if (!cs__job_stop(job, 1))
+  if (!cs_job_stop(job, 1))
     fprintf(stderr, "cstream-lua: no savepoint could be taken; the job stops\n");
 }
 
@@ -327,7 +328,7 @@ static void on_debounce(uv_timer_t *h) {
   for (int i = 0; i < job->nworkers; i++) cs_worker_wake(&job->workers[i]);
 }
 
-void cs_reload_on_wake(cs_job *job) {
+static void reload_on_wake(cs_job *job) {
   cs_reload *r = job->reload;
   if (r == NULL || r->gen == 0) return;
   uv_mutex_lock(&job->lock);
@@ -421,7 +422,7 @@ static void free_reload(uv_handle_t *h) {
   cs_free(r);
 }
 
-int cs_reload_start(cs_job *job, uv_loop_t *loop) {
+static int reload_start(cs_job *job, uv_loop_t *loop) {
   const cs_run_config *cfg = job->cfg;
   cs_reload *r = cs_calloc(1, sizeof(*r));
   if (r == NULL) return CS_ENOMEM;
@@ -458,7 +459,7 @@ int cs_reload_start(cs_job *job, uv_loop_t *loop) {
   return 0;
 }
 
-void cs_reload_stop(cs_job *job) {
+static void reload_stop(cs_job *job) {
   cs_reload *r = job->reload;
   if (r == NULL) return;
   job->reload = NULL;
@@ -479,137 +480,8 @@ void cs_reload_remove_savepoints(void) {
   if (stat(base, &st) == 0 && S_ISDIR(st.st_mode)) cs_ckpt_remove_dir(base);
 }
 
-/* ============================================================== worker */
-
-static void swap_refs(cs_opi *op) {
-  struct cs_refs cur = {op->self_ref, {op->fn_ref[0], op->fn_ref[1]}, op->ctx_ref,
-                        op->out_ref};
-  op->self_ref = op->old.self;
-  op->fn_ref[0] = op->old.fn[0];
-  op->fn_ref[1] = op->old.fn[1];
-  op->ctx_ref = op->old.ctx;
-  op->out_ref = op->old.out;
-  op->old = cur;
-}
-
-void cs_worker_reload(cs_worker *w) {
-  cs_job *job = w->job;
-  int64_t gen = atomic_load(&job->reload_gen);
-  w->reload_seen = gen;
-  int active = w->ndone < w->ntinst;
-  lua_State *old_L = w->L, *L2 = NULL;
-  int old_env = w->env_ref;
-  int ok = 1, bound = 0;
-  int *nstates = NULL; /* per opi: the states registered before the reload */
-  if (active) {
-    w->reloading = 1;
-    /* operator state of the running instances goes to the backend */
-    for (int i = 0; ok && i < w->nopis; i++)
-      if (w->opis[i].node && !w->opis[i].t->finished &&
-          cs_opi_snapshot_state(old_L, &w->opis[i]))
-        ok = 0;
-    nstates = ok ? cs_calloc((size_t)w->nopis + 1, sizeof(int)) : NULL;
-    if (ok && nstates == NULL) {
-      ok = 0;
-      w->reload_error = cs_strdup("out of memory");
-    }
-    for (int i = 0; ok && i < w->nopis; i++) {
-      cs_backend *be = w->opis[i].be;
-      nstates[i] = be ? be->ops->state_count(be) : 0;
-    }
-    L2 = ok ? cs_lua_newstate() : NULL;
-    if (ok && L2 == NULL) {
-      ok = 0;
-      w->reload_error = cs_strdup("out of memory");
-    }
-    if (L2) cs_lua_worker_setup(L2);
-    if (ok) {
-      w->L = L2;
-      if (cs__worker_load(w, L2)) ok = 0;
-    }
-    if (ok) {
-      for (int i = 0; i < w->nopis; i++) {
-        cs_opi *op = &w->opis[i];
-        if (op->node == NULL) continue;
-        op->old = (struct cs_refs){op->self_ref, {op->fn_ref[0], op->fn_ref[1]},
-                                   op->ctx_ref, op->out_ref};
-        op->self_ref = op->fn_ref[0] = op->fn_ref[1] = LUA_NOREF;
-        op->ctx_ref = op->out_ref = LUA_NOREF;
-      }
-      bound = 1;
-      lua_rawgeti(L2, LUA_REGISTRYINDEX, w->env_ref);
-      int env_idx = lua_gettop(L2);
-      for (int i = 0; ok && i < w->nopis; i++)
-        if (w->opis[i].node && cs_opi_bind(L2, &w->opis[i], env_idx)) ok = 0;
-      lua_settop(L2, env_idx - 1);
-      for (int i = 0; ok && i < w->nopis; i++) {
-        cs_opi *op = &w->opis[i];
-        if (op->node == NULL || op->t->finished) continue;
-        op->restored = 1;
-        if (cs_opi_open(L2, op)) ok = 0;
-      }
-    }
-  }
-  uv_mutex_lock(&job->lock);
-  job->reload_prepared++;
-  if (!ok) {
-    job->reload_failed = 1;
-    if (job->reload_error == NULL) {
-      job->reload_error = w->reload_error;
-      w->reload_error = NULL;
-    }
-  }
-  uv_async_send(job->main_wake);
-  while (job->reload_decided < gen && !atomic_load(&job->failed))
-    uv_cond_wait(&job->reload_cond, &job->lock);
-  int commit = job->reload_decided == gen && job->reload_commit;
-  uv_mutex_unlock(&job->lock);
-  if (!active) return;
-  if (commit && ok) {
-    /* close() of the old instances, in the old state */
-    w->L = old_L;
-    for (int i = 0; i < w->nopis; i++) {
-      cs_opi *op = &w->opis[i];
-      if (op->node == NULL || op->t->finished) continue;
-      swap_refs(op);
-      cs_opi_close(old_L, op);
-      swap_refs(op);
-    }
-    w->L = L2;
-    cs__worker_bind_keys(w);
-    for (int i = 0; i < w->ntinst; i++)
-      if (w->tinst[i].is_source && !w->tinst[i].src_done)
-        cs_source_rebind(L2, &w->tinst[i]);
-    lua_close(old_L);
-  } else {
-    /* roll back: the new instances close, the old refs come back */
-    if (bound) {
-      for (int i = 0; i < w->nopis; i++) {
-        cs_opi *op = &w->opis[i];
-        if (op->node == NULL) continue;
-        if (!op->t->finished && L2) cs_opi_close(L2, op);
-        op->self_ref = op->old.self;
-        op->fn_ref[0] = op->old.fn[0];
-        op->fn_ref[1] = op->old.fn[1];
-        op->ctx_ref = op->old.ctx;
-        op->out_ref = op->old.out;
-      }
-    }
-    w->L = old_L;
-    w->env_ref = old_env;
-    if (L2) lua_close(L2);
-    /* States the new version registered never existed for the running
-     * code: forget them, so a later version may use the names freely. */
-    for (int i = 0; nstates && i < w->nopis; i++) {
-      cs_backend *be = w->opis[i].be;
-      if (be && be->ops->state_count(be) > nstates[i] &&
-          be->ops->forget_states(be, nstates[i]))
-        fprintf(stderr, "cstream-lua: reload: could not forget the states of the "
-                "rolled-back version of operator '%s'\n", w->opis[i].node->id);
-    }
-  }
-  cs_free(nstates);
-  w->reloading = 0;
-  cs_free(w->reload_error);
-  w->reload_error = NULL;
-}
+const cs_job_hooks cs_reload_hooks = {
+    .reload_start = reload_start,
+    .reload_stop = reload_stop,
+    .reload_on_wake = reload_on_wake,
+};

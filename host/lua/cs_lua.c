@@ -105,16 +105,18 @@ int cs_lua_loadfile(lua_State *L, const char *path) {
   return luaL_loadfilex(L, path, "t");
 }
 
-lua_State *cs_lua_newstate(void) {
+lua_State *cs_lua_newstate(lua_CFunction open_core) {
   lua_State *L = lua_newstate(lua_alloc, NULL);
   if (L == NULL) return NULL;
   lua_atpanic(L, panic_handler);
   luaL_openlibs(L);
-  /* package.preload["cstream.core"] = cs_core_open */
+  /* package.preload["cstream.core"] = open_core */
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, cs_core_open);
-  lua_setfield(L, -2, "cstream.core");
+  if (open_core) {
+    lua_pushcfunction(L, open_core);
+    lua_setfield(L, -2, "cstream.core");
+  }
   lua_pop(L, 1);
   /* package.path = <lua dir>/?.lua;<lua dir>/?/init.lua;<old> */
   lua_getfield(L, -1, "path");

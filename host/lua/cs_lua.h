@@ -1,7 +1,8 @@
 /*
- * cs_lua.h - the boundary between the engine and Lua: creating states with
- * the engine's allocator, finding the Lua library directory, and the one
- * door through which C calls user code.
+ * cs_lua.h - host/lua, the boundary between the engine and Lua: creating
+ * states with the engine's allocator, finding the Lua library directory,
+ * and the one door through which C calls user code. Value rendering is the
+ * folder's other header, cs_format.h. Depends on state/ only.
  */
 #ifndef CS_LUA_H
 #define CS_LUA_H
@@ -11,10 +12,10 @@
 #include "state/cs_common.h"
 
 /* Creates a Lua state that allocates through cs_malloc, with the standard
- * libraries open, `cstream.core` preloaded and package.path extended with
- * the cstream Lua directory. Returns NULL when out of memory. Caller closes
- * it with lua_close. */
-lua_State *cs_lua_newstate(void);
+ * libraries open, `cstream.core` preloaded from open_core (when not NULL)
+ * and package.path extended with the cstream Lua directory. Returns NULL
+ * when out of memory. Caller closes it with lua_close. */
+lua_State *cs_lua_newstate(lua_CFunction open_core);
 
 /* The directory holding cstream.lua: $CSTREAM_LUA_DIR, the build's source
  * tree, or the install prefix, whichever has it. */
@@ -37,8 +38,5 @@ int cs_lua_loadfile(lua_State *L, const char *path);
  * (the real error has been recorded); recognised by cs_lua_is_abort. */
 void cs_lua_push_abort(lua_State *L);
 int cs_lua_is_abort(lua_State *L, int idx);
-
-/* Opens cstream.core into a new table on the stack (defined in cs_core.c). */
-int cs_core_open(lua_State *L);
 
 #endif /* CS_LUA_H */

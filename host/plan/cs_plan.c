@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "host/runtime/cs_runtime.h"
+#include "host/plan/cs_plan.h"
 
 #define PLAN_ERR(...)                       \
   do {                                      \
@@ -212,32 +212,6 @@ fail:
   return CS_EPLAN;
 }
 
-int cs_plan_create_channels(cs_plan *p) {
-  for (int i = 0; i < p->nedges; i++) {
-    cs_edge *e = &p->edges[i];
-    e->ch = cs_calloc((size_t)e->nprod * (size_t)e->ncons, sizeof(cs_channel *));
-    if (e->ch == NULL) return CS_ENOMEM;
-    for (int a = 0; a < e->nprod; a++)
-      for (int b = 0; b < e->ncons; b++) {
-        if (e->part == CS_PART_FORWARD && a != b) continue;
-        cs_channel *ch = cs_channel_create(p->channel_capacity);
-        if (ch == NULL) return CS_ENOMEM;
-        e->ch[a * e->ncons + b] = ch;
-      }
-  }
-  return 0;
-}
-
-void cs_plan_destroy_channels(cs_plan *p) {
-  for (int i = 0; p->edges && i < p->nedges; i++) {
-    cs_edge *e = &p->edges[i];
-    if (e->ch)
-      for (int k = 0; k < e->nprod * e->ncons; k++) cs_channel_destroy(e->ch[k]);
-    cs_free(e->ch);
-    e->ch = NULL;
-  }
-}
-
 static void selector_free(cs_selector *s) { cs_free(s->field); }
 
 void cs_plan_destroy(cs_plan *p) {
@@ -252,7 +226,6 @@ void cs_plan_destroy(cs_plan *p) {
     selector_free(&n->field);
     for (int k = 0; k < 2; k++) selector_free(&n->in[k].key);
   }
-  cs_plan_destroy_channels(p);
   for (int i = 0; p->tasks && i < p->ntasks; i++) cs_free(p->tasks[i].nodes);
   cs_free(p->nodes);
   cs_free(p->edges);

@@ -7,6 +7,9 @@
  * list state is redistributed as Flink does: the lists of all old subtasks
  * are concatenated and split evenly ("#op/" states), or given whole to
  * every subtask (union list state, "#uop/").
+ *
+ * Before any of that, the checkpoint --restore names is found, checked
+ * against its checksums and against the plan.
  */
 #include <stdatomic.h>
 #include <string.h>
@@ -14,8 +17,7 @@
 
 #include "state/cs_codec.h"
 #include "state/cs_rocksdb.h"
-#include "host/runtime/cs_runtime.h"
-#include "host/api/cs_state.h"
+#include "host/runtime/cs_runtime_int.h"
 
 /* Loads the snapshot bytes of a part into out (a view of the inline bytes,
  * or the file read into own). */
@@ -204,7 +206,7 @@ static int restore_opstate(cs_opi *op, const cs_ckpt *ck, int oldp, cs_backend *
   return rc;
 }
 
-int cs_restore_opi(cs_opi *op, const cs_ckpt *ck) {
+int cs__restore_opi(cs_opi *op, const cs_ckpt *ck) {
   cs_node *n = op->node;
   int oldp = cs_ckpt_op_parallelism(ck, n->id);
   if (oldp == 0) return 0; /* nothing of this operator in the checkpoint */
@@ -230,9 +232,9 @@ int cs_restore_opi(cs_opi *op, const cs_ckpt *ck) {
     char chk[4500], shared[4500], dir[4500];
     snprintf(chk, sizeof(chk), "%s/%s", ck->dir, mine->file);
     cs_ckpt_shared_dir(ck, shared, sizeof(shared));
-    cs_opi_workdir(op, dir, sizeof(dir));
+    cs__opi_workdir(op, dir, sizeof(dir));
     cs_rocksdb_options o;
-    cs_job_rocksdb_options(op->w->job, &o);
+    cs__job_rocksdb_options(op->w->job, &o);
     rc = cs_rocksdb_restore(dir, chk, shared, &o, &op->be, err, sizeof(err));
     if (rc) op->be = NULL;
     fast = rc == 0;
@@ -279,4 +281,112 @@ int cs_restore_opi(cs_opi *op, const cs_ckpt *ck) {
            n->parallelism, err[0] ? err : cs_strerror(rc));
   cs_job_fail(op->w->job, msg);
   return -1;
+}
+
+/* Checks that checkpoint ck can start this plan: same max parallelism,
+ * and every operator with state in ck still exists (or the user allowed
+ * dropping its state). Returns 0 or CS_EPLAN with a message. */
+static int check_restorable(const cs_job *job, const cs_ckpt *ck, char *err,
+                            size_t errlen) {
+  const cs_plan *p = job->plan;
+  if (ck->max_parallelism != p->max_parallelism) {
+    snprintf(err, errlen, "cannot restore %s: it was taken with max parallelism "
+             "%d and the job now has %d; keyed state is spread over key groups "
+             "and cannot move to another max parallelism",
+             ck->dir ? ck->dir : "the checkpoint", ck->max_parallelism,
+             p->max_parallelism);
+    return CS_EPLAN;
+  }
+  cs_buf dropped = {0};
+  for (int i = 0; i < ck->nops; i++) {
+    int found = 0;
+    for (int k = 0; k < p->nnodes && !found; k++)
+      found = strcmp(p->nodes[k].id, ck->ops[i].id) == 0;
+    if (!found) cs_buf_printf(&dropped, "%s'%s'", dropped.len ? ", " : "", ck->ops[i].id);
+  }
+  if (dropped.len && !job->cfg->allow_non_restored) {
+    snprintf(err, errlen, "cannot restore %s: it has state for operator(s) %s that "
+             "the job no longer has (give operators stable ids with :uid(), or "
+             "pass --allow-non-restored-state to drop that state)",
+             ck->dir ? ck->dir : "the checkpoint", dropped.data);
+    cs_buf_free(&dropped);
+    return CS_EPLAN;
+  }
+  if (dropped.len)
+    fprintf(stderr, "cstream-lua: dropping the state of operator(s) %s, which the "
+            "job no longer has (--allow-non-restored-state)\n", dropped.data);
+  cs_buf_free(&dropped);
+  return 0;
+}
+
+/* The node of the plan with operator id `id`, or NULL. */
+static const cs_node *node_of(const cs_plan *p, const char *id) {
+  for (int k = 0; k < p->nnodes; k++)
+    if (strcmp(p->nodes[k].id, id) == 0) return &p->nodes[k];
+  return NULL;
+}
+
+/* Loads the checkpoint --restore names: "latest" (the newest complete and
+ * intact one; damaged ones are skipped with a message), or a directory,
+ * which must be intact: every state file is checked against the sizes and
+ * checksums of its _metadata before any state is loaded. */
+static int load_restore(cs_job *job, cs_ckpt **out, char *err, size_t errlen) {
+  const cs_run_config *cfg = job->cfg;
+  *out = NULL;
+  if (cfg->restore == NULL) return 0;
+  if (strcmp(cfg->restore, "latest") == 0) {
+    if (cfg->checkpoint_dir == NULL) {
+      snprintf(err, errlen, "--restore latest needs a checkpoint directory "
+               "(--checkpoint-dir or state.checkpoints.dir)");
+      return CS_EINVAL;
+    }
+    *out = cs_ckpt_find_latest(cfg->checkpoint_dir, job->name);
+    if (*out == NULL)
+      fprintf(stderr, "cstream-lua: no complete checkpoint of job '%s' under %s: "
+              "starting without state\n", job->name, cfg->checkpoint_dir);
+    else if ((*out)->job && strcmp((*out)->job, job->name) != 0) {
+      snprintf(err, errlen, "cannot restore %s: it belongs to job '%s', not '%s'",
+               (*out)->dir, (*out)->job, job->name);
+      cs_ckpt_destroy(*out);
+      *out = NULL;
+      return CS_EPLAN;
+    }
+    return 0;
+  }
+  int rc = cs_ckpt_read(cfg->restore, out, err, errlen);
+  if (rc) return rc;
+  if ((*out)->job && strcmp((*out)->job, job->name) != 0) {
+    snprintf(err, errlen, "cannot restore %s: it belongs to job '%s', not '%s'",
+             (*out)->dir, (*out)->job, job->name);
+    rc = CS_EPLAN;
+  } else {
+    char why[1500];
+    int bad = -1;
+    rc = cs_ckpt_verify(*out, &bad, why, sizeof(why));
+    if (rc && bad >= 0) {
+      const cs_ckpt_part *p = &(*out)->parts[bad];
+      const cs_node *n = node_of(job->plan, p->op_id);
+      snprintf(err, errlen, "cannot restore the state of operator '%s' (id %s, "
+               "subtask %d/%d) from %s: %s", n && n->name ? n->name : "?", p->op_id,
+               p->subtask + 1, cs_ckpt_op_parallelism(*out, p->op_id),
+               (*out)->dir, why);
+    } else if (rc) {
+      snprintf(err, errlen, "cannot restore %s: %s", (*out)->dir, why);
+    }
+  }
+  if (rc) {
+    cs_ckpt_destroy(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+
+int cs__restore_load(cs_job *job, cs_ckpt **out, char *err, size_t errlen) {
+  int rc = load_restore(job, out, err, errlen);
+  if (rc == 0 && *out && (rc = check_restorable(job, *out, err, errlen)) != 0) {
+    cs_ckpt_destroy(*out);
+    *out = NULL;
+  }
+  return rc;
 }

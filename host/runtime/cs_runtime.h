@@ -1,15 +1,16 @@
 /*
- * cs_runtime.h - the engine's internal model, shared by the planner
- * (cs_plan.c), the job and its workers (cs_job.c), the operators
- * (cs_operator.c), the sources and sinks (cs_source.c, cs_sink.c) and the
- * Lua bindings (cs_core.c). Not a public interface.
+ * cs_runtime.h - the runtime: what host/runtime owns and what others may
+ * call. The runtime runs a planned job: worker threads, each with its own
+ * Lua state and libuv loop; the scheduler inside a worker; the exchanges
+ * that carry encoded records between subtasks through channels; the
+ * checkpoint coordinator, barriers and alignment; restarts and restores.
  *
- * A job script builds a logical graph of nodes (lua/cstream.lua). The
- * planner turns it into tasks: a task is a chain of nodes joined by forward
- * edges of equal parallelism; tasks are joined by exchange edges whose
- * records travel as encoded batches through SPSC channels. Worker w runs
- * subtask w of every task whose parallelism exceeds w, in its own thread,
- * with its own Lua state and libuv loop.
+ * Operators and connectors are not known here by name. Every node of the
+ * plan carries a cs_op_type (a table of functions, like libuv's handle
+ * types), and the runtime calls a node only through it. Operators and
+ * connectors in turn reach the runtime only through the calls of the
+ * section "for operators and connectors" below: emit a record, fail with a
+ * message, find their backend, wake their worker.
  */
 #ifndef CS_RUNTIME_H
 #define CS_RUNTIME_H
@@ -19,120 +20,58 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "host/checkpoint/cs_checkpoint.h"
+#include "host/plan/cs_plan.h"
+#include "host/runtime/cs_channel.h"
 #include "state/cs_backend.h"
 #include "state/cs_common.h"
-#include "host/runtime/cs_channel.h"
-#include "host/checkpoint/cs_checkpoint.h"
 
-/* ================================================================ plan */
+struct cs_worker;
+struct cs_tinst;
+struct cs_job;
+struct cs_opi;
 
-typedef enum cs_op_kind {
-  CS_OP_SRC_ELEMENTS,
-  CS_OP_SRC_FILE,
-  CS_OP_SRC_SOCKET,
-  CS_OP_SRC_CUSTOM,
-  CS_OP_MAP,
-  CS_OP_FLAT_MAP,
-  CS_OP_FILTER,
-  CS_OP_PROCESS,
-  CS_OP_REDUCE,
-  CS_OP_CO_MAP,
-  CS_OP_CO_FLAT_MAP,
-  CS_OP_SINK_PRINT,
-  CS_OP_SINK_FILE,
-  CS_OP_SINK_CUSTOM
-} cs_op_kind;
+/* ========================================================= operator types */
 
-typedef enum cs_part {
-  CS_PART_FORWARD,
-  CS_PART_HASH,
-  CS_PART_REBALANCE,
-  CS_PART_BROADCAST
-} cs_part;
+/* How the runtime drives one kind of node. Functions that do not apply are
+ * NULL. Every int-returning function returns 0, or -1 when it failed (the
+ * failure recorded with cs_opi_fail: the job fails, or a reload rolls back). */
+typedef struct cs_op_type {
+  const char *name;
+  /* The method(s) a rich function (a table) must have: "map", or "map1"
+   * and "map2" for a connected stream; NULL for built-ins. */
+  const char *method[2];
+  /* Finds the node's user functions in the worker's environment table at
+   * env_idx and creates its Lua handles; also called with a new Lua state
+   * on a reload (w->reloading set: no resources but Lua refs then). */
+  int (*bind)(lua_State *L, struct cs_opi *op, int env_idx);
+  int (*open)(lua_State *L, struct cs_opi *op);           /* initialize_state, open */
+  int (*snapshot_state)(lua_State *L, struct cs_opi *op); /* before a snapshot */
+  int (*close)(lua_State *L, struct cs_opi *op);          /* close() */
+  void (*release)(lua_State *L, struct cs_opi *op);       /* drops Lua refs */
+  /* The value on top of L arrives at input `input`; pops it. */
+  int (*process)(lua_State *L, struct cs_opi *op, int input);
+  /* The encoded record rec arrives: handled in C, or 1 when it needs the
+   * Lua path (process with the record decoded). NULL: always the Lua path. */
+  int (*process_encoded)(lua_State *L, struct cs_opi *op, int input, cs_slice rec);
+  int (*flush)(struct cs_opi *op);   /* sinks: write out what is buffered */
+  void (*destroy)(struct cs_opi *op); /* frees op->data; the job is ending */
+  /* sources (the root of a task without inputs) */
+  int (*src_start)(lua_State *L, struct cs_tinst *t); /* files opened, ... */
+  /* Produces some records; returns 1 on progress, sets t->src_done at end. */
+  int (*src_step)(lua_State *L, struct cs_tinst *t);
+  void (*src_unblocked)(struct cs_tinst *t); /* outputs have room again */
+  /* The position for a checkpoint as text (cs_checkpoint.h); caller frees
+   * with cs_free; NULL when out of memory. NULL function: "none". */
+  char *(*src_position)(struct cs_tinst *t);
+  void (*src_rebind)(lua_State *L, struct cs_tinst *t); /* after a reload */
+  void (*src_cancel)(lua_State *L, struct cs_tinst *t); /* stop requested */
+  void (*src_destroy)(lua_State *L, struct cs_tinst *t); /* frees t->src */
+  int (*src_collect)(lua_State *L, struct cs_opi *op);  /* ctx:collect(v) */
+} cs_op_type;
 
-/* How a key (or a rolling aggregate's field) is taken from a record. */
-typedef enum cs_sel_kind {
-  CS_SEL_NONE,  /* the record itself */
-  CS_SEL_POS,   /* record[pos] */
-  CS_SEL_FIELD, /* record.field */
-  CS_SEL_FN     /* a Lua function (keys only) */
-} cs_sel_kind;
+/* ================================================================ runtime */
 
-typedef struct cs_selector {
-  cs_sel_kind kind;
-  lua_Integer pos;
-  char *field;
-} cs_selector;
-
-typedef enum cs_agg { CS_AGG_SUM, CS_AGG_MIN, CS_AGG_MAX, CS_AGG_REDUCE } cs_agg;
-
-typedef struct cs_input {
-  int from;        /* producer node index */
-  cs_part part;    /* as the script asked */
-  cs_selector key; /* for CS_PART_HASH */
-  int edge;        /* exchange edge index, or -1 when chained */
-} cs_input;
-
-typedef struct cs_node {
-  int index;
-  cs_op_kind kind;
-  char *name;
-  char *id; /* uid, or derived from kind and position */
-  int parallelism;
-  int keyed;
-  int ninputs;
-  cs_input in[2];
-  int task;
-  int chained; /* runs in its producer's task */
-  /* parameters */
-  char *path;    /* file source, file sink */
-  char *host;    /* socket source */
-  int port;
-  char delim;
-  char *prefix;  /* print sink identifier */
-  int to_stderr; /* print sink */
-  cs_agg agg;
-  cs_selector field; /* rolling aggregate field */
-} cs_node;
-
-typedef struct cs_edge {
-  int from, to, input;
-  cs_part part; /* effective: forward means subtask i -> subtask i */
-  int nprod, ncons;
-  cs_channel **ch; /* [prod * ncons + cons], NULL where unused */
-} cs_edge;
-
-typedef struct cs_task {
-  int root;
-  int parallelism;
-  int nnodes;
-  int *nodes; /* root first, then chained nodes in graph order */
-} cs_task;
-
-typedef struct cs_plan {
-  int nnodes;
-  cs_node *nodes;
-  int nedges;
-  cs_edge *edges;
-  int ntasks;
-  cs_task *tasks;
-  int nworkers;
-  int max_parallelism;
-  size_t channel_capacity;
-} cs_plan;
-
-/* Builds a plan from the environment table at env_idx of the planning
- * state. default_par is the parallelism for nodes that set none. Returns 0,
- * or CS_EPLAN with a message in err. Caller frees with cs_plan_destroy. */
-int cs_plan_build(lua_State *L, int env_idx, int default_par, cs_plan **out,
-                  char *err, size_t errlen);
-/* Creates the channels of every edge. Returns 0 or CS_ENOMEM. */
-int cs_plan_create_channels(cs_plan *p);
-/* Frees the channels (and batches queued in them), for another run. */
-void cs_plan_destroy_channels(cs_plan *p);
-void cs_plan_destroy(cs_plan *p); /* accepts NULL; frees channels too */
-
-/* ============================================================= runtime */
 
 struct cs_worker;
 struct cs_tinst;
@@ -176,10 +115,7 @@ typedef struct cs_opi {
   } old; /* the previous code's refs while a reload is prepared */
   cs_backend *be; /* this operator subtask's state, created on first use */
   cs_buf rbuf;    /* an encoded result (rolling aggregates' fast path) */
-  /* sinks */
-  FILE *file;
-  char *file_path;
-  cs_buf fbuf;
+  void *data; /* the operator type's own state (a sink's file), or NULL */
 } cs_opi;
 
 /* A subtask of a task, on the worker that runs it. */
@@ -209,7 +145,7 @@ typedef struct cs_tinst {
   /* sources */
   int is_source;
   int src_done;
-  struct cs_source *src;
+  void *src; /* the source's own state, owned by its type */
 } cs_tinst;
 
 typedef struct cs_worker {
@@ -308,7 +244,8 @@ typedef struct cs_job {
   int64_t reload_decided;   /* the reload decided, with reload_commit */
   int reload_commit;
   char *restart_savepoint;  /* topology changed: set (non-NULL) to restart */
-  struct cs_reload *reload; /* main-thread watcher, or NULL */
+  void *reload;             /* main-thread watcher (hooks->reload), or NULL */
+  const struct cs_job_hooks *hooks;
   atomic_int workers_idle; /* workers whose subtasks are all done */
   atomic_int all_done;     /* every worker is idle: stop the loops */
   const char *name;
@@ -327,151 +264,75 @@ typedef struct cs_job {
   uv_async_t *main_wake;
 } cs_job;
 
-/* ------------------------------------------------------------ cs_job.c */
+/* What the runtime calls above itself, given by the layer that starts the
+ * job (host/core): the cstream.core opener for worker states and the
+ * development mode's watcher (NULL when not watching). */
+typedef struct cs_job_hooks {
+  lua_CFunction open_core;
+  int (*reload_start)(struct cs_job *job, uv_loop_t *loop); /* main thread */
+  void (*reload_stop)(struct cs_job *job);
+  void (*reload_on_wake)(struct cs_job *job);
+} cs_job_hooks;
+
+/* ================================================================ the job */
 
 /* Runs the planned job to its end, restarting it from its latest checkpoint
- * after a failure as cfg's restart strategy allows. Returns 0, or CS_ELUA/...
- * with the error in *errmsg (caller frees with cs_free). */
-int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const char *name,
-               const char *script, int argc, char **argv,
+ * after a failure as cfg's restart strategy allows. Every node of the plan
+ * has its type. Returns 0, or CS_ELUA/... with the error in *errmsg (caller
+ * frees with cs_free). */
+int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hooks,
+               const char *name, const char *script, int argc, char **argv,
                const char *fingerprint, char **errmsg);
 
-/* The operator subtask's state backend, created on first use. Returns
- * NULL when it cannot be created (the job has failed then). */
-cs_backend *cs_opi_backend(cs_opi *op);
-
-/* Whether the job keeps its working state in RocksDB, and the RocksDB
- * options its configuration asks for. */
-struct cs_rocksdb_options;
-int cs_job_uses_rocksdb(const cs_job *job);
-void cs_job_rocksdb_options(const cs_job *job, struct cs_rocksdb_options *o);
-/* The local RocksDB working directory of an operator subtask. */
-void cs_opi_workdir(const cs_opi *op, char *buf, size_t len);
+/* Called by env:execute() inside a worker: checks the plan's fingerprint,
+ * keeps the environment at env_idx and unwinds the script (raises). */
+int cs_job_worker_execute(lua_State *L, cs_worker *w, int env_idx,
+                          const char *fingerprint);
 
 /* Records the job's failure (the first one wins) and stops every worker. */
 void cs_job_fail(cs_job *job, const char *msg);
 
-/* Emits the value on top of L through op's outputs; pops it.  [-1, +0]
- * Returns 0, or -1 when the job is failing (the error is recorded). */
-int cs_emit(lua_State *L, cs_opi *op);
+/* Stops the job, after a final checkpoint (or a savepoint) when the
+ * configuration allows. Returns whether one was triggered. Main thread. */
+int cs_job_stop(cs_job *job, int savepoint);
 
-/* Emits the encoded value v through op's outputs without decoding it
- * where the consumers allow (see cs_opi_process_encoded). v must stay valid
- * meanwhile. Returns 0 or -1. */
-int cs_emit_encoded(lua_State *L, cs_opi *op, cs_slice v);
+/* Whether the job keeps its working state in RocksDB. */
+int cs_job_uses_rocksdb(const cs_job *job);
 
-/* Whether a source should pause: its task's outputs are full. */
-int cs_tinst_blocked(const cs_tinst *t);
+/* ============================================= for operators and connectors */
+
+/* The worker whose Lua state is L (set for worker states), or NULL. */
+cs_worker *cs_worker_of(lua_State *L);
 
 /* Wakes the worker's loop (any thread). */
 void cs_worker_wake(cs_worker *w);
 /* Schedules a scheduling round (the worker's own thread only). */
 void cs_worker_kick(cs_worker *w);
+/* Writes the worker's buffered stdout/stderr lines (w->out, w->err). */
+void cs_worker_flush_stdio(cs_worker *w);
 
-/* ------------------------------------------------------- cs_operator.c */
+/* Emits the value on top of L through op's outputs; pops it.  [-1, +0]
+ * Returns 0, or -1 when the job is failing (the error is recorded). */
+int cs_emit(lua_State *L, cs_opi *op);
+/* Emits the encoded value v through op's outputs without decoding it
+ * where the consumers allow. v must stay valid meanwhile. Returns 0 or -1. */
+int cs_emit_encoded(lua_State *L, cs_opi *op, cs_slice v);
 
-/* Binds the node's Lua function(s) from the worker's environment table
- * and creates the opi's Context and Collector. Returns 0 or -1 (job failed).
- */
-int cs_opi_bind(lua_State *L, cs_opi *op, int env_idx);
-/* Calls open()/close() of a rich function. Returns 0 or -1. */
-int cs_opi_open(lua_State *L, cs_opi *op);
-int cs_opi_close(lua_State *L, cs_opi *op);
-/* Calls snapshot_state(self, ctx) of a rich function that has it (before
- * its operator state is copied into a checkpoint). Returns 0 or -1. */
-int cs_opi_snapshot_state(lua_State *L, cs_opi *op);
-void cs_opi_release(lua_State *L, cs_opi *op);
+/* Whether a source should pause: its task's outputs are full. */
+int cs_tinst_blocked(const cs_tinst *t);
 
-/* Processes the value on top of L arriving at op's input; pops it.
- * Returns 0 or -1 (job failed). */
-int cs_opi_process(lua_State *L, cs_opi *op, int input);
-
-/* Processes the encoded record rec arriving at op's input: in C for the
- * built-in operators that allow it (rolling sum/min/max, print and text
- * sinks), else decoded and handed to cs_opi_process. Returns 0 or -1. */
-int cs_opi_process_encoded(lua_State *L, cs_opi *op, int input, cs_slice rec);
+/* The operator subtask's state backend, created on first use. Returns
+ * NULL when it cannot be created (the job has failed then). */
+cs_backend *cs_opi_backend(cs_opi *op);
 
 /* Reports a failure of op while handling the record at rec_idx (0 = none),
- * with message msg; always returns -1. */
+ * with message msg: the job fails, or while reloading the reload rolls
+ * back. Always returns -1. */
 int cs_opi_fail(lua_State *L, cs_opi *op, int rec_idx, const char *msg);
 
-/* Registers the Context and Collector metatables in L. */
-void cs_operator_open_types(lua_State *L);
-
-/* The worker whose Lua state is L (set for worker states), or NULL. */
-cs_worker *cs_worker_of(lua_State *L);
-
-/* -------------------------------------------------------- cs_reload.c */
-
-/* Main thread: starts watching the script and its local modules (and
- * SIGHUP) on loop. Returns 0 or an error (message printed). */
-int cs_reload_start(cs_job *job, uv_loop_t *loop);
-/* cs_job.c: stops the job, after a final checkpoint (or a savepoint) when
- * the configuration allows. Returns whether one was triggered. */
-int cs__job_stop(cs_job *job, int savepoint);
-
-/* Main thread: stops watching; the handles close on loop. */
-void cs_reload_stop(cs_job *job);
-/* The directory of the savepoints a topology change takes when the job
- * has no checkpoint or savepoint directory: /tmp/cstream-reload-<pid>. */
-void cs_reload_savepoint_base(char *buf, size_t len);
-/* Removes that directory (the program is ending, not restarting). */
-void cs_reload_remove_savepoints(void);
-/* Main thread: the workers' prepare reports arrived (called on wake). */
-void cs_reload_on_wake(cs_job *job);
-/* Worker: handles a posted reload (prepare, wait, commit or abort). */
-void cs_worker_reload(cs_worker *w);
-
-/* cs_job.c: loads the job script into L for worker w, up to env:execute()
- * (which stores w->env_ref). Returns 0 or -1 with the error recorded (job
- * failure, or w->reload_error while reloading). */
-int cs__worker_load(cs_worker *w, lua_State *L);
-/* cs_job.c: looks up the key selector functions of w's exchange outputs in
- * w->L (after a reload). */
-void cs__worker_bind_keys(cs_worker *w);
-
-/* ------------------------------------------------------- cs_restore.c */
-
-/* Loads op's keyed and operator state from checkpoint ck, redistributing
- * it when the operator's parallelism changed; sets op->restored when the
- * checkpoint has the operator. Returns 0 or -1 (job failed). */
-int cs_restore_opi(cs_opi *op, const cs_ckpt *ck);
-
-/* -------------------------------------------------------- cs_source.c */
-
-/* Prepares the task's source (files opened, sockets connected). Returns 0
- * or -1 (job failed). */
-int cs_source_start(lua_State *L, cs_tinst *t);
-/* Produces some records; returns 1 if it made progress. Sets t->src_done
- * when the source is exhausted. */
-int cs_source_step(lua_State *L, cs_tinst *t);
-/* Called when the task is no longer blocked (resumes socket reads). */
-void cs_source_unblocked(cs_tinst *t);
-/* The source's position for a checkpoint, as text (see cs_checkpoint.h);
- * caller frees with cs_free. NULL when out of memory. */
-char *cs_source_position(cs_tinst *t);
-/* Rebinds the source's Lua references to L after a reload (a Lua source's
- * run() starts again). */
-void cs_source_rebind(lua_State *L, cs_tinst *t);
-/* Cancels the source (stop requested). */
-void cs_source_cancel(lua_State *L, cs_tinst *t);
-void cs_source_destroy(lua_State *L, cs_tinst *t);
-/* cstream.sleep: yields inside a custom source, blocks elsewhere. */
-int cs_source_sleep(lua_State *L);
-/* ctx:collect inside a custom source. */
-int cs_source_collect(lua_State *L, cs_opi *op);
-
-/* ---------------------------------------------------------- cs_sink.c */
-
-int cs_sink_open(cs_opi *op);
-/* Writes the value on top of L; pops it. Returns 0 or -1. */
-int cs_sink_write(lua_State *L, cs_opi *op);
-/* Writes the encoded record v; returns 0, -1 (failed), or 1 when it needs
- * the Lua path (it holds a map). */
-int cs_sink_write_encoded(cs_opi *op, cs_slice v);
-int cs_sink_flush(cs_opi *op);
-void cs_sink_close(cs_opi *op);
-/* Flushes the worker's buffered stdout/stderr lines. */
-void cs_worker_flush_stdio(cs_worker *w);
+/* Hands the value on top of L (popped) or the encoded record rec to op
+ * through its type, as a record arriving at input `input`. Returns 0 or -1. */
+int cs_opi_process(lua_State *L, cs_opi *op, int input);
+int cs_opi_process_encoded(lua_State *L, cs_opi *op, int input, cs_slice rec);
 
 #endif /* CS_RUNTIME_H */

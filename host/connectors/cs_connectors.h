@@ -1,0 +1,37 @@
+/*
+ * cs_connectors.h - host/connectors: the built-in sources and sinks, one
+ * cs_op_type each, for the layer that assigns types to a plan's nodes
+ * (host/core). The runtime calls a connector only through its type.
+ *
+ *   cs_elements.c       from_elements, from_collection
+ *   cs_file_source.c    read_text_file (split between subtasks by byte
+ *                       ranges; the position is the ranges left to read)
+ *   cs_socket_source.c  socket_text_stream (a libuv TCP client)
+ *   cs_custom_source.c  add_source: a Lua run(ctx) as a coroutine
+ *   cs_print_sink.c     print (Flink's format and "N> " prefixes)
+ *   cs_file_sink.c      write_as_text (renamed into place at the end)
+ *   cs_custom_sink.c    add_sink: a Lua invoke(v, ctx)
+ *   cs_source.c         what the sources share
+ *
+ * Depends on host/api, host/runtime, host/lua and below.
+ */
+#ifndef CS_CONNECTORS_H
+#define CS_CONNECTORS_H
+
+#include <lua.h>
+
+#include "host/runtime/cs_runtime.h"
+
+extern const cs_op_type cs_src_elements;
+extern const cs_op_type cs_src_file;
+extern const cs_op_type cs_src_socket;
+extern const cs_op_type cs_src_custom;
+extern const cs_op_type cs_sink_print;
+extern const cs_op_type cs_sink_file;
+extern const cs_op_type cs_sink_custom;
+
+/* cstream.sleep(ms): yields inside a custom source's run(), blocks the
+ * calling thread elsewhere. */
+int cs_source_sleep(lua_State *L);
+
+#endif /* CS_CONNECTORS_H */
