@@ -75,6 +75,136 @@ static const char *kind_prefix(cs_op_kind k) {
   return "op";
 }
 
+#define NODE_ERR(...)                       \
+  do {                                      \
+    snprintf(err, errlen, __VA_ARGS__);     \
+    return -1;                              \
+  } while (0)
+
+/* Reads the inputs of node n (number i, its table at t) into n->in.
+ * Returns 0, or -1 with a message in err. The stack is as it was. */
+static int read_inputs(lua_State *L, cs_plan *p, cs_node *n, int i, int t,
+                       char *err, size_t errlen) {
+  lua_getfield(L, t, "inputs");
+  int inputs = lua_gettop(L);
+  n->ninputs = (int)luaL_len(L, inputs);
+  if (n->ninputs > 2) NODE_ERR("node %d has too many inputs", i + 1);
+  for (int k = 0; k < n->ninputs; k++) {
+    cs_input *in = &n->in[k];
+    lua_geti(L, inputs, k + 1);
+    in->from = (int)get_int(L, -1, "node", 0) - 1;
+    char *part = get_str(L, -1, "partition");
+    in->part = !part                           ? CS_PART_FORWARD
+               : strcmp(part, "hash") == 0      ? CS_PART_HASH
+               : strcmp(part, "rebalance") == 0 ? CS_PART_REBALANCE
+               : strcmp(part, "broadcast") == 0 ? CS_PART_BROADCAST
+                                                : CS_PART_FORWARD;
+    cs_free(part);
+    get_selector(L, -1, "key", &in->key);
+    in->edge = -1;
+    lua_pop(L, 1);
+    if (in->from < 0 || in->from >= i) NODE_ERR("node %d has a bad input", i + 1);
+    if (is_sink(p->nodes[in->from].kind))
+      NODE_ERR("a sink cannot feed another operator");
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Reads node i of the logical graph (its table at t) into p->nodes[i].
+ * Returns 0, or -1 with a message in err. */
+static int read_node(lua_State *L, cs_plan *p, int i, int t, int default_par,
+                     char *err, size_t errlen) {
+  cs_node *n = &p->nodes[i];
+  n->index = i;
+  n->task = -1;
+  char *kind = get_str(L, t, "kind");
+  int found = 0;
+  for (size_t k = 0; kind && k < sizeof(kinds) / sizeof(kinds[0]); k++)
+    if (strcmp(kinds[k].name, kind) == 0) {
+      n->kind = kinds[k].kind;
+      found = 1;
+    }
+  cs_free(kind);
+  if (!found) NODE_ERR("node %d has an unknown kind", i + 1);
+  n->name = get_str(L, t, "name");
+  n->id = get_str(L, t, "uid");
+  if (n->id == NULL) {
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s_%d", kind_prefix(n->kind), i + 1);
+    n->id = cs_strdup(buf);
+  }
+  n->parallelism = (int)get_int(L, t, "parallelism", default_par);
+  if (n->parallelism > p->max_parallelism)
+    NODE_ERR("operator '%s' (id %s): parallelism %d exceeds the max "
+             "parallelism %d",
+             n->name, n->id, n->parallelism, p->max_parallelism);
+  lua_getfield(L, t, "keyed");
+  n->keyed = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  n->path = get_str(L, t, "path");
+  n->host = get_str(L, t, "host");
+  n->port = (int)get_int(L, t, "port", 0);
+  char *delim = get_str(L, t, "delimiter");
+  n->delim = delim && delim[0] ? delim[0] : '\n';
+  cs_free(delim);
+  n->prefix = get_str(L, t, "prefix");
+  lua_getfield(L, t, "stderr");
+  n->to_stderr = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  char *agg = get_str(L, t, "agg");
+  if (agg) {
+    n->agg = strcmp(agg, "sum") == 0   ? CS_AGG_SUM
+             : strcmp(agg, "min") == 0 ? CS_AGG_MIN
+             : strcmp(agg, "max") == 0 ? CS_AGG_MAX
+                                       : CS_AGG_REDUCE;
+    cs_free(agg);
+  }
+  get_selector(L, t, "field", &n->field);
+  if (read_inputs(L, p, n, i, t, err, errlen)) return -1;
+  if (p->nworkers < n->parallelism) p->nworkers = n->parallelism;
+  return 0;
+}
+
+/* Chains nodes into tasks and makes the exchange edges between tasks
+ * (nodes come in topological order). Returns 0, or -1 with err set. */
+static int build_tasks(cs_plan *p, char *err, size_t errlen) {
+  for (int i = 0; i < p->nnodes; i++) {
+    cs_node *n = &p->nodes[i];
+    cs_node *up = n->ninputs == 1 ? &p->nodes[n->in[0].from] : NULL;
+    if (up && n->in[0].part == CS_PART_FORWARD &&
+        up->parallelism == n->parallelism) {
+      n->chained = 1;
+      n->task = up->task;
+    } else {
+      cs_task *task = &p->tasks[p->ntasks];
+      task->root = i;
+      task->parallelism = n->parallelism;
+      n->task = p->ntasks++;
+    }
+    cs_task *task = &p->tasks[n->task];
+    int *nodes = cs_realloc(task->nodes, sizeof(int) * (size_t)(task->nnodes + 1));
+    if (nodes == NULL) NODE_ERR("out of memory");
+    task->nodes = nodes;
+    task->nodes[task->nnodes++] = i;
+    if (n->chained) continue;
+    for (int k = 0; k < n->ninputs; k++) {
+      cs_edge *e = &p->edges[p->nedges];
+      cs_node *from = &p->nodes[n->in[k].from];
+      e->from = from->index;
+      e->to = i;
+      e->input = k;
+      e->part = n->in[k].part;
+      e->nprod = from->parallelism;
+      e->ncons = n->parallelism;
+      if (e->part == CS_PART_FORWARD && e->nprod != e->ncons)
+        e->part = CS_PART_REBALANCE;
+      n->in[k].edge = p->nedges++;
+    }
+  }
+  return 0;
+}
+
 int cs_plan_build(lua_State *L, int env_idx, int default_par, cs_plan **out,
                   char *err, size_t errlen) {
   cs_plan *p = cs_calloc(1, sizeof(*p));
@@ -92,122 +222,17 @@ int cs_plan_build(lua_State *L, int env_idx, int default_par, cs_plan **out,
   p->edges = cs_calloc((size_t)p->nnodes * 2, sizeof(cs_edge));
   p->tasks = cs_calloc((size_t)p->nnodes, sizeof(cs_task));
   if (!p->nodes || !p->edges || !p->tasks) PLAN_ERR("out of memory");
-
   for (int i = 0; i < p->nnodes; i++) {
-    cs_node *n = &p->nodes[i];
     lua_geti(L, nodes_idx, i + 1);
-    int t = lua_gettop(L);
-    n->index = i;
-    n->task = -1;
-    char *kind = get_str(L, t, "kind");
-    int found = 0;
-    for (size_t k = 0; kind && k < sizeof(kinds) / sizeof(kinds[0]); k++)
-      if (strcmp(kinds[k].name, kind) == 0) {
-        n->kind = kinds[k].kind;
-        found = 1;
-      }
-    cs_free(kind);
-    if (!found) PLAN_ERR("node %d has an unknown kind", i + 1);
-    n->name = get_str(L, t, "name");
-    n->id = get_str(L, t, "uid");
-    if (n->id == NULL) {
-      char buf[64];
-      snprintf(buf, sizeof(buf), "%s_%d", kind_prefix(n->kind), i + 1);
-      n->id = cs_strdup(buf);
-    }
-    n->parallelism = (int)get_int(L, t, "parallelism", default_par);
-    if (n->parallelism > p->max_parallelism)
-      PLAN_ERR("operator '%s' (id %s): parallelism %d exceeds the max "
-               "parallelism %d",
-               n->name, n->id, n->parallelism, p->max_parallelism);
-    lua_getfield(L, t, "keyed");
-    n->keyed = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    n->path = get_str(L, t, "path");
-    n->host = get_str(L, t, "host");
-    n->port = (int)get_int(L, t, "port", 0);
-    char *delim = get_str(L, t, "delimiter");
-    n->delim = delim && delim[0] ? delim[0] : '\n';
-    cs_free(delim);
-    n->prefix = get_str(L, t, "prefix");
-    lua_getfield(L, t, "stderr");
-    n->to_stderr = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    char *agg = get_str(L, t, "agg");
-    if (agg) {
-      n->agg = strcmp(agg, "sum") == 0   ? CS_AGG_SUM
-               : strcmp(agg, "min") == 0 ? CS_AGG_MIN
-               : strcmp(agg, "max") == 0 ? CS_AGG_MAX
-                                         : CS_AGG_REDUCE;
-      cs_free(agg);
-    }
-    get_selector(L, t, "field", &n->field);
-
-    lua_getfield(L, t, "inputs");
-    n->ninputs = (int)luaL_len(L, -1);
-    if (n->ninputs > 2) PLAN_ERR("node %d has too many inputs", i + 1);
-    for (int k = 0; k < n->ninputs; k++) {
-      cs_input *in = &n->in[k];
-      lua_geti(L, -1, k + 1);
-      in->from = (int)get_int(L, -1, "node", 0) - 1;
-      char *part = get_str(L, -1, "partition");
-      in->part = !part                           ? CS_PART_FORWARD
-                 : strcmp(part, "hash") == 0      ? CS_PART_HASH
-                 : strcmp(part, "rebalance") == 0 ? CS_PART_REBALANCE
-                 : strcmp(part, "broadcast") == 0 ? CS_PART_BROADCAST
-                                                  : CS_PART_FORWARD;
-      cs_free(part);
-      get_selector(L, -1, "key", &in->key);
-      in->edge = -1;
-      lua_pop(L, 1);
-      if (in->from < 0 || in->from >= i) PLAN_ERR("node %d has a bad input", i + 1);
-      if (is_sink(p->nodes[in->from].kind))
-        PLAN_ERR("a sink cannot feed another operator");
-    }
-    lua_pop(L, 2); /* inputs, node */
-    if (p->nworkers < n->parallelism) p->nworkers = n->parallelism;
+    if (read_node(L, p, i, lua_gettop(L), default_par, err, errlen)) goto fail;
+    lua_pop(L, 1); /* node */
   }
   lua_pop(L, 1); /* _nodes */
-
-  /* Chaining and tasks: nodes come in topological order. */
-  for (int i = 0; i < p->nnodes; i++) {
-    cs_node *n = &p->nodes[i];
-    cs_node *up = n->ninputs == 1 ? &p->nodes[n->in[0].from] : NULL;
-    if (up && n->in[0].part == CS_PART_FORWARD &&
-        up->parallelism == n->parallelism) {
-      n->chained = 1;
-      n->task = up->task;
-    } else {
-      cs_task *task = &p->tasks[p->ntasks];
-      task->root = i;
-      task->parallelism = n->parallelism;
-      n->task = p->ntasks++;
-    }
-    cs_task *task = &p->tasks[n->task];
-    int *nodes = cs_realloc(task->nodes, sizeof(int) * (size_t)(task->nnodes + 1));
-    if (nodes == NULL) PLAN_ERR("out of memory");
-    task->nodes = nodes;
-    task->nodes[task->nnodes++] = i;
-    if (!n->chained) {
-      for (int k = 0; k < n->ninputs; k++) {
-        cs_edge *e = &p->edges[p->nedges];
-        cs_node *from = &p->nodes[n->in[k].from];
-        e->from = from->index;
-        e->to = i;
-        e->input = k;
-        e->part = n->in[k].part;
-        e->nprod = from->parallelism;
-        e->ncons = n->parallelism;
-        if (e->part == CS_PART_FORWARD && e->nprod != e->ncons)
-          e->part = CS_PART_REBALANCE;
-        n->in[k].edge = p->nedges++;
-      }
-    }
-  }
+  if (build_tasks(p, err, errlen)) goto fail;
   *out = p;
   return 0;
 fail:
-  if (lua_gettop(L) > 0) lua_settop(L, nodes_idx - 1);
+  if (lua_gettop(L) >= nodes_idx) lua_settop(L, nodes_idx - 1);
   cs_plan_destroy(p);
   return CS_EPLAN;
 }
