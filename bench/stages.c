@@ -34,9 +34,8 @@
 #include <uv.h>
 
 #include "state/cs_backend.h"
-#include "host/runtime/cs_channel.h"
+#include "host/runtime/cs_runtime.h"
 #include "state/cs_codec.h"
-#include "host/lua/cs_format.h"
 #include "host/lua/cs_lua.h"
 
 #define MAX_PAR 128

@@ -30,7 +30,7 @@
 #include "state/cs_rocksdb.h"
 #include "host/checkpoint/cs_checkpoint.h"
 #include "host/cli/cs_cli.h"
-#include "host/lua/cs_format.h"
+#include "host/lua/cs_lua.h"
 
 static void json_string(cs_buf *b, const char *s, size_t n) {
   cs_buf_append(b, "\"", 1);

@@ -7,7 +7,7 @@
  */
 #include "host/api/cs_api.h"
 #include "host/connectors/cs_connectors_int.h"
-#include "host/lua/cs_format.h"
+#include "host/lua/cs_lua.h"
 
 #define STDIO_FLUSH_BYTES (64 * 1024)
 

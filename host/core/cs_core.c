@@ -15,7 +15,6 @@
 #include "host/config/cs_config.h"
 #include "host/connectors/cs_connectors.h"
 #include "host/core/cs_core.h"
-#include "host/lua/cs_format.h"
 #include "host/lua/cs_lua.h"
 #include "host/operators/cs_operators.h"
 #include "host/runtime/cs_runtime.h"

@@ -188,14 +188,7 @@ static int check_new_version(cs_job *job, cs_options *o, char ***mods, int *nmod
     return -1;
   }
   cs_core_set_options(L, o);
-  lua_createtable(L, job->argc, 1);
-  lua_pushstring(L, job->script);
-  lua_rawseti(L, -2, 0);
-  for (int i = 0; i < job->argc; i++) {
-    lua_pushstring(L, job->argv[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_setglobal(L, "arg");
+  cs_lua_set_arg(L, job->script, job->argc, job->argv);
   cs_core_record_requires(L);
   int rc = 0;
   if (cs_lua_loadfile(L, job->script) != LUA_OK || cs_lua_pcall(L, 0, 0) != LUA_OK) {

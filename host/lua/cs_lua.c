@@ -127,3 +127,14 @@ lua_State *cs_lua_newstate(lua_CFunction open_core) {
   lua_pop(L, 2);
   return L;
 }
+
+void cs_lua_set_arg(lua_State *L, const char *script, int argc, char **argv) {
+  lua_createtable(L, argc, 1);
+  lua_pushstring(L, script);
+  lua_rawseti(L, -2, 0);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setglobal(L, "arg");
+}

@@ -1,14 +1,15 @@
 /*
  * cs_lua.h - host/lua, the boundary between the engine and Lua: creating
  * states with the engine's allocator, finding the Lua library directory,
- * and the one door through which C calls user code. Value rendering is the
- * folder's other header, cs_format.h. Depends on state/ only.
+ * and the one door through which C calls user code; with cs_format.h
+ * (included), rendering values as Flink prints them. Depends on state/ only.
  */
 #ifndef CS_LUA_H
 #define CS_LUA_H
 
 #include <lua.h>
 
+#include "host/lua/cs_format.h"
 #include "state/cs_common.h"
 
 /* Creates a Lua state that allocates through cs_malloc, with the standard
@@ -33,6 +34,10 @@ void cs_lua_worker_setup(lua_State *L);
 /* Loads a script file with chunk name "@path"; on success pushes the chunk
  * and returns LUA_OK, else pushes the message and returns the error. */
 int cs_lua_loadfile(lua_State *L, const char *path);
+
+/* Sets the global arg table as lua.c does for a script: arg[0] = script,
+ * arg[1..argc] = argv. */
+void cs_lua_set_arg(lua_State *L, const char *script, int argc, char **argv);
 
 /* The error raised to unwind user code when the job is already failing
  * (the real error has been recorded); recognised by cs_lua_is_abort. */

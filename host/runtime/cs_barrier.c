@@ -136,20 +136,7 @@ ack:
 
 /* Sends barrier id on every output of t, behind the records before it. */
 void cs__tinst_emit_barrier(cs_tinst *t, int64_t id) {
-  cs__flush_outputs(t, 1);
-  for (int i = 0; i < t->neouts; i++) {
-    cs_eout *eo = t->eouts[i];
-    for (int c = 0; c < eo->edge->ncons; c++) {
-      if (eo->edge->ch[eo->subtask * eo->edge->ncons + c] == NULL) continue;
-      cs_batch *b = cs_batch_create(CS_BATCH_BARRIER);
-      if (b == NULL) {
-        cs_job_fail(t->w->job, "out of memory");
-        return;
-      }
-      b->ckpt = id;
-      cs__eout_send(eo, c, b);
-    }
-  }
+  cs__send_control(t, CS_BATCH_BARRIER, id);
 }
 
 /* When every input of t delivered the barrier being aligned (or ended),

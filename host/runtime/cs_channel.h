@@ -5,8 +5,11 @@
  * A batch holds records framed as:
  *   u16 key group | u32 key length | key bytes | u32 value length | value
  * (native byte order: batches never leave the process). Control messages
- * (end of input, later barriers) are batches of their own kind, so they stay
+ * (end of input, barriers) are batches of their own kind, so they stay
  * in order with the records around them.
+ *
+ * Part of host/runtime's contract: cs_runtime.h includes it; other folders
+ * include cs_runtime.h.
  */
 #ifndef CS_CHANNEL_H
 #define CS_CHANNEL_H

@@ -142,13 +142,51 @@ bad:
   return -1;
 }
 
+/* Finds, in the encoded record v, the key that sel selects when it is a
+ * scalar at a position or field: its bytes are then already canonical.
+ * Returns 1 with the key in *k, else 0 (the key needs Lua). */
+static int scalar_key(const cs_selector *sel, cs_slice v, cs_slice *k) {
+  int found = sel->kind == CS_SEL_POS ? cs_codec_array_elem(v, sel->pos, k)
+              : sel->kind == CS_SEL_FIELD
+                  ? cs_codec_map_field(v, sel->field, strlen(sel->field), k)
+                  : 0;
+  return found && cs_codec_is_key_scalar(*k) && k->data[0] != (char)0xc0;
+}
+
+/* Adds the encoded record val, with its canonical key (hash edges; NULL
+ * otherwise), to the batch of the consumer(s) the edge's partitioning
+ * picks. Returns 0 or -1 (out of memory). */
+static int eout_route(cs_eout *eo, const cs_buf *key, const cs_buf *val) {
+  cs_edge *e = eo->edge;
+  int c = 0, kg = 0;
+  switch (e->part) {
+  case CS_PART_HASH: {
+    int maxp = eo->t->w->job->plan->max_parallelism;
+    kg = cs_key_group(key->data, key->len, maxp);
+    c = cs_key_group_owner(kg, maxp, e->ncons);
+    break;
+  }
+  case CS_PART_FORWARD:
+    c = eo->subtask;
+    break;
+  case CS_PART_REBALANCE:
+    c = eo->rr;
+    eo->rr = (eo->rr + 1) % e->ncons;
+    break;
+  case CS_PART_BROADCAST:
+    for (c = 0; c < e->ncons; c++)
+      if (eout_add(eo, c, 0, NULL, val)) return -1;
+    return 0;
+  }
+  return eout_add(eo, c, kg, key, val);
+}
+
 /* Encodes the record at the top of L onto the exchange output (does not
  * pop). Returns 0 or -1. */
 static int eout_write(lua_State *L, cs_opi *op, cs_eout *eo) {
   cs_worker *w = op->w;
   int idx = lua_gettop(L);
   char err[256];
-  int kg = 0, c = 0;
   cs_buf *key = NULL;
   cs_edge *e = eo->edge;
   const cs_selector *sel = &w->job->plan->nodes[e->to].in[e->input].key;
@@ -158,17 +196,11 @@ static int eout_write(lua_State *L, cs_opi *op, cs_eout *eo) {
   cs_buf_reset(&w->valbuf);
   if (encoded) vrc = cs_codec_encode(L, idx, &w->valbuf, err, sizeof(err));
   if (e->part == CS_PART_HASH) {
-    /* A scalar key at a position or field: its bytes in the encoded record
-     * are already canonical. Otherwise select and encode it in Lua. */
+    /* A scalar key at a position or field is read from the encoded record;
+     * otherwise it is selected and encoded in Lua. */
     cs_slice v = {w->valbuf.data, w->valbuf.len}, k;
-    int found = encoded && vrc == 0 &&
-                (sel->kind == CS_SEL_POS ? cs_codec_array_elem(v, sel->pos, &k)
-                 : sel->kind == CS_SEL_FIELD
-                     ? cs_codec_map_field(v, sel->field, strlen(sel->field), &k)
-                     : 0) &&
-                cs_codec_is_key_scalar(k) && k.data[0] != (char)0xc0;
     cs_buf_reset(&w->keybuf);
-    if (found) {
+    if (encoded && vrc == 0 && scalar_key(sel, v, &k)) {
       if (cs_buf_append(&w->keybuf, k.data, k.len)) goto nomem;
     } else {
       if (push_key(L, op, eo, idx)) return -1;
@@ -181,8 +213,6 @@ static int eout_write(lua_State *L, cs_opi *op, cs_eout *eo) {
       }
     }
     key = &w->keybuf;
-    kg = cs_key_group(key->data, key->len, w->job->plan->max_parallelism);
-    c = cs_key_group_owner(kg, w->job->plan->max_parallelism, e->ncons);
   }
   if (!encoded) vrc = cs_codec_encode(L, idx, &w->valbuf, err, sizeof(err));
   if (vrc) {
@@ -191,44 +221,24 @@ static int eout_write(lua_State *L, cs_opi *op, cs_eout *eo) {
              w->job->plan->nodes[e->to].name, err);
     return cs_opi_fail(L, op, idx, msg);
   }
-  switch (e->part) {
-  case CS_PART_HASH:
-    break;
-  case CS_PART_FORWARD:
-    c = eo->subtask;
-    break;
-  case CS_PART_REBALANCE:
-    c = eo->rr;
-    eo->rr = (eo->rr + 1) % e->ncons;
-    break;
-  case CS_PART_BROADCAST:
-    for (c = 0; c < e->ncons; c++)
-      if (eout_add(eo, c, 0, NULL, &w->valbuf)) goto nomem;
-    return 0;
-  }
-  if (eout_add(eo, c, kg, key, &w->valbuf)) goto nomem;
+  if (eout_route(eo, key, &w->valbuf)) goto nomem;
   return 0;
 nomem:
   return cs_opi_fail(L, op, 0, "out of memory while buffering output");
 }
 
 /* Sends the encoded record v on an exchange. The key is read from the
- * encoded record when it is a scalar at a position or field (its bytes are
- * then already canonical); other keys take the Lua path. Returns 0 or -1. */
+ * encoded record when it is a scalar at a position or field; other keys
+ * take the Lua path. Returns 0 or -1. */
 static int eout_write_encoded(lua_State *L, cs_opi *op, cs_eout *eo,
                               cs_slice v) {
   cs_edge *e = eo->edge;
   cs_worker *w = op->w;
-  int c = 0, kg = 0;
   cs_buf *key = NULL;
   if (e->part == CS_PART_HASH) {
     const cs_selector *sel = &w->job->plan->nodes[e->to].in[e->input].key;
     cs_slice k;
-    int found = sel->kind == CS_SEL_POS ? cs_codec_array_elem(v, sel->pos, &k)
-                : sel->kind == CS_SEL_FIELD
-                    ? cs_codec_map_field(v, sel->field, strlen(sel->field), &k)
-                    : 0;
-    if (!found || !cs_codec_is_key_scalar(k) || k.data[0] == (char)0xc0) {
+    if (!scalar_key(sel, v, &k)) {
       if (cs_codec_decode(L, v.data, v.len, NULL))
         return cs_opi_fail(L, op, 0, "internal error: a record is corrupt");
       int rc = eout_write(L, op, eo);
@@ -238,26 +248,9 @@ static int eout_write_encoded(lua_State *L, cs_opi *op, cs_eout *eo,
     cs_buf_reset(&w->keybuf);
     if (cs_buf_append(&w->keybuf, k.data, k.len)) goto nomem;
     key = &w->keybuf;
-    kg = cs_key_group(key->data, key->len, w->job->plan->max_parallelism);
-    c = cs_key_group_owner(kg, w->job->plan->max_parallelism, e->ncons);
   }
   cs_buf val = {(char *)v.data, v.len, v.len};
-  switch (e->part) {
-  case CS_PART_HASH:
-    break;
-  case CS_PART_FORWARD:
-    c = eo->subtask;
-    break;
-  case CS_PART_REBALANCE:
-    c = eo->rr;
-    eo->rr = (eo->rr + 1) % e->ncons;
-    break;
-  case CS_PART_BROADCAST:
-    for (c = 0; c < e->ncons; c++)
-      if (eout_add(eo, c, 0, NULL, &val)) goto nomem;
-    return 0;
-  }
-  if (eout_add(eo, c, kg, key, &val)) goto nomem;
+  if (eout_route(eo, key, &val)) goto nomem;
   return 0;
 nomem:
   return cs_opi_fail(L, op, 0, "out of memory while buffering output");
@@ -303,6 +296,24 @@ void cs__flush_outputs(cs_tinst *t, int all) {
         eout_flush_one(eo, c);
     }
   }
+}
+
+int cs__send_control(cs_tinst *t, cs_batch_kind kind, int64_t id) {
+  cs__flush_outputs(t, 1);
+  for (int i = 0; i < t->neouts; i++) {
+    cs_eout *eo = t->eouts[i];
+    for (int c = 0; c < eo->edge->ncons; c++) {
+      if (eo->edge->ch[eo->subtask * eo->edge->ncons + c] == NULL) continue;
+      cs_batch *b = cs_batch_create(kind);
+      if (b == NULL) {
+        cs_job_fail(t->w->job, "out of memory");
+        return -1;
+      }
+      b->ckpt = id;
+      cs__eout_send(eo, c, b);
+    }
+  }
+  return 0;
 }
 
 int cs__channels_create(cs_plan *p) {

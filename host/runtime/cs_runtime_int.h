@@ -120,6 +120,10 @@ void cs__eout_send(cs_eout *eo, int c, cs_batch *b);
 int cs__eout_drain(cs_eout *eo);
 /* Sends t's partial batches: all of them, or those past the timeout. */
 void cs__flush_outputs(cs_tinst *t, int all);
+/* Sends a control batch of the kind (END, or BARRIER with checkpoint id)
+ * on every output channel of t, behind the records before it. Returns 0,
+ * or -1 when out of memory (the job fails). */
+int cs__send_control(cs_tinst *t, cs_batch_kind kind, int64_t id);
 /* Creates the channels of every edge of p (for one run), and frees them
  * with the batches queued in them. */
 int cs__channels_create(cs_plan *p);

@@ -26,19 +26,7 @@ void cs__tinst_finish(cs_tinst *t) {
     cs__opi_close(L, t->ops[i]);
     cs__opi_flush(t->ops[i]);
   }
-  cs__flush_outputs(t, 1);
-  for (int i = 0; i < t->neouts; i++) {
-    cs_eout *eo = t->eouts[i];
-    for (int c = 0; c < eo->edge->ncons; c++) {
-      if (eo->edge->ch[eo->subtask * eo->edge->ncons + c] == NULL) continue;
-      cs_batch *b = cs_batch_create(CS_BATCH_END);
-      if (b == NULL) {
-        cs_job_fail(t->w->job, "out of memory");
-        return;
-      }
-      cs__eout_send(eo, c, b);
-    }
-  }
+  if (cs__send_control(t, CS_BATCH_END, 0)) return;
   t->finished = 1;
 }
 

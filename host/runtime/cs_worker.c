@@ -9,7 +9,6 @@
 #include <lauxlib.h>
 #include <string.h>
 
-#include "host/lua/cs_format.h"
 #include "host/lua/cs_lua.h"
 #include "host/runtime/cs_runtime_int.h"
 #include "state/cs_codec.h"
@@ -137,20 +136,6 @@ cs_backend *cs_opi_backend(cs_opi *op) {
   return op->be;
 }
 
-/* Puts the script's arguments into the global arg table, as lua.c does. */
-static void set_arg_table(lua_State *L, cs_job *job) {
-  lua_createtable(L, job->argc, 1);
-  lua_pushstring(L, job->script);
-  lua_rawseti(L, -2, 0);
-  for (int i = 0; i < job->argc; i++) {
-    lua_pushstring(L, job->argv[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  lua_setglobal(L, "arg");
-}
-
-/* Loads the job script into the worker's state and runs it up to
- * env:execute(), which stores the environment and unwinds. */
 /* A failure while loading: fatal, or captured while reloading. */
 static void worker_error(cs_worker *w, const char *msg) {
   if (w->reloading) {
@@ -165,7 +150,7 @@ int cs__worker_load(cs_worker *w, lua_State *L) {
   char msg[512];
   lua_pushlightuserdata(L, w);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &worker_key);
-  set_arg_table(L, job);
+  cs_lua_set_arg(L, job->script, job->argc, job->argv);
   if (cs_lua_loadfile(L, job->script) != LUA_OK) {
     snprintf(msg, sizeof(msg), "worker %d: %s", w->index, lua_tostring(L, -1));
     worker_error(w, msg);

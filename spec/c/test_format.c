@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "state/cs_codec.h"
-#include "host/lua/cs_format.h"
+#include "host/lua/cs_lua.h"
 #include "cs_test.h"
 
 static lua_State *L;
