@@ -4,10 +4,11 @@
  *
  * Hot path. A get is one rocksdb_get_pinned_cf: the value is not copied but
  * pinned (in the memtable's copy or a block of the block cache) and the pin
- * is kept in a ring of PIN_RING slots, released by the next mutating call or
- * when the ring wraps. A put, del or append composes the key on the stack
- * (heap only past KEY_STACK bytes), writes without the WAL, then releases the
- * pins, after the write, since the value written may be one of the views.
+ * is kept in a ring of CS__ROCKSDB_PIN_RING slots, released by the next
+ * mutating call or when the ring wraps. A put, del or append composes the key
+ * on the stack (heap only past KEY_STACK bytes), writes without the WAL, then
+ * releases the pins, after the write, since the value written may be one of
+ * the views.
  *
  * Map iterators. RocksDB iterators read a snapshot, so they would never see
  * a concurrent mutation; the contract asks for CS_ESTATE instead. The backend
@@ -15,16 +16,15 @@
  * map iterators of that very (state, kg, key) stale; there are rarely more
  * than one or two, so the walk costs nothing when there are none.
  *
- * Every RocksDB call gets its own `char *rerr = NULL` (rerr, because err is
- * the caller's message buffer in this file's API); an error is mapped to a
- * CS_E* code, logged or put in that buffer with its context, and freed.
- * Memory that RocksDB hands us (error strings) is freed with rocksdb_free.
+ * The conventions of every file of the backend (RocksDB errors, rerr) are
+ * in cs_rocksdb_int.h, with what the files share.
+ *
  * The merge operator's results are allocated with malloc, not cs_malloc: they
  * are made on RocksDB's background threads during compactions, and a failure
  * injected there (cs_fail_nth_alloc) would put the instance into a permanent
  * background-error state instead of failing one call.
  */
-#include "cs_rocksdb.h"
+#include "cs_rocksdb_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -41,83 +41,25 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <rocksdb/c.h>
-
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #define KG_MAX 65535
-#define PIN_RING 16           /* get views kept alive at once */
-#define KEY_STACK 256         /* composite keys up to this size stay on stack */
+#define KEY_STACK 256 /* composite keys up to this size stay on stack */
 #define MiB ((size_t)1 << 20)
 #define MARKER_FILE "cs-workdir"
 #define MANIFEST_MAGIC "cstream-rocksdb-checkpoint 1"
 #define MANIFEST_MAX (64 * MiB)
-#define NAME_MAX_LEN 255
 #define COPY_CHUNK (256 * 1024)
 
 /* ============================================================== types */
 
-typedef struct rstate {
-  char *name;
-  cs_state_kind kind;
-  rocksdb_column_family_handle_t *cf;
-} rstate;
-
-/* A local SST file name and the shared name it came from (restored). */
-typedef struct shared_ref {
-  cs_slice local;
-  cs_slice shared;
-} shared_ref;
-
-/* The size and XXH3-64 of an SST file of the instance, by its local name:
- * SST files never change and their numbers are never reused, so each is
- * hashed once, when a checkpoint first takes it (or never, when it came
- * with the checkpoint the backend was restored from). */
-typedef struct sst_sum {
-  char *name;
-  uint64_t size;
-  uint64_t hash;
-} sst_sum;
-
-typedef struct riter riter;
-
-typedef struct rdb {
-  cs_backend base;
-  rocksdb_t *db;
-  rocksdb_options_t *opts; /* DB and column family options */
-  rocksdb_cache_t *cache;
-  rocksdb_readoptions_t *ro;
-  rocksdb_writeoptions_t *wo;
-  rstate *states;
-  int nstates;
-  int cap;
-  int readonly;
-  char *workdir;
-  char lineage[17]; /* 16 hex digits */
-  /* From the checkpoint this backend was restored from: its manifest text
-   * and the (local, shared) names of its shared SST files, by local name. */
-  char *restored_text;
-  shared_ref *restored;
-  size_t nrestored;
-  sst_sum *sums; /* sorted by name */
-  size_t nsums;
-  rocksdb_pinnableslice_t *pins[PIN_RING];
-  unsigned pin_next;
-  unsigned npinned;
-  riter *iters; /* live iterators */
-  /* The write-back cache of VALUE states (see "value cache" below). */
-  struct centry *ctab;
-  size_t cmask;  /* slots - 1; 0 when no table */
-  size_t ccount; /* entries */
-  size_t cbytes; /* memory the cache holds */
-  size_t climit; /* 0: no cache */
-} rdb;
+typedef struct cs__rocksdb_iter riter;
 
 enum { ITER_MAP = 1, ITER_SCAN = 2 };
 
-struct riter {
-  rdb *r; /* NULL once the backend is destroyed */
+struct cs__rocksdb_iter {
+  cs__rocksdb *r; /* NULL once the backend is destroyed */
   riter *prev, *next;
   int type;
   int stale; /* ITER_MAP: its (state, kg, key) was mutated */
@@ -137,14 +79,12 @@ struct riter {
   char buf[]; /* ITER_MAP: prefix kg ++ varint ++ key, then upper bound */
 };
 
-static const cs_backend_ops rdb_ops;
 static const char empty_bytes[1];
 
 /* ============================================================ errors */
 
 /* Writes a message into err (when there is room) and returns rc. */
-static int __attribute__((format(printf, 4, 5)))
-errf(char *err, size_t errlen, int rc, const char *fmt, ...) {
+int cs__rocksdb_errf(char *err, size_t errlen, int rc, const char *fmt, ...) {
   if (err != NULL && errlen > 0) {
     va_list ap;
     va_start(ap, fmt);
@@ -156,7 +96,7 @@ errf(char *err, size_t errlen, int rc, const char *fmt, ...) {
 
 /* For vtable operations, which have no message buffer: logs a RocksDB
  * error with what was being done and where, frees it, returns CS_EIO. */
-static int rocks_fail(rdb *r, const char *what, char *rerr) {
+int cs__rocksdb_rocks_fail(cs__rocksdb *r, const char *what, char *rerr) {
   fprintf(stderr, "cstream-lua: rocksdb %s in %s: %s\n", what, r->workdir,
           rerr);
   rocksdb_free(rerr);
@@ -164,9 +104,9 @@ static int rocks_fail(rdb *r, const char *what, char *rerr) {
 }
 
 /* For set-up functions: moves a RocksDB error into err and returns rc. */
-static int rocks_errf(char *err, size_t errlen, int rc, const char *what,
-                      const char *where, char *rerr) {
-  errf(err, errlen, rc, "rocksdb %s %s: %s", what, where, rerr);
+int cs__rocksdb_rocks_errf(char *err, size_t errlen, int rc, const char *what,
+                           const char *where, char *rerr) {
+  cs__rocksdb_errf(err, errlen, rc, "rocksdb %s %s: %s", what, where, rerr);
   rocksdb_free(rerr);
   return rc;
 }
@@ -340,8 +280,8 @@ static int make_options(const cs_rocksdb_options *o, rocksdb_options_t **out,
   rocksdb_options_destroy(base);
   if (rerr) {
     rocksdb_options_destroy(opts);
-    return rocks_errf(err, errlen, CS_EINVAL, "options",
-                      "(avoid_flush_during_shutdown)", rerr);
+    return cs__rocksdb_rocks_errf(err, errlen, CS_EINVAL, "options",
+                                  "(avoid_flush_during_shutdown)", rerr);
   }
   rocksdb_options_set_write_buffer_size(opts, d.write_buffer_bytes);
   rocksdb_options_set_max_write_buffer_number(opts, d.max_write_buffers);
@@ -378,8 +318,8 @@ static int make_options(const cs_rocksdb_options *o, rocksdb_options_t **out,
 
 /* ============================================================== files */
 
-static int path_join(char *buf, size_t cap, const char *dir,
-                     const char *name) {
+int cs__rocksdb_path_join(char *buf, size_t cap, const char *dir,
+                          const char *name) {
   int n = snprintf(buf, cap, "%s/%s", dir, name);
   return n < 0 || (size_t)n >= cap ? CS_EINVAL : 0;
 }
@@ -391,7 +331,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag,
 }
 
 /* Removes path and everything below it, following no symlinks. */
-static int remove_tree(const char *path) {
+int cs__rocksdb_remove_tree(const char *path) {
   if (nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) == 0) return 0;
   return errno == ENOENT ? 0 : -1;
 }
@@ -406,7 +346,8 @@ static int clear_dir(const char *dir) {
   while ((de = readdir(d)) != NULL) {
     if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
       continue;
-    if (path_join(path, sizeof(path), dir, de->d_name) || remove_tree(path))
+    if (cs__rocksdb_path_join(path, sizeof(path), dir, de->d_name) ||
+        cs__rocksdb_remove_tree(path))
       rc = -1;
   }
   closedir(d);
@@ -453,58 +394,62 @@ static int mkdir_p(const char *dir) {
 /* Makes dir an empty working directory of ours: created with its parents,
  * or emptied when it is empty or holds our marker (refused otherwise, so
  * that a wrong path never wipes a user's files). Leaves the marker in it. */
-static int prepare_dir(const char *dir, char *err, size_t errlen) {
+int cs__rocksdb_prepare_dir(const char *dir, char *err, size_t errlen) {
   char marker[PATH_MAX];
   struct stat st;
   if (dir == NULL || dir[0] == '\0')
-    return errf(err, errlen, CS_EINVAL, "no working directory given");
-  if (path_join(marker, sizeof(marker), dir, MARKER_FILE))
-    return errf(err, errlen, CS_EINVAL, "path too long: %s", dir);
+    return cs__rocksdb_errf(err, errlen, CS_EINVAL,
+                            "no working directory given");
+  if (cs__rocksdb_path_join(marker, sizeof(marker), dir, MARKER_FILE))
+    return cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long: %s", dir);
   if (stat(dir, &st) == 0) {
     if (!S_ISDIR(st.st_mode))
-      return errf(err, errlen, CS_EINVAL, "%s exists and is not a directory",
-                  dir);
+      return cs__rocksdb_errf(err, errlen, CS_EINVAL,
+                              "%s exists and is not a directory", dir);
     if (access(marker, F_OK) != 0) {
       int empty = dir_is_empty(dir);
       if (empty < 0)
-        return errf(err, errlen, CS_EIO, "cannot read directory %s: %s", dir,
-                    strerror(errno));
+        return cs__rocksdb_errf(err, errlen, CS_EIO,
+                                "cannot read directory %s: %s", dir,
+                                strerror(errno));
       if (!empty)
-        return errf(err, errlen, CS_EINVAL,
-                    "refusing to wipe %s: it is not empty and not a "
-                    "cstream-lua working directory (no %s in it)",
-                    dir, MARKER_FILE);
+        return cs__rocksdb_errf(
+            err, errlen, CS_EINVAL,
+            "refusing to wipe %s: it is not empty and not a "
+            "cstream-lua working directory (no %s in it)",
+            dir, MARKER_FILE);
     }
     if (clear_dir(dir))
-      return errf(err, errlen, CS_EIO, "cannot wipe %s: %s", dir,
-                  strerror(errno));
+      return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot wipe %s: %s", dir,
+                              strerror(errno));
   } else if (errno != ENOENT || mkdir_p(dir) != 0) {
-    return errf(err, errlen, CS_EIO, "cannot create directory %s: %s", dir,
-                strerror(errno));
+    return cs__rocksdb_errf(err, errlen, CS_EIO,
+                            "cannot create directory %s: %s", dir,
+                            strerror(errno));
   }
   int fd = open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
-    return errf(err, errlen, CS_EIO, "cannot write in %s: %s", dir,
-                strerror(errno));
+    return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot write in %s: %s", dir,
+                            strerror(errno));
   close(fd);
   return 0;
 }
 
 /* Removes a working directory: its content, then itself when it is a
  * plain directory. */
-static void remove_workdir(const char *dir) {
+void cs__rocksdb_remove_workdir(const char *dir) {
   struct stat st;
   if (lstat(dir, &st) != 0) return;
   if (S_ISLNK(st.st_mode)) {
     clear_dir(dir);
     return;
   }
-  if (remove_tree(dir) != 0)
+  if (cs__rocksdb_remove_tree(dir) != 0)
     fprintf(stderr, "cstream-lua: rocksdb: cannot remove %s: %s\n", dir,
             strerror(errno));
 }
 
-static int fsync_path(const char *path, int dir) {
+int cs__rocksdb_fsync_path(const char *path, int dir) {
   int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
   if (fd < 0) return -1;
   int rc = fsync(fd);
@@ -515,7 +460,7 @@ static int fsync_path(const char *path, int dir) {
 }
 
 /* fsyncs the directory that holds path (so that path's entry lasts). */
-static int fsync_parent(const char *path) {
+int cs__rocksdb_fsync_parent(const char *path) {
   char p[PATH_MAX];
   size_t n = strlen(path);
   if (n >= sizeof(p)) {
@@ -525,13 +470,13 @@ static int fsync_parent(const char *path) {
   memcpy(p, path, n + 1);
   while (n > 1 && p[n - 1] == '/') p[--n] = '\0'; /* trailing slashes */
   char *slash = strrchr(p, '/');
-  if (slash == NULL) return fsync_path(".", 1);
-  if (slash == p) return fsync_path("/", 1);
+  if (slash == NULL) return cs__rocksdb_fsync_path(".", 1);
+  if (slash == p) return cs__rocksdb_fsync_path("/", 1);
   *slash = '\0';
-  return fsync_path(p, 1);
+  return cs__rocksdb_fsync_path(p, 1);
 }
 
-static int write_all(int fd, const char *p, size_t n) {
+int cs__rocksdb_write_all(int fd, const char *p, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, p, n);
     if (w < 0) {
@@ -545,37 +490,37 @@ static int write_all(int fd, const char *p, size_t n) {
 }
 
 /* Maps a failed open of a checkpoint file to an error naming it. */
-static int open_errf(char *err, size_t errlen, const char *path) {
+int cs__rocksdb_open_errf(char *err, size_t errlen, const char *path) {
   if (errno == ENOENT)
-    return errf(err, errlen, CS_ENOTFOUND, "checkpoint file %s is missing",
-                path);
-  return errf(err, errlen, CS_EIO, "cannot read %s: %s", path,
-              strerror(errno));
+    return cs__rocksdb_errf(err, errlen, CS_ENOTFOUND,
+                            "checkpoint file %s is missing", path);
+  return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot read %s: %s", path,
+                          strerror(errno));
 }
 
 /* Reads the whole of src, hashing it (XXH3-64) and, when dst is not NULL,
  * copying it to dst (created; fsynced when sync). Reports the size and the
  * hash. */
-static int copy_hash(const char *src, const char *dst, int sync,
-                     uint64_t *size, uint64_t *hash, char *err,
-                     size_t errlen) {
+int cs__rocksdb_copy_hash(const char *src, const char *dst, int sync,
+                          uint64_t *size, uint64_t *hash, char *err,
+                          size_t errlen) {
   int rc = 0, in = -1, out = -1;
   char *buf = NULL;
   XXH3_state_t st;
   XXH3_64bits_reset(&st);
   uint64_t total = 0;
   in = open(src, O_RDONLY | O_CLOEXEC);
-  if (in < 0) return open_errf(err, errlen, src);
+  if (in < 0) return cs__rocksdb_open_errf(err, errlen, src);
   buf = cs_malloc(COPY_CHUNK);
   if (buf == NULL) {
-    rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+    rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
     goto done;
   }
   if (dst != NULL) {
     out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (out < 0) {
-      rc = errf(err, errlen, CS_EIO, "cannot create %s: %s", dst,
-                strerror(errno));
+      rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot create %s: %s", dst,
+                            strerror(errno));
       goto done;
     }
   }
@@ -583,30 +528,30 @@ static int copy_hash(const char *src, const char *dst, int sync,
     ssize_t n = read(in, buf, COPY_CHUNK);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      rc = errf(err, errlen, CS_EIO, "cannot read %s: %s", src,
-                strerror(errno));
+      rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot read %s: %s", src,
+                            strerror(errno));
       goto done;
     }
     if (n == 0) break;
     XXH3_64bits_update(&st, buf, (size_t)n);
     total += (uint64_t)n;
-    if (out >= 0 && write_all(out, buf, (size_t)n) != 0) {
-      rc = errf(err, errlen, CS_EIO, "cannot write %s: %s", dst,
-                strerror(errno));
+    if (out >= 0 && cs__rocksdb_write_all(out, buf, (size_t)n) != 0) {
+      rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot write %s: %s", dst,
+                            strerror(errno));
       goto done;
     }
   }
   if (out >= 0 && sync && fsync(out) != 0) {
-    rc = errf(err, errlen, CS_EIO, "cannot sync %s: %s", dst,
-              strerror(errno));
+    rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot sync %s: %s", dst,
+                          strerror(errno));
     goto done;
   }
   if (size) *size = total;
   if (hash) *hash = XXH3_64bits_digest(&st);
 done:
   if (out >= 0 && close(out) != 0 && rc == 0)
-    rc = errf(err, errlen, CS_EIO, "cannot write %s: %s", dst,
-              strerror(errno));
+    rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot write %s: %s", dst,
+                          strerror(errno));
   if (rc && out >= 0) unlink(dst);
   close(in);
   cs_free(buf);
@@ -615,37 +560,37 @@ done:
 
 /* Hard-links src to dst, or copies it where links cannot be made (another
  * file system, or one without links). */
-static int link_or_copy(const char *src, const char *dst, int sync,
-                        char *err, size_t errlen) {
+int cs__rocksdb_link_or_copy(const char *src, const char *dst, int sync,
+                             char *err, size_t errlen) {
   if (link(src, dst) == 0) return 0;
-  if (errno == ENOENT) return open_errf(err, errlen, src);
+  if (errno == ENOENT) return cs__rocksdb_open_errf(err, errlen, src);
   if (errno != EXDEV && errno != EPERM && errno != EMLINK &&
       errno != EOPNOTSUPP)
-    return errf(err, errlen, CS_EIO, "cannot link %s to %s: %s", src, dst,
-                strerror(errno));
-  return copy_hash(src, dst, sync, NULL, NULL, err, errlen);
+    return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot link %s to %s: %s",
+                            src, dst, strerror(errno));
+  return cs__rocksdb_copy_hash(src, dst, sync, NULL, NULL, err, errlen);
 }
 
 /* Reads a whole (small) file into b. */
-static int read_small_file(const char *path, cs_buf *b, char *err,
-                           size_t errlen) {
+int cs__rocksdb_read_small_file(const char *path, cs_buf *b, char *err,
+                                size_t errlen) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return open_errf(err, errlen, path);
+  if (fd < 0) return cs__rocksdb_open_errf(err, errlen, path);
   int rc = 0;
   for (;;) {
     if (b->len >= MANIFEST_MAX) {
-      rc = errf(err, errlen, CS_EDECODE, "%s is too large", path);
+      rc = cs__rocksdb_errf(err, errlen, CS_EDECODE, "%s is too large", path);
       break;
     }
     if (cs_buf_reserve(b, 64 * 1024)) {
-      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+      rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
       break;
     }
     ssize_t n = read(fd, b->data + b->len, b->cap - b->len);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      rc = errf(err, errlen, CS_EIO, "cannot read %s: %s", path,
-                strerror(errno));
+      rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot read %s: %s", path,
+                            strerror(errno));
       break;
     }
     if (n == 0) break;
@@ -659,28 +604,29 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void free_names(char **names, size_t n) {
+void cs__rocksdb_free_names(char **names, size_t n) {
   for (size_t i = 0; i < n; i++) cs_free(names[i]);
   cs_free(names);
 }
 
-static void free_sums(sst_sum *sums, size_t n) {
+void cs__rocksdb_free_sums(cs__rocksdb_sst_sum *sums, size_t n) {
   for (size_t i = 0; i < n; i++) cs_free(sums[i].name);
   cs_free(sums);
 }
 
-static int sum_cmp(const void *pa, const void *pb) {
-  return strcmp(((const sst_sum *)pa)->name, ((const sst_sum *)pb)->name);
+int cs__rocksdb_sum_cmp(const void *pa, const void *pb) {
+  return strcmp(((const cs__rocksdb_sst_sum *)pa)->name,
+                ((const cs__rocksdb_sst_sum *)pb)->name);
 }
 
 /* Lists the names in dir (sorted; "." and ".." left out). The caller frees
- * them with free_names. */
-static int list_dir(const char *dir, char ***out, size_t *count, char *err,
-                    size_t errlen) {
+ * them with cs__rocksdb_free_names. */
+int cs__rocksdb_list_dir(const char *dir, char ***out, size_t *count, char *err,
+                         size_t errlen) {
   DIR *d = opendir(dir);
   if (d == NULL)
-    return errf(err, errlen, CS_EIO, "cannot read directory %s: %s", dir,
-                strerror(errno));
+    return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot read directory %s: %s",
+                            dir, strerror(errno));
   char **names = NULL;
   size_t n = 0, cap = 0;
   int rc = 0;
@@ -706,8 +652,8 @@ static int list_dir(const char *dir, char ***out, size_t *count, char *err,
   }
   closedir(d);
   if (rc) {
-    free_names(names, n);
-    return errf(err, errlen, rc, "out of memory");
+    cs__rocksdb_free_names(names, n);
+    return cs__rocksdb_errf(err, errlen, rc, "out of memory");
   }
   if (n) qsort(names, n, sizeof(*names), cmp_str);
   *out = names;
@@ -751,7 +697,7 @@ static int kind_of_cf(const char *cfname, const char **name) {
   return 0;
 }
 
-static const char *cf_prefix(cs_state_kind kind) {
+const char *cs__rocksdb_cf_prefix(cs_state_kind kind) {
   return kind == CS_STATE_VALUE ? "value:"
          : kind == CS_STATE_LIST ? "list:"
                                  : "map:";
@@ -770,7 +716,7 @@ static int cfent_cmp(const void *pa, const void *pb) {
 
 /* Opens the instance in r->workdir with every column family it has and
  * rebuilds the state table from their names, ids in creation order. */
-static int open_existing(rdb *r, char *err, size_t errlen) {
+static int open_existing(cs__rocksdb *r, char *err, size_t errlen) {
   const char *dir = r->workdir;
   char *rerr = NULL;
   size_t n = 0;
@@ -778,13 +724,13 @@ static int open_existing(rdb *r, char *err, size_t errlen) {
   char **names = rocksdb_list_column_families(r->opts, dir, &n, &rerr);
   if (rerr) {
     rocksdb_list_column_families_destroy(names, n);
-    return rocks_errf(err, errlen, CS_EIO, "open", dir, rerr);
+    return cs__rocksdb_rocks_errf(err, errlen, CS_EIO, "open", dir, rerr);
   }
   const rocksdb_options_t **cfopts = cs_calloc(n, sizeof(*cfopts));
   rocksdb_column_family_handle_t **handles = cs_calloc(n, sizeof(*handles));
   cfent *ents = cs_calloc(n, sizeof(*ents));
   if (cfopts == NULL || handles == NULL || ents == NULL) {
-    rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+    rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
     goto fail_alloc;
   }
   for (size_t i = 0; i < n; i++) cfopts[i] = r->opts;
@@ -797,7 +743,7 @@ static int open_existing(rdb *r, char *err, size_t errlen) {
                                          (const char *const *)names, cfopts,
                                          handles, &rerr);
   if (rerr) {
-    rc = rocks_errf(err, errlen, CS_EIO, "open", dir, rerr);
+    rc = cs__rocksdb_rocks_errf(err, errlen, CS_EIO, "open", dir, rerr);
     goto fail_alloc;
   }
 
@@ -816,9 +762,9 @@ static int open_existing(rdb *r, char *err, size_t errlen) {
   }
   qsort(ents, ns, sizeof(*ents), cfent_cmp);
   if (ns > 0) {
-    r->states = cs_calloc(ns, sizeof(rstate));
+    r->states = cs_calloc(ns, sizeof(cs__rocksdb_state));
     if (r->states == NULL) {
-      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+      rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
       goto fail_states;
     }
     r->cap = (int)ns;
@@ -830,13 +776,14 @@ static int open_existing(rdb *r, char *err, size_t errlen) {
     for (int j = 0; kind && j < r->nstates; j++)
       dup |= strcmp(r->states[j].name, name) == 0;
     if (kind == 0 || dup) {
-      rc = errf(err, errlen, CS_EDECODE,
-                "unexpected column family '%s' in %s", ents[i].cfname, dir);
+      rc = cs__rocksdb_errf(err, errlen, CS_EDECODE,
+                            "unexpected column family '%s' in %s",
+                            ents[i].cfname, dir);
       goto fail_states;
     }
-    rstate *s = &r->states[r->nstates];
+    cs__rocksdb_state *s = &r->states[r->nstates];
     if ((s->name = cs_strdup(name)) == NULL) {
-      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+      rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
       goto fail_states;
     }
     s->kind = (cs_state_kind)kind;
@@ -870,17 +817,16 @@ fail_alloc:
   return rc;
 }
 
-enum { OPEN_NEW, OPEN_EXISTING, OPEN_READONLY };
-
 /* Makes a backend on the RocksDB instance in dir (a prepared directory):
  * a new one, or the one there, read-write or read-only. */
-static int open_instance(const char *dir, const cs_rocksdb_options *o,
-                         int mode, rdb **out, char *err, size_t errlen) {
+int cs__rocksdb_open_instance(const char *dir, const cs_rocksdb_options *o,
+                              int mode, cs__rocksdb **out, char *err,
+                              size_t errlen) {
   int rc = CS_ENOMEM;
-  rdb *r = cs_calloc(1, sizeof(rdb));
+  cs__rocksdb *r = cs_calloc(1, sizeof(cs__rocksdb));
   if (r == NULL) goto fail_alloc;
-  r->base.ops = &rdb_ops;
-  r->readonly = mode == OPEN_READONLY;
+  r->base.ops = &cs__rocksdb_ops;
+  r->readonly = mode == CS__ROCKSDB_OPEN_READONLY;
   if (!r->readonly) /* 0 would mean "the default": SIZE_MAX turns it off */
     r->climit = o == NULL || o->value_cache_bytes == 0 ? 32 * MiB
                 : o->value_cache_bytes == SIZE_MAX ? 0
@@ -892,7 +838,7 @@ static int open_instance(const char *dir, const cs_rocksdb_options *o,
   r->ro = rocksdb_readoptions_create();
   r->wo = rocksdb_writeoptions_create();
   rocksdb_writeoptions_disable_WAL(r->wo, 1);
-  if (mode == OPEN_NEW) {
+  if (mode == CS__ROCKSDB_OPEN_NEW) {
     char *rerr = NULL;
     rocksdb_options_set_create_if_missing(r->opts, 1);
     rocksdb_options_set_error_if_exists(r->opts, 1);
@@ -901,7 +847,8 @@ static int open_instance(const char *dir, const cs_rocksdb_options *o,
     r->db = rocksdb_open(r->opts, dir, &rerr);
     rocksdb_options_set_create_if_missing(r->opts, 0);
     rocksdb_options_set_error_if_exists(r->opts, 0);
-    if (rerr) rc = rocks_errf(err, errlen, CS_EIO, "open", dir, rerr);
+    if (rerr)
+      rc = cs__rocksdb_rocks_errf(err, errlen, CS_EIO, "open", dir, rerr);
   } else {
     rc = open_existing(r, err, errlen);
   }
@@ -919,37 +866,37 @@ fail_options:
 fail_workdir:
   cs_free(r);
 fail_alloc:
-  if (rc == CS_ENOMEM) errf(err, errlen, rc, "out of memory");
+  if (rc == CS_ENOMEM) cs__rocksdb_errf(err, errlen, rc, "out of memory");
   return rc;
 }
 
 /* ========================================================== arguments */
 
-static inline rstate *state_at(rdb *r, int state, int kg) {
+static inline cs__rocksdb_state *state_at(cs__rocksdb *r, int state, int kg) {
   if (state < 0 || state >= r->nstates || kg < 0 || kg > KG_MAX) return NULL;
   return &r->states[state];
 }
 
-static inline int ukey_ok(const rstate *s, const cs_slice *ukey) {
+static inline int ukey_ok(const cs__rocksdb_state *s, const cs_slice *ukey) {
   return (s->kind == CS_STATE_MAP) == (ukey != NULL);
 }
 
 /* ============================================================== views */
 
 /* Keeps p alive until the next mutating call or until the ring wraps. */
-static void pin(rdb *r, rocksdb_pinnableslice_t *p) {
+static void pin(cs__rocksdb *r, rocksdb_pinnableslice_t *p) {
   rocksdb_pinnableslice_t **slot = &r->pins[r->pin_next];
   if (*slot)
     rocksdb_pinnableslice_destroy(*slot);
   else
     r->npinned++;
   *slot = p;
-  r->pin_next = (r->pin_next + 1) % PIN_RING;
+  r->pin_next = (r->pin_next + 1) % CS__ROCKSDB_PIN_RING;
 }
 
-static void release_pins(rdb *r) {
+static void release_pins(cs__rocksdb *r) {
   if (r->npinned == 0) return;
-  for (int i = 0; i < PIN_RING; i++) {
+  for (int i = 0; i < CS__ROCKSDB_PIN_RING; i++) {
     if (r->pins[i]) rocksdb_pinnableslice_destroy(r->pins[i]);
     r->pins[i] = NULL;
   }
@@ -958,7 +905,7 @@ static void release_pins(rdb *r) {
 }
 
 /* Marks the live map iterators of (state, kg, key) stale. */
-static void touch(rdb *r, int state, int kg, cs_slice key) {
+static void touch(cs__rocksdb *r, int state, int kg, cs_slice key) {
   for (riter *it = r->iters; it != NULL; it = it->next) {
     if (it->type == ITER_MAP && it->state == state && it->kg_first == kg &&
         it->klen == key.len &&
@@ -979,7 +926,7 @@ static void touch(rdb *r, int state, int kg, cs_slice key) {
  * creation order, as the column family ids are. */
 static int rdb_register_state(cs_backend *be, const char *name,
                               cs_state_kind kind) {
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   if (name == NULL || kind < CS_STATE_VALUE || kind > CS_STATE_MAP)
     return CS_EINVAL;
   for (int i = 0; i < r->nstates; i++) {
@@ -990,7 +937,8 @@ static int rdb_register_state(cs_backend *be, const char *name,
   if (r->nstates == r->cap) {
     if (r->cap > INT32_MAX / 2) return CS_ENOMEM;
     int cap = r->cap ? r->cap * 2 : 8;
-    rstate *ns = cs_realloc(r->states, (size_t)cap * sizeof(rstate));
+    cs__rocksdb_state *ns =
+        cs_realloc(r->states, (size_t)cap * sizeof(cs__rocksdb_state));
     if (ns == NULL) return CS_ENOMEM;
     r->states = ns;
     r->cap = cap;
@@ -1003,7 +951,7 @@ static int rdb_register_state(cs_backend *be, const char *name,
     cs_free(cfname);
     return CS_ENOMEM;
   }
-  snprintf(cfname, nlen + 8, "%s%s", cf_prefix(kind), name);
+  snprintf(cfname, nlen + 8, "%s%s", cs__rocksdb_cf_prefix(kind), name);
   char *rerr = NULL;
   rocksdb_column_family_handle_t *cf =
       rocksdb_create_column_family(r->db, r->opts, cfname, &rerr);
@@ -1011,9 +959,9 @@ static int rdb_register_state(cs_backend *be, const char *name,
   if (rerr) {
     if (cf) rocksdb_column_family_handle_destroy(cf); /* NULL inside */
     cs_free(copy);
-    return rocks_fail(r, "create column family", rerr);
+    return cs__rocksdb_rocks_fail(r, "create column family", rerr);
   }
-  rstate *s = &r->states[r->nstates];
+  cs__rocksdb_state *s = &r->states[r->nstates];
   s->name = copy;
   s->kind = kind;
   s->cf = cf;
@@ -1031,7 +979,7 @@ static int rdb_register_state(cs_backend *be, const char *name,
  * cache outgrows its budget, after which it is emptied (hot keys come back
  * on their next use). LIST and MAP states go to RocksDB directly. */
 
-typedef struct centry {
+typedef struct cs__rocksdb_centry {
   uint64_t hash; /* 0: an empty slot */
   char *buf;     /* the composite key, then the value */
   uint32_t klen, vlen, vcap;
@@ -1047,7 +995,8 @@ static uint64_t chash(int state, const char *k, size_t n) {
   return h ? h : 1;
 }
 
-static centry *cfind(rdb *r, uint64_t h, int state, const char *k, size_t n) {
+static centry *cfind(cs__rocksdb *r, uint64_t h, int state, const char *k,
+                     size_t n) {
   if (r->cmask == 0) return NULL;
   for (size_t i = h & r->cmask;; i = (i + 1) & r->cmask) {
     centry *e = &r->ctab[i];
@@ -1058,7 +1007,7 @@ static centry *cfind(rdb *r, uint64_t h, int state, const char *k, size_t n) {
   }
 }
 
-static int cgrow(rdb *r) {
+static int cgrow(cs__rocksdb *r) {
   size_t n = r->cmask ? (r->cmask + 1) * 2 : 1024;
   centry *t = cs_calloc(n, sizeof(*t));
   if (t == NULL) return CS_ENOMEM;
@@ -1078,7 +1027,7 @@ static int cgrow(rdb *r) {
 
 /* Writes the dirty entries in one batch and marks them clean; with drop,
  * empties the cache too. Returns 0 or CS_EIO. */
-static int cflush(rdb *r, int drop) {
+int cs__rocksdb_cache_flush(cs__rocksdb *r, int drop) {
   int rc = 0;
   rocksdb_writebatch_t *wb = NULL;
   for (size_t i = 0; r->cmask && i <= r->cmask; i++) {
@@ -1096,7 +1045,7 @@ static int cflush(rdb *r, int drop) {
     char *rerr = NULL;
     rocksdb_write(r->db, r->wo, wb, &rerr);
     rocksdb_writebatch_destroy(wb);
-    if (rerr) rc = rocks_fail(r, "write", rerr);
+    if (rerr) rc = cs__rocksdb_rocks_fail(r, "write", rerr);
   }
   for (size_t i = 0; r->cmask && i <= r->cmask; i++) {
     centry *e = &r->ctab[i];
@@ -1117,7 +1066,7 @@ static int cflush(rdb *r, int drop) {
 
 /* The entry of (state, k), created empty (clean, absent) when missing.
  * NULL when out of memory. */
-static centry *centry_get(rdb *r, int state, const char *k, size_t n) {
+static centry *centry_get(cs__rocksdb *r, int state, const char *k, size_t n) {
   uint64_t h = chash(state, k, n);
   if ((r->ccount + 1) * 4 > (r->cmask + 1) * 3 || r->cmask == 0)
     if (cgrow(r)) return NULL;
@@ -1134,7 +1083,7 @@ static centry *centry_get(rdb *r, int state, const char *k, size_t n) {
 }
 
 /* Sets the entry's value to v (which may point into any entry). */
-static int centry_set(rdb *r, centry *e, cs_slice v) {
+static int centry_set(cs__rocksdb *r, centry *e, cs_slice v) {
   if (v.len > e->vcap) {
     size_t cap = v.len + v.len / 4 + 8;
     if (cap > UINT32_MAX - e->klen) return CS_ENOMEM;
@@ -1154,14 +1103,14 @@ static int centry_set(rdb *r, centry *e, cs_slice v) {
 }
 
 /* After a write into the cache: keeps it within its budget. */
-static int cbound(rdb *r) {
-  return r->cbytes > r->climit ? cflush(r, 1) : 0;
+static int cbound(cs__rocksdb *r) {
+  return r->cbytes > r->climit ? cs__rocksdb_cache_flush(r, 1) : 0;
 }
 
 static int rdb_get(cs_backend *be, int state, int kg, cs_slice key,
                    const cs_slice *ukey, cs_slice *val) {
-  rdb *r = container_of(be, rdb, base);
-  rstate *s = state_at(r, state, kg);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || !ukey_ok(s, ukey) || val == NULL) return CS_EINVAL;
   ckey k;
   int rc = ckey_make(&k, kg, key, s->kind == CS_STATE_MAP, ukey, 0);
@@ -1182,7 +1131,7 @@ static int rdb_get(cs_backend *be, int state, int kg, cs_slice key,
       rocksdb_get_pinned_cf(r->db, r->ro, s->cf, k.p, k.len, &rerr);
   if (rerr) {
     ckey_done(&k);
-    return rocks_fail(r, "get", rerr);
+    return cs__rocksdb_rocks_fail(r, "get", rerr);
   }
   if (p == NULL) {
     ckey_done(&k);
@@ -1206,8 +1155,8 @@ static int rdb_get(cs_backend *be, int state, int kg, cs_slice key,
 
 static int rdb_put(cs_backend *be, int state, int kg, cs_slice key,
                    const cs_slice *ukey, cs_slice val) {
-  rdb *r = container_of(be, rdb, base);
-  rstate *s = state_at(r, state, kg);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || !ukey_ok(s, ukey) || r->readonly) return CS_EINVAL;
   ckey k;
   int rc = ckey_make(&k, kg, key, s->kind == CS_STATE_MAP, ukey, 0);
@@ -1227,11 +1176,12 @@ static int rdb_put(cs_backend *be, int state, int kg, cs_slice key,
   ckey_done(&k);
   if (s->kind == CS_STATE_MAP) touch(r, state, kg, key);
   release_pins(r); /* after the write: val may be a view */
-  return rerr ? rocks_fail(r, "put", rerr) : 0;
+  return rerr ? cs__rocksdb_rocks_fail(r, "put", rerr) : 0;
 }
 
 /* Deletes every user key of a MAP key, in one write batch. */
-static int del_map_key(rdb *r, rstate *s, int kg, cs_slice key) {
+static int del_map_key(cs__rocksdb *r, cs__rocksdb_state *s, int kg,
+                       cs_slice key) {
   ckey k;
   int rc = ckey_make(&k, kg, key, 1, NULL, 1); /* the prefix, its bound */
   if (rc) return rc;
@@ -1258,13 +1208,13 @@ static int del_map_key(rdb *r, rstate *s, int kg, cs_slice key) {
   ckey_done(&k);
   if (rerr == NULL && count > 0) rocksdb_write(r->db, r->wo, wb, &rerr);
   rocksdb_writebatch_destroy(wb);
-  return rerr ? rocks_fail(r, "delete map key", rerr) : 0;
+  return rerr ? cs__rocksdb_rocks_fail(r, "delete map key", rerr) : 0;
 }
 
 static int rdb_del(cs_backend *be, int state, int kg, cs_slice key,
                    const cs_slice *ukey) {
-  rdb *r = container_of(be, rdb, base);
-  rstate *s = state_at(r, state, kg);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || (ukey != NULL && !ukey_ok(s, ukey)) || r->readonly)
     return CS_EINVAL;
   int rc;
@@ -1287,7 +1237,7 @@ static int rdb_del(cs_backend *be, int state, int kg, cs_slice key,
     char *rerr = NULL;
     rocksdb_delete_cf(r->db, r->wo, s->cf, k.p, k.len, &rerr);
     ckey_done(&k);
-    rc = rerr ? rocks_fail(r, "delete", rerr) : 0;
+    rc = rerr ? cs__rocksdb_rocks_fail(r, "delete", rerr) : 0;
   }
   if (s->kind == CS_STATE_MAP) touch(r, state, kg, key);
   release_pins(r);
@@ -1296,8 +1246,8 @@ static int rdb_del(cs_backend *be, int state, int kg, cs_slice key,
 
 static int rdb_append(cs_backend *be, int state, int kg, cs_slice key,
                       cs_slice val) {
-  rdb *r = container_of(be, rdb, base);
-  rstate *s = state_at(r, state, kg);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || s->kind != CS_STATE_LIST || r->readonly) return CS_EINVAL;
   ckey k;
   int rc = ckey_make(&k, kg, key, 0, NULL, 0);
@@ -1307,12 +1257,12 @@ static int rdb_append(cs_backend *be, int state, int kg, cs_slice key,
                    &rerr);
   ckey_done(&k);
   release_pins(r); /* after the write: val may be a view */
-  return rerr ? rocks_fail(r, "append", rerr) : 0;
+  return rerr ? cs__rocksdb_rocks_fail(r, "append", rerr) : 0;
 }
 
 /* ========================================================== iterators */
 
-static void iter_link(rdb *r, riter *it) {
+static void iter_link(cs__rocksdb *r, riter *it) {
   it->r = r;
   it->prev = NULL;
   it->next = r->iters;
@@ -1333,7 +1283,7 @@ static void iter_close_rocks(riter *it) {
 
 /* Closes the RocksDB side and unlinks it from its backend. */
 static void iter_detach(riter *it) {
-  rdb *r = it->r;
+  cs__rocksdb *r = it->r;
   iter_close_rocks(it);
   if (it->prev)
     it->prev->next = it->next;
@@ -1348,8 +1298,8 @@ static void iter_detach(riter *it) {
  * it with iter_destroy. */
 static int rdb_map_iter(cs_backend *be, int state, int kg, cs_slice key,
                         cs_backend_iter **out) {
-  rdb *r = container_of(be, rdb, base);
-  rstate *s = state_at(r, state, kg);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || s->kind != CS_STATE_MAP || out == NULL) return CS_EINVAL;
   if (key.len > SIZE_MAX / 4) return CS_ENOMEM;
   size_t plen = 2 + varint_len(key.len) + key.len;
@@ -1385,10 +1335,11 @@ static int rdb_map_iter(cs_backend *be, int state, int kg, cs_slice key,
  * it with iter_destroy. */
 static int rdb_scan_iter(cs_backend *be, int kg_first, int kg_last,
                          cs_backend_iter **out) {
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   if (kg_first < 0 || kg_last > KG_MAX || kg_first > kg_last || out == NULL)
     return CS_EINVAL;
-  if (cflush(r, 0)) return CS_EIO; /* the scan reads RocksDB itself */
+  if (cs__rocksdb_cache_flush(r, 0))
+    return CS_EIO; /* the scan reads RocksDB itself */
   riter *it = cs_malloc(sizeof(riter));
   if (it == NULL) return CS_ENOMEM;
   memset(it, 0, sizeof(*it));
@@ -1423,7 +1374,7 @@ static int rdb_scan_iter(cs_backend *be, int kg_first, int kg_last,
 static int rocks_iter_error(riter *it, const char *what) {
   char *rerr = NULL;
   rocksdb_iter_get_error(it->it, &rerr);
-  return rerr ? rocks_fail(it->r, what, rerr) : 0;
+  return rerr ? cs__rocksdb_rocks_fail(it->r, what, rerr) : 0;
 }
 
 static int map_iter_next(riter *it, cs_backend_entry *e) {
@@ -1460,7 +1411,7 @@ static int map_iter_next(riter *it, cs_backend_entry *e) {
  * the first of the next state that has one. Exhausted iterators are
  * released at once. */
 static int scan_iter_next(riter *it, cs_backend_entry *e) {
-  rdb *r = it->r;
+  cs__rocksdb *r = it->r;
   rocksdb_iterator_t *ri = NULL;
   for (; it->state < it->nits; it->state++, it->started = 0) {
     ri = it->its[it->state];
@@ -1469,7 +1420,7 @@ static int scan_iter_next(riter *it, cs_backend_entry *e) {
     if (rocksdb_iter_valid(ri)) break;
     char *rerr = NULL;
     rocksdb_iter_get_error(ri, &rerr);
-    if (rerr) return rocks_fail(r, "scan", rerr);
+    if (rerr) return cs__rocksdb_rocks_fail(r, "scan", rerr);
     rocksdb_iter_destroy(ri);
     it->its[it->state] = NULL;
   }
@@ -1518,7 +1469,7 @@ static void rdb_iter_destroy(cs_backend_iter *bit) {
 
 static int rdb_state_info(cs_backend *be, int state, const char **name,
                           cs_state_kind *kind) {
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   if (state < 0 || state >= r->nstates) return CS_EINVAL;
   if (name) *name = r->states[state].name;
   if (kind) *kind = r->states[state].kind;
@@ -1526,23 +1477,23 @@ static int rdb_state_info(cs_backend *be, int state, const char **name,
 }
 
 static int rdb_state_count(cs_backend *be) {
-  return container_of(be, rdb, base)->nstates;
+  return container_of(be, cs__rocksdb, base)->nstates;
 }
 
 /* Drops the column families of the states from first on. The value cache
  * is written out and emptied first, so no entry of theirs stays in it. */
 static int rdb_forget_states(cs_backend *be, int first) {
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   if (first < 0 || r->readonly) return CS_EINVAL;
   if (first >= r->nstates) return 0;
   release_pins(r);
-  int rc = cflush(r, 1);
+  int rc = cs__rocksdb_cache_flush(r, 1);
   if (rc) return rc;
   while (r->nstates > first) {
-    rstate *s = &r->states[r->nstates - 1];
+    cs__rocksdb_state *s = &r->states[r->nstates - 1];
     char *rerr = NULL;
     rocksdb_drop_column_family(r->db, s->cf, &rerr);
-    if (rerr) return rocks_fail(r, "drop column family", rerr);
+    if (rerr) return cs__rocksdb_rocks_fail(r, "drop column family", rerr);
     rocksdb_column_family_handle_destroy(s->cf);
     cs_free(s->name);
     r->nstates--;
@@ -1554,7 +1505,7 @@ static int rdb_forget_states(cs_backend *be, int first) {
  * removes the working directory. Live iterators are detached first. */
 static void rdb_destroy(cs_backend *be) {
   if (be == NULL) return;
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   while (r->iters) iter_detach(r->iters);
   release_pins(r);
   for (size_t i = 0; r->cmask && i <= r->cmask; i++)
@@ -1571,15 +1522,15 @@ static void rdb_destroy(cs_backend *be) {
   rocksdb_writeoptions_destroy(r->wo);
   rocksdb_options_destroy(r->opts);
   rocksdb_cache_destroy(r->cache);
-  remove_workdir(r->workdir);
+  cs__rocksdb_remove_workdir(r->workdir);
   cs_free(r->restored);
   cs_free(r->restored_text);
-  free_sums(r->sums, r->nsums);
+  cs__rocksdb_free_sums(r->sums, r->nsums);
   cs_free(r->workdir);
   cs_free(r);
 }
 
-static const cs_backend_ops rdb_ops = {
+const cs_backend_ops cs__rocksdb_ops = {
     .name = "rocksdb",
     .register_state = rdb_register_state,
     .get = rdb_get,
@@ -1598,14 +1549,15 @@ static const cs_backend_ops rdb_ops = {
 
 int cs_rocksdb_backend_open(const char *workdir, const cs_rocksdb_options *o,
                             cs_backend **out, char *err, size_t errlen) {
-  errf(err, errlen, 0, "%s", "");
-  if (out == NULL) return errf(err, errlen, CS_EINVAL, "no output");
-  int rc = prepare_dir(workdir, err, errlen);
+  cs__rocksdb_errf(err, errlen, 0, "%s", "");
+  if (out == NULL) return cs__rocksdb_errf(err, errlen, CS_EINVAL, "no output");
+  int rc = cs__rocksdb_prepare_dir(workdir, err, errlen);
   if (rc) return rc;
-  rdb *r;
-  rc = open_instance(workdir, o, OPEN_NEW, &r, err, errlen);
+  cs__rocksdb *r;
+  rc = cs__rocksdb_open_instance(workdir, o, CS__ROCKSDB_OPEN_NEW, &r, err,
+                                 errlen);
   if (rc) {
-    remove_workdir(workdir);
+    cs__rocksdb_remove_workdir(workdir);
     return rc;
   }
   *out = &r->base;
@@ -1614,22 +1566,10 @@ int cs_rocksdb_backend_open(const char *workdir, const cs_rocksdb_options *o,
 
 /* =========================================================== manifest */
 
-enum { ENT_FILE = 1, ENT_SST = 2, ENT_SHARED = 3 };
-
-typedef struct mentry {
-  int type;
-  cs_slice name;
-  cs_slice shared; /* ENT_SHARED */
-  uint64_t size;
-  uint64_t hash; /* when has_hash: always for ENT_FILE */
-  int has_hash;  /* SST lines of manifests before checksums have none */
-} mentry;
-
-typedef int (*mvisit)(void *ud, const mentry *e);
-
 /* A plain file name: 1..255 of [A-Za-z0-9._-], not starting with a dot. */
 static int name_ok(cs_slice s) {
-  if (s.len == 0 || s.len > NAME_MAX_LEN || s.data[0] == '.') return 0;
+  if (s.len == 0 || s.len > CS__ROCKSDB_NAME_MAX_LEN || s.data[0] == '.')
+    return 0;
   for (size_t i = 0; i < s.len; i++) {
     char c = s.data[i];
     if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -1694,7 +1634,8 @@ static int tokens(cs_slice line, cs_slice *t, int max) {
 /* Checks a whole manifest (frame, checksum, every line) and then, when
  * visit is not NULL, calls it for each entry. Returns 0, CS_EDECODE, or
  * what visit returned. */
-static int manifest_parse(const char *d, size_t len, mvisit visit, void *ud) {
+int cs__rocksdb_manifest_parse(const char *d, size_t len,
+                               cs__rocksdb_mvisit visit, void *ud) {
   if (d == NULL || len < 2 || d[len - 1] != '\n') return CS_EDECODE;
   size_t last = len - 1; /* the start of the end line */
   while (last > 0 && d[last - 1] != '\n') last--;
@@ -1715,7 +1656,7 @@ static int manifest_parse(const char *d, size_t len, mvisit visit, void *ud) {
       at = (size_t)(nl - d) + 1;
       int nt = tokens(line, t, 6);
       uint64_t v;
-      mentry e = {0};
+      cs__rocksdb_mentry e = {0};
       if (lineno++ == 0) {
         if (!slice_is(line, MANIFEST_MAGIC)) return CS_EDECODE;
         continue;
@@ -1724,19 +1665,19 @@ static int manifest_parse(const char *d, size_t len, mvisit visit, void *ud) {
         continue;
       if (nt == 4 && slice_is(t[0], "file") && name_ok(t[1]) &&
           parse_dec(t[2], &e.size) && parse_hex16(t[3], &e.hash)) {
-        e.type = ENT_FILE;
+        e.type = CS__ROCKSDB_ENT_FILE;
         e.name = t[1];
         e.has_hash = 1;
       } else if ((nt == 3 || nt == 4) && slice_is(t[0], "sst") &&
                  name_ok(t[1]) && parse_dec(t[2], &e.size) &&
                  (nt == 3 || parse_hex16(t[3], &e.hash))) {
-        e.type = ENT_SST;
+        e.type = CS__ROCKSDB_ENT_SST;
         e.name = t[1];
         e.has_hash = nt == 4;
       } else if ((nt == 4 || nt == 5) && slice_is(t[0], "shared") &&
                  name_ok(t[1]) && name_ok(t[2]) && parse_dec(t[3], &e.size) &&
                  (nt == 4 || parse_hex16(t[4], &e.hash))) {
-        e.type = ENT_SHARED;
+        e.type = CS__ROCKSDB_ENT_SHARED;
         e.name = t[1];
         e.shared = t[2];
         e.has_hash = nt == 5;
@@ -1759,10 +1700,10 @@ typedef struct files_ud {
   void *ud;
 } files_ud;
 
-static int visit_shared_name(void *ud, const mentry *e) {
+static int visit_shared_name(void *ud, const cs__rocksdb_mentry *e) {
   files_ud *f = ud;
-  if (e->type != ENT_SHARED) return 0;
-  char name[NAME_MAX_LEN + 1];
+  if (e->type != CS__ROCKSDB_ENT_SHARED) return 0;
+  char name[CS__ROCKSDB_NAME_MAX_LEN + 1];
   memcpy(name, e->shared.data, e->shared.len);
   name[e->shared.len] = '\0';
   f->fn(f->ud, name);
@@ -1774,7 +1715,7 @@ int cs_rocksdb_manifest_files(const char *manifest, size_t len,
                               void *ud) {
   if (fn == NULL) return CS_EINVAL;
   files_ud f = {fn, ud};
-  return manifest_parse(manifest, len, visit_shared_name, &f);
+  return cs__rocksdb_manifest_parse(manifest, len, visit_shared_name, &f);
 }
 
 /* ========================================================= checkpoint */
@@ -1784,8 +1725,8 @@ static int is_sst(const char *name) {
   return n > 4 && strcmp(name + n - 4, ".sst") == 0;
 }
 
-static int ref_cmp_local(const void *pa, const void *pb) {
-  const shared_ref *a = pa, *b = pb;
+int cs__rocksdb_ref_cmp_local(const void *pa, const void *pb) {
+  const cs__rocksdb_shared_ref *a = pa, *b = pb;
   size_t n = a->local.len < b->local.len ? a->local.len : b->local.len;
   int c = memcmp(a->local.data, b->local.data, n);
   if (c) return c;
@@ -1794,12 +1735,14 @@ static int ref_cmp_local(const void *pa, const void *pb) {
 
 /* The shared name of a local SST file: the one it was restored under, or
  * <lineage>-<name>. */
-static void shared_name_of(rdb *r, const char *name, char *out, size_t cap) {
-  shared_ref key = {{name, strlen(name)}, {NULL, 0}};
-  shared_ref *hit =
-      r->nrestored ? bsearch(&key, r->restored, r->nrestored,
-                             sizeof(shared_ref), ref_cmp_local)
-                   : NULL;
+static void shared_name_of(cs__rocksdb *r, const char *name, char *out,
+                           size_t cap) {
+  cs__rocksdb_shared_ref key = {{name, strlen(name)}, {NULL, 0}};
+  cs__rocksdb_shared_ref *hit =
+      r->nrestored
+          ? bsearch(&key, r->restored, r->nrestored,
+                    sizeof(cs__rocksdb_shared_ref), cs__rocksdb_ref_cmp_local)
+          : NULL;
   if (hit)
     snprintf(out, cap, "%.*s", (int)hit->shared.len, hit->shared.data);
   else if ((size_t)snprintf(out, cap, "%s-%.200s", r->lineage, name) >= cap)
@@ -1813,19 +1756,20 @@ static void shared_name_of(rdb *r, const char *name, char *out, size_t cap) {
 static int move_file(const char *src, const char *dst, uint64_t *size,
                      uint64_t *hash, char *err, size_t errlen) {
   if (rename(src, dst) == 0)
-    return hash ? copy_hash(dst, NULL, 0, size, hash, err, errlen) : 0;
+    return hash ? cs__rocksdb_copy_hash(dst, NULL, 0, size, hash, err, errlen)
+                : 0;
   if (errno != EXDEV)
-    return errf(err, errlen, CS_EIO, "cannot move %s to %s: %s", src, dst,
-                strerror(errno));
+    return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot move %s to %s: %s",
+                            src, dst, strerror(errno));
   char tmp[PATH_MAX];
   if (snprintf(tmp, sizeof(tmp), "%s.tmp", dst) >= (int)sizeof(tmp))
-    return errf(err, errlen, CS_EINVAL, "path too long: %s", dst);
+    return cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long: %s", dst);
   unlink(tmp);
-  int rc = copy_hash(src, tmp, 1, size, hash, err, errlen);
+  int rc = cs__rocksdb_copy_hash(src, tmp, 1, size, hash, err, errlen);
   if (rc) return rc;
   if (rename(tmp, dst) != 0) {
-    rc = errf(err, errlen, CS_EIO, "cannot rename %s: %s", tmp,
-              strerror(errno));
+    rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot rename %s: %s", tmp,
+                          strerror(errno));
     unlink(tmp);
     return rc;
   }
@@ -1841,50 +1785,53 @@ static int move_to_shared(const char *src, const char *dst, uint64_t *size,
                           char *err, size_t errlen) {
   struct stat ss, ds;
   if (stat(src, &ss) != 0)
-    return errf(err, errlen, CS_EIO, "cannot stat %s: %s", src,
-                strerror(errno));
+    return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot stat %s: %s", src,
+                            strerror(errno));
   *size = (uint64_t)ss.st_size;
   if (stat(dst, &ds) == 0) {
     if (ds.st_size != ss.st_size)
-      return errf(err, errlen, CS_EIO,
-                  "shared file %s exists with %lld bytes, not %lld: a name "
-                  "collision in the shared directory",
-                  dst, (long long)ds.st_size, (long long)ss.st_size);
+      return cs__rocksdb_errf(
+          err, errlen, CS_EIO,
+          "shared file %s exists with %lld bytes, not %lld: a name "
+          "collision in the shared directory",
+          dst, (long long)ds.st_size, (long long)ss.st_size);
     if (unlink(src) != 0)
-      return errf(err, errlen, CS_EIO, "cannot remove %s: %s", src,
-                  strerror(errno));
+      return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot remove %s: %s", src,
+                              strerror(errno));
     return 0;
   }
   if (errno != ENOENT)
-    return errf(err, errlen, CS_EIO, "cannot stat %s: %s", dst,
-                strerror(errno));
+    return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot stat %s: %s", dst,
+                            strerror(errno));
   return move_file(src, dst, NULL, NULL, err, errlen);
 }
 
 /* The size and XXH3-64 of the staged SST file src (local name name): those
  * of the previous checkpoint when it had the file with the same size (SST
  * files do not change), else read from src. Appends them to next[*nnext]. */
-static int sst_sum_of(rdb *r, const char *src, const char *name,
-                      sst_sum *next, size_t *nnext, char *err,
+static int sst_sum_of(cs__rocksdb *r, const char *src, const char *name,
+                      cs__rocksdb_sst_sum *next, size_t *nnext, char *err,
                       size_t errlen) {
   struct stat st;
   if (stat(src, &st) != 0)
-    return errf(err, errlen, CS_EIO, "cannot stat %s: %s", src,
-                strerror(errno));
-  sst_sum key = {(char *)name, 0, 0};
-  sst_sum *old = r->nsums ? bsearch(&key, r->sums, r->nsums, sizeof(sst_sum),
-                                    sum_cmp)
-                          : NULL;
+    return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot stat %s: %s", src,
+                            strerror(errno));
+  cs__rocksdb_sst_sum key = {(char *)name, 0, 0};
+  cs__rocksdb_sst_sum *old =
+      r->nsums ? bsearch(&key, r->sums, r->nsums, sizeof(cs__rocksdb_sst_sum),
+                         cs__rocksdb_sum_cmp)
+               : NULL;
   uint64_t size = (uint64_t)st.st_size, hash;
   if (old && old->size == size) {
     hash = old->hash;
   } else {
-    int rc = copy_hash(src, NULL, 0, &size, &hash, err, errlen);
+    int rc = cs__rocksdb_copy_hash(src, NULL, 0, &size, &hash, err, errlen);
     if (rc) return rc;
   }
   char *dup = cs_strdup(name);
-  if (dup == NULL) return errf(err, errlen, CS_ENOMEM, "out of memory");
-  next[(*nnext)++] = (sst_sum){dup, size, hash};
+  if (dup == NULL)
+    return cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
+  next[(*nnext)++] = (cs__rocksdb_sst_sum){dup, size, hash};
   return 0;
 }
 
@@ -1892,14 +1839,14 @@ static int write_new_file(const char *path, const char *data, size_t len,
                           char *err, size_t errlen) {
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0)
-    return errf(err, errlen, CS_EIO, "cannot create %s: %s", path,
-                strerror(errno));
-  int ok = write_all(fd, data, len) == 0 && fsync(fd) == 0;
+    return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot create %s: %s", path,
+                            strerror(errno));
+  int ok = cs__rocksdb_write_all(fd, data, len) == 0 && fsync(fd) == 0;
   int e = errno;
   ok = close(fd) == 0 && ok;
   if (!ok)
-    return errf(err, errlen, CS_EIO, "cannot write %s: %s", path,
-                strerror(e ? e : errno));
+    return cs__rocksdb_errf(err, errlen, CS_EIO, "cannot write %s: %s", path,
+                            strerror(e ? e : errno));
   return 0;
 }
 
@@ -1912,31 +1859,36 @@ static int write_new_file(const char *path, const char *data, size_t len,
 int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
                           const char *shared_dir, cs_buf *manifest, char *err,
                           size_t errlen) {
-  errf(err, errlen, 0, "%s", "");
-  if (be == NULL || be->ops != &rdb_ops || chk_dir == NULL)
-    return errf(err, errlen, CS_EINVAL,
-                "not a RocksDB backend, or no checkpoint directory");
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb_errf(err, errlen, 0, "%s", "");
+  if (be == NULL || be->ops != &cs__rocksdb_ops || chk_dir == NULL)
+    return cs__rocksdb_errf(
+        err, errlen, CS_EINVAL,
+        "not a RocksDB backend, or no checkpoint directory");
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   if (r->readonly)
-    return errf(err, errlen, CS_EINVAL, "a read-only backend (%s) takes no "
-                "checkpoints", r->workdir);
+    return cs__rocksdb_errf(err, errlen, CS_EINVAL,
+                            "a read-only backend (%s) takes no checkpoints",
+                            r->workdir);
   char staging[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
-  char sname[NAME_MAX_LEN + 1];
-  if (path_join(staging, sizeof(staging), r->workdir, "checkpoint-staging"))
-    return errf(err, errlen, CS_EINVAL, "path too long: %s", r->workdir);
+  char sname[CS__ROCKSDB_NAME_MAX_LEN + 1];
+  if (cs__rocksdb_path_join(staging, sizeof(staging), r->workdir,
+                            "checkpoint-staging"))
+    return cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long: %s",
+                            r->workdir);
   size_t start = manifest ? manifest->len : 0;
   char **names = NULL;
   size_t nnames = 0, nsums = 0;
-  sst_sum *sums = NULL;
+  cs__rocksdb_sst_sum *sums = NULL;
   cs_buf text = {0};
   int rc = 0, moved = 0;
-  remove_tree(staging); /* left by a failed attempt */
-  if (cflush(r, 0))
-    return errf(err, errlen, CS_EIO, "cannot write the cached state of %s",
-                r->workdir);
+  cs__rocksdb_remove_tree(staging); /* left by a failed attempt */
+  if (cs__rocksdb_cache_flush(r, 0))
+    return cs__rocksdb_errf(err, errlen, CS_EIO,
+                            "cannot write the cached state of %s", r->workdir);
   if (mkdir(chk_dir, 0755) != 0)
-    return errf(err, errlen, CS_EIO, "cannot create checkpoint directory "
-                "%s: %s", chk_dir, strerror(errno));
+    return cs__rocksdb_errf(err, errlen, CS_EIO,
+                            "cannot create checkpoint directory %s: %s",
+                            chk_dir, strerror(errno));
 
   char *rerr = NULL;
   rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(r->db, &rerr);
@@ -1945,13 +1897,14 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
     rocksdb_checkpoint_object_destroy(cp);
   }
   if (rerr) {
-    rc = rocks_errf(err, errlen, CS_EIO, "checkpoint of", r->workdir, rerr);
+    rc = cs__rocksdb_rocks_errf(err, errlen, CS_EIO, "checkpoint of",
+                                r->workdir, rerr);
     goto fail;
   }
-  rc = list_dir(staging, &names, &nnames, err, errlen);
+  rc = cs__rocksdb_list_dir(staging, &names, &nnames, err, errlen);
   if (rc) goto fail;
   if (nnames && (sums = cs_calloc(nnames, sizeof(*sums))) == NULL) {
-    rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+    rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
     goto fail;
   }
   rc = cs_buf_printf(&text, "%s\nlineage %s\n", MANIFEST_MAGIC, r->lineage);
@@ -1959,16 +1912,17 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
     const char *name = names[i];
     uint64_t size = 0, hash = 0;
     if (!name_ok((cs_slice){name, strlen(name)})) {
-      rc = errf(err, errlen, CS_EIO, "unexpected file %s in %s", name,
-                staging);
+      rc = cs__rocksdb_errf(err, errlen, CS_EIO, "unexpected file %s in %s",
+                            name, staging);
       break;
     }
     int shared = is_sst(name) && shared_dir != NULL;
     if (shared) shared_name_of(r, name, sname, sizeof(sname));
-    if (path_join(src, sizeof(src), staging, name) ||
-        path_join(dst, sizeof(dst), shared ? shared_dir : chk_dir,
-                  shared ? sname : name)) {
-      rc = errf(err, errlen, CS_EINVAL, "path too long for %s", name);
+    if (cs__rocksdb_path_join(src, sizeof(src), staging, name) ||
+        cs__rocksdb_path_join(dst, sizeof(dst), shared ? shared_dir : chk_dir,
+                              shared ? sname : name)) {
+      rc = cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long for %s",
+                            name);
       break;
     }
     if (is_sst(name)) {
@@ -2002,42 +1956,45 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
   if (rc == 0)
     rc = cs_buf_printf(&text, "end %zu %016llx\n", nnames,
                        (unsigned long long)XXH3_64bits(text.data, text.len));
-  if (rc == CS_ENOMEM) errf(err, errlen, rc, "out of memory");
+  if (rc == CS_ENOMEM) cs__rocksdb_errf(err, errlen, rc, "out of memory");
   if (rc) goto fail;
-  if (path_join(dst, sizeof(dst), chk_dir, CS_ROCKSDB_MANIFEST_FILE)) {
-    rc = errf(err, errlen, CS_EINVAL, "path too long in %s", chk_dir);
+  if (cs__rocksdb_path_join(dst, sizeof(dst), chk_dir,
+                            CS_ROCKSDB_MANIFEST_FILE)) {
+    rc = cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long in %s",
+                          chk_dir);
     goto fail;
   }
   rc = write_new_file(dst, text.data, text.len, err, errlen);
   if (rc) goto fail;
-  if (moved && fsync_path(shared_dir, 1) != 0) {
-    rc = errf(err, errlen, CS_EIO, "cannot sync %s: %s", shared_dir,
-              strerror(errno));
+  if (moved && cs__rocksdb_fsync_path(shared_dir, 1) != 0) {
+    rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot sync %s: %s", shared_dir,
+                          strerror(errno));
     goto fail;
   }
-  if (fsync_path(chk_dir, 1) != 0 || fsync_parent(chk_dir) != 0) {
-    rc = errf(err, errlen, CS_EIO, "cannot sync %s: %s", chk_dir,
-              strerror(errno));
+  if (cs__rocksdb_fsync_path(chk_dir, 1) != 0 ||
+      cs__rocksdb_fsync_parent(chk_dir) != 0) {
+    rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot sync %s: %s", chk_dir,
+                          strerror(errno));
     goto fail;
   }
   if (manifest && cs_buf_append(manifest, text.data, text.len)) {
-    rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+    rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
     goto fail;
   }
-  remove_tree(staging);
-  free_names(names, nnames);
-  free_sums(r->sums, r->nsums);
+  cs__rocksdb_remove_tree(staging);
+  cs__rocksdb_free_names(names, nnames);
+  cs__rocksdb_free_sums(r->sums, r->nsums);
   r->sums = sums;
   r->nsums = nsums;
   cs_buf_free(&text);
   return 0;
 
 fail:
-  remove_tree(staging);
-  remove_tree(chk_dir);
+  cs__rocksdb_remove_tree(staging);
+  cs__rocksdb_remove_tree(chk_dir);
   if (manifest) manifest->len = start;
-  free_names(names, nnames);
-  free_sums(sums, nsums);
+  cs__rocksdb_free_names(names, nnames);
+  cs__rocksdb_free_sums(sums, nsums);
   cs_buf_free(&text);
   return rc;
 }
@@ -2054,112 +2011,118 @@ typedef struct build_ud {
   size_t errlen;
 } build_ud;
 
-static int visit_count_shared(void *ud, const mentry *e) {
+static int visit_count_shared(void *ud, const cs__rocksdb_mentry *e) {
   build_ud *b = ud;
-  if (e->type == ENT_SHARED) b->nshared++;
-  if (e->type != ENT_FILE) b->nsst++;
+  if (e->type == CS__ROCKSDB_ENT_SHARED) b->nshared++;
+  if (e->type != CS__ROCKSDB_ENT_FILE) b->nsst++;
   return 0;
 }
 
 /* The path of the checkpoint file of entry e: in chk_dir, or under its
  * shared name in shared_dir. */
-static int entry_path(const build_ud *b, const mentry *e, char *src,
+static int entry_path(const build_ud *b, const cs__rocksdb_mentry *e, char *src,
                       size_t cap) {
-  char name[NAME_MAX_LEN + 1];
-  if (e->type == ENT_SHARED) {
+  char name[CS__ROCKSDB_NAME_MAX_LEN + 1];
+  if (e->type == CS__ROCKSDB_ENT_SHARED) {
     snprintf(name, sizeof(name), "%.*s", (int)e->shared.len, e->shared.data);
-    return path_join(src, cap, b->shared_dir, name);
+    return cs__rocksdb_path_join(src, cap, b->shared_dir, name);
   }
   snprintf(name, sizeof(name), "%.*s", (int)e->name.len, e->name.data);
-  return path_join(src, cap, b->chk_dir, name);
+  return cs__rocksdb_path_join(src, cap, b->chk_dir, name);
 }
 
 /* Compares a file's size and hash with its manifest entry. Returns 0, or
  * CS_EDECODE with a message naming the file. */
-static int check_sum(build_ud *b, const char *src, uint64_t size,
-                     uint64_t hash, const mentry *e) {
+static int check_sum(build_ud *b, const char *src, uint64_t size, uint64_t hash,
+                     const cs__rocksdb_mentry *e) {
   if (size == e->size && hash == e->hash) return 0;
-  return errf(b->err, b->errlen, CS_EDECODE,
-              "checkpoint file %s is corrupt (%llu bytes, checksum "
-              "%016llx; the manifest says %llu bytes, %016llx)",
-              src, (unsigned long long)size, (unsigned long long)hash,
-              (unsigned long long)e->size, (unsigned long long)e->hash);
+  return cs__rocksdb_errf(b->err, b->errlen, CS_EDECODE,
+                          "checkpoint file %s is corrupt (%llu bytes, checksum "
+                          "%016llx; the manifest says %llu bytes, %016llx)",
+                          src, (unsigned long long)size,
+                          (unsigned long long)hash, (unsigned long long)e->size,
+                          (unsigned long long)e->hash);
 }
 
 /* Checks one checkpoint file against the manifest: its size, then, when
  * the manifest has one, its XXH3-64 (reading the whole file). */
-static int visit_verify(void *ud, const mentry *e) {
+static int visit_verify(void *ud, const cs__rocksdb_mentry *e) {
   build_ud *b = ud;
   char src[PATH_MAX];
   if (entry_path(b, e, src, sizeof(src)))
-    return errf(b->err, b->errlen, CS_EINVAL, "path too long: %.*s",
-                (int)e->name.len, e->name.data);
+    return cs__rocksdb_errf(b->err, b->errlen, CS_EINVAL, "path too long: %.*s",
+                            (int)e->name.len, e->name.data);
   struct stat st;
-  if (stat(src, &st) != 0) return open_errf(b->err, b->errlen, src);
+  if (stat(src, &st) != 0) return cs__rocksdb_open_errf(b->err, b->errlen, src);
   if ((uint64_t)st.st_size != e->size)
-    return errf(b->err, b->errlen, CS_EDECODE,
-                "checkpoint file %s is corrupt or truncated: %lld bytes, "
-                "the manifest says %llu",
-                src, (long long)st.st_size, (unsigned long long)e->size);
+    return cs__rocksdb_errf(
+        b->err, b->errlen, CS_EDECODE,
+        "checkpoint file %s is corrupt or truncated: %lld bytes, "
+        "the manifest says %llu",
+        src, (long long)st.st_size, (unsigned long long)e->size);
   if (!e->has_hash) return 0;
   uint64_t size, hash;
-  int rc = copy_hash(src, NULL, 0, &size, &hash, b->err, b->errlen);
+  int rc = cs__rocksdb_copy_hash(src, NULL, 0, &size, &hash, b->err, b->errlen);
   if (rc) return rc;
   return check_sum(b, src, size, hash, e);
 }
 
 typedef struct sums_ud {
-  sst_sum *sums;
+  cs__rocksdb_sst_sum *sums;
   size_t n;
 } sums_ud;
 
 /* Collects the size and hash of every SST file the manifest names with
  * a hash, by local name. */
-static int visit_sums(void *ud, const mentry *e) {
+static int visit_sums(void *ud, const cs__rocksdb_mentry *e) {
   sums_ud *f = ud;
-  if (e->type == ENT_FILE || !e->has_hash) return 0;
+  if (e->type == CS__ROCKSDB_ENT_FILE || !e->has_hash) return 0;
   char *name = cs_malloc(e->name.len + 1);
   if (name == NULL) return CS_ENOMEM;
   memcpy(name, e->name.data, e->name.len);
   name[e->name.len] = '\0';
-  f->sums[f->n++] = (sst_sum){name, e->size, e->hash};
+  f->sums[f->n++] = (cs__rocksdb_sst_sum){name, e->size, e->hash};
   return 0;
 }
 
 /* Puts one checkpoint file into the directory being built: private files
  * copied and checked against their hash, SST files linked (or copied) and
  * checked against their size. */
-static int visit_build(void *ud, const mentry *e) {
+static int visit_build(void *ud, const cs__rocksdb_mentry *e) {
   build_ud *b = ud;
-  char name[NAME_MAX_LEN + 1], src[PATH_MAX], dst[PATH_MAX];
+  char name[CS__ROCKSDB_NAME_MAX_LEN + 1], src[PATH_MAX], dst[PATH_MAX];
   snprintf(name, sizeof(name), "%.*s", (int)e->name.len, e->name.data);
-  int bad = path_join(dst, sizeof(dst), b->dir, name);
+  int bad = cs__rocksdb_path_join(dst, sizeof(dst), b->dir, name);
   bad |= entry_path(b, e, src, sizeof(src));
-  if (bad) return errf(b->err, b->errlen, CS_EINVAL, "path too long: %s", name);
-  if (e->type == ENT_FILE) {
+  if (bad)
+    return cs__rocksdb_errf(b->err, b->errlen, CS_EINVAL, "path too long: %s",
+                            name);
+  if (e->type == CS__ROCKSDB_ENT_FILE) {
     uint64_t size, hash;
-    int rc = copy_hash(src, dst, 0, &size, &hash, b->err, b->errlen);
+    int rc =
+        cs__rocksdb_copy_hash(src, dst, 0, &size, &hash, b->err, b->errlen);
     if (rc) return rc;
     return check_sum(b, src, size, hash, e);
   }
   struct stat st;
-  if (stat(src, &st) != 0) return open_errf(b->err, b->errlen, src);
+  if (stat(src, &st) != 0) return cs__rocksdb_open_errf(b->err, b->errlen, src);
   if ((uint64_t)st.st_size != e->size)
-    return errf(b->err, b->errlen, CS_EDECODE,
-                "checkpoint file %s is corrupt: %lld bytes, the manifest "
-                "says %llu",
-                src, (long long)st.st_size, (unsigned long long)e->size);
-  return link_or_copy(src, dst, 0, b->err, b->errlen);
+    return cs__rocksdb_errf(
+        b->err, b->errlen, CS_EDECODE,
+        "checkpoint file %s is corrupt: %lld bytes, the manifest "
+        "says %llu",
+        src, (long long)st.st_size, (unsigned long long)e->size);
+  return cs__rocksdb_link_or_copy(src, dst, 0, b->err, b->errlen);
 }
 
 typedef struct refs_ud {
-  shared_ref *refs;
+  cs__rocksdb_shared_ref *refs;
   size_t n;
 } refs_ud;
 
-static int visit_refs(void *ud, const mentry *e) {
+static int visit_refs(void *ud, const cs__rocksdb_mentry *e) {
   refs_ud *f = ud;
-  if (e->type == ENT_SHARED) {
+  if (e->type == CS__ROCKSDB_ENT_SHARED) {
     f->refs[f->n].local = e->name;
     f->refs[f->n].shared = e->shared;
     f->n++;
@@ -2175,61 +2138,66 @@ static int build_and_open(const char *dir, const char *chk_dir,
                           const char *shared_dir, const cs_rocksdb_options *o,
                           int mode, cs_backend **out, char *err,
                           size_t errlen) {
-  errf(err, errlen, 0, "%s", "");
+  cs__rocksdb_errf(err, errlen, 0, "%s", "");
   if (chk_dir == NULL || (out == NULL && dir != NULL))
-    return errf(err, errlen, CS_EINVAL, "no checkpoint directory");
+    return cs__rocksdb_errf(err, errlen, CS_EINVAL, "no checkpoint directory");
   char path[PATH_MAX];
-  if (path_join(path, sizeof(path), chk_dir, CS_ROCKSDB_MANIFEST_FILE))
-    return errf(err, errlen, CS_EINVAL, "path too long: %s", chk_dir);
+  if (cs__rocksdb_path_join(path, sizeof(path), chk_dir,
+                            CS_ROCKSDB_MANIFEST_FILE))
+    return cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long: %s",
+                            chk_dir);
   cs_buf m = {0};
-  rdb *r = NULL;
-  shared_ref *refs = NULL;
+  cs__rocksdb *r = NULL;
+  cs__rocksdb_shared_ref *refs = NULL;
   sums_ud sums = {NULL, 0};
-  int rc = read_small_file(path, &m, err, errlen);
+  int rc = cs__rocksdb_read_small_file(path, &m, err, errlen);
   if (rc) goto fail_read;
   build_ud b = {dir, chk_dir, shared_dir, 0, 0, err, errlen};
-  rc = manifest_parse(m.data, m.len, visit_count_shared, &b);
+  rc = cs__rocksdb_manifest_parse(m.data, m.len, visit_count_shared, &b);
   if (rc) {
-    rc = errf(err, errlen, rc, "checkpoint manifest %s is corrupt", path);
+    rc = cs__rocksdb_errf(err, errlen, rc, "checkpoint manifest %s is corrupt",
+                          path);
     goto fail_read;
   }
   if (b.nshared > 0 && shared_dir == NULL) {
-    rc = errf(err, errlen, CS_EINVAL,
-              "checkpoint %s references shared files but no shared "
-              "directory was given", chk_dir);
+    rc = cs__rocksdb_errf(err, errlen, CS_EINVAL,
+                          "checkpoint %s references shared files but no shared "
+                          "directory was given",
+                          chk_dir);
     goto fail_read;
   }
   if (dir == NULL) { /* cs_rocksdb_verify */
-    rc = manifest_parse(m.data, m.len, visit_verify, &b);
+    rc = cs__rocksdb_manifest_parse(m.data, m.len, visit_verify, &b);
     cs_buf_free(&m);
     return rc;
   }
-  if (b.nshared > 0 && mode != OPEN_READONLY) {
+  if (b.nshared > 0 && mode != CS__ROCKSDB_OPEN_READONLY) {
     refs = cs_malloc(b.nshared * sizeof(*refs));
     if (refs == NULL) {
-      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+      rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
       goto fail_read;
     }
   }
-  if (b.nsst > 0 && mode != OPEN_READONLY) {
-    sums.sums = cs_calloc(b.nsst, sizeof(sst_sum));
+  if (b.nsst > 0 && mode != CS__ROCKSDB_OPEN_READONLY) {
+    sums.sums = cs_calloc(b.nsst, sizeof(cs__rocksdb_sst_sum));
     if (sums.sums == NULL ||
-        manifest_parse(m.data, m.len, visit_sums, &sums) != 0) {
-      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
+        cs__rocksdb_manifest_parse(m.data, m.len, visit_sums, &sums) != 0) {
+      rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
       goto fail_read;
     }
-    qsort(sums.sums, sums.n, sizeof(sst_sum), sum_cmp);
+    qsort(sums.sums, sums.n, sizeof(cs__rocksdb_sst_sum), cs__rocksdb_sum_cmp);
   }
-  rc = prepare_dir(dir, err, errlen);
+  rc = cs__rocksdb_prepare_dir(dir, err, errlen);
   if (rc) goto fail_read;
-  rc = manifest_parse(m.data, m.len, visit_build, &b);
+  rc = cs__rocksdb_manifest_parse(m.data, m.len, visit_build, &b);
   if (rc) goto fail_build;
-  rc = open_instance(dir, o, mode, &r, err, errlen);
+  rc = cs__rocksdb_open_instance(dir, o, mode, &r, err, errlen);
   if (rc) goto fail_build;
   if (refs != NULL) {
     refs_ud f = {refs, 0};
-    manifest_parse(m.data, m.len, visit_refs, &f); /* checked above */
-    qsort(refs, f.n, sizeof(*refs), ref_cmp_local);
+    /* checked above */
+    cs__rocksdb_manifest_parse(m.data, m.len, visit_refs, &f);
+    qsort(refs, f.n, sizeof(*refs), cs__rocksdb_ref_cmp_local);
     r->restored = refs;
     r->nrestored = f.n;
     r->restored_text = m.data; /* refs point into it */
@@ -2242,10 +2210,10 @@ static int build_and_open(const char *dir, const char *chk_dir,
   return 0;
 
 fail_build:
-  remove_workdir(dir);
+  cs__rocksdb_remove_workdir(dir);
 fail_read:
   cs_free(refs);
-  free_sums(sums.sums, sums.n);
+  cs__rocksdb_free_sums(sums.sums, sums.n);
   cs_buf_free(&m);
   return rc;
 }
@@ -2253,19 +2221,19 @@ fail_read:
 int cs_rocksdb_restore(const char *workdir, const char *chk_dir,
                        const char *shared_dir, const cs_rocksdb_options *o,
                        cs_backend **out, char *err, size_t errlen) {
-  return build_and_open(workdir, chk_dir, shared_dir, o, OPEN_EXISTING, out,
-                        err, errlen);
+  return build_and_open(workdir, chk_dir, shared_dir, o,
+                        CS__ROCKSDB_OPEN_EXISTING, out, err, errlen);
 }
 
 int cs_rocksdb_verify(const char *chk_dir, const char *shared_dir, char *err,
                       size_t errlen) {
-  return build_and_open(NULL, chk_dir, shared_dir, NULL, OPEN_READONLY, NULL,
-                        err, errlen);
+  return build_and_open(NULL, chk_dir, shared_dir, NULL,
+                        CS__ROCKSDB_OPEN_READONLY, NULL, err, errlen);
 }
 
 int cs_rocksdb_open_readonly(const char *chk_dir, const char *shared_dir,
                              const char *scratch_dir, cs_backend **out,
                              char *err, size_t errlen) {
   return build_and_open(scratch_dir, chk_dir, shared_dir, NULL,
-                        OPEN_READONLY, out, err, errlen);
+                        CS__ROCKSDB_OPEN_READONLY, out, err, errlen);
 }
