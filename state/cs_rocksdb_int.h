@@ -7,6 +7,7 @@
  * The backend's files, by concern:
  *   cs_rocksdb.c             keys, get views, the operations of
  *                            cs_backend.h, iterators, states, destroy
+ *   cs_rocksdb_cache.c       the write-back cache of VALUE states
  *
  * Every RocksDB call gets its own `char *rerr = NULL` (rerr, because err is
  * the caller's message buffer in the backend's API); an error is mapped to
@@ -72,7 +73,7 @@ typedef struct cs__rocksdb {
   unsigned pin_next;
   unsigned npinned;
   struct cs__rocksdb_iter *iters; /* live iterators */
-  /* The write-back cache of VALUE states (see "value cache"). */
+  /* The write-back cache of VALUE states (cs_rocksdb_cache.c). */
   struct cs__rocksdb_centry *ctab;
   size_t cmask;  /* slots - 1; 0 when no table */
   size_t ccount; /* entries */
@@ -131,9 +132,30 @@ const char *cs__rocksdb_cf_prefix(cs_state_kind kind);
 
 /* ======================================================== value cache */
 
+/* The cache holds VALUE states only, and only when r->climit is not 0; k
+ * is the composite key (kg ++ key) of state. A view handed out stays
+ * valid until the next mutating call, as a view of RocksDB does. */
+
+/* Looks k up: returns 1 with *val its value, CS_ENOTFOUND when the cache
+ * knows it deleted, 0 when the cache does not hold it. */
+int cs__rocksdb_cache_get(cs__rocksdb *r, int state, const char *k, size_t n,
+                          cs_slice *val);
+/* Keeps a clean copy of *val, just read from RocksDB, when the budget has
+ * room; then points *val at the copy and returns 1, else returns 0. */
+int cs__rocksdb_cache_keep(cs__rocksdb *r, int state, const char *k,
+                           size_t n, cs_slice *val);
+/* Sets (put) or deletes (del) k in the cache, dirty; writes the cache out
+ * and empties it when it is over budget. Returns 0, CS_ENOMEM or CS_EIO;
+ * a del that fails for memory has changed nothing. */
+int cs__rocksdb_cache_put(cs__rocksdb *r, int state, const char *k, size_t n,
+                          cs_slice val);
+int cs__rocksdb_cache_del(cs__rocksdb *r, int state, const char *k,
+                          size_t n);
 /* Writes the dirty entries in one batch; with drop, empties the cache too.
  * Returns 0 or CS_EIO. */
 int cs__rocksdb_cache_flush(cs__rocksdb *r, int drop);
+/* Frees the cache without writing it (the backend is being destroyed). */
+void cs__rocksdb_cache_free(cs__rocksdb *r);
 
 /* ============================================================== files */
 
