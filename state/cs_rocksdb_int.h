@@ -8,6 +8,8 @@
  *   cs_rocksdb.c             keys, get views, the operations of
  *                            cs_backend.h, iterators, states, destroy
  *   cs_rocksdb_cache.c       the write-back cache of VALUE states
+ *   cs_rocksdb_files.c       working directories; reading, copying,
+ *                            hashing, syncing and listing files
  *
  * Every RocksDB call gets its own `char *rerr = NULL` (rerr, because err is
  * the caller's message buffer in the backend's API); an error is mapped to
@@ -159,22 +161,37 @@ void cs__rocksdb_cache_free(cs__rocksdb *r);
 
 /* ============================================================== files */
 
+/* Writes dir/name into buf[cap]; CS_EINVAL when it does not fit. */
 int cs__rocksdb_path_join(char *buf, size_t cap, const char *dir,
                           const char *name);
+/* Removes path and everything below it (following no symlinks): 0 or -1. */
 int cs__rocksdb_remove_tree(const char *path);
+/* Makes dir an empty working directory of ours (created, or wiped when it
+ * is empty or ours; refused otherwise), with the marker file in it. */
 int cs__rocksdb_prepare_dir(const char *dir, char *err, size_t errlen);
+/* Removes a working directory (its content only, when it is a symlink). */
 void cs__rocksdb_remove_workdir(const char *dir);
+/* fsyncs path (a directory when dir), or the directory holding path, or
+ * writes all of p[0, n) to fd: 0, or -1 with errno set. */
 int cs__rocksdb_fsync_path(const char *path, int dir);
 int cs__rocksdb_fsync_parent(const char *path);
 int cs__rocksdb_write_all(int fd, const char *p, size_t n);
+/* Maps a failed open (errno) of a checkpoint file to CS_ENOTFOUND or
+ * CS_EIO with a message naming it. */
 int cs__rocksdb_open_errf(char *err, size_t errlen, const char *path);
+/* Reads all of src, reporting its size and XXH3-64 (either may be NULL),
+ * and copies it to a new file dst unless dst is NULL (fsynced when sync). */
 int cs__rocksdb_copy_hash(const char *src, const char *dst, int sync,
                           uint64_t *size, uint64_t *hash, char *err,
                           size_t errlen);
+/* Hard-links src to dst, or copies it where links cannot be made. */
 int cs__rocksdb_link_or_copy(const char *src, const char *dst, int sync,
                              char *err, size_t errlen);
+/* Reads a whole file into b (a manifest: CS_EDECODE past 64 MiB). */
 int cs__rocksdb_read_small_file(const char *path, cs_buf *b, char *err,
                                 size_t errlen);
+/* Lists the names in dir, sorted, without "." and ".."; the caller frees
+ * them with cs__rocksdb_free_names. */
 int cs__rocksdb_list_dir(const char *dir, char ***out, size_t *count,
                          char *err, size_t errlen);
 void cs__rocksdb_free_names(char **names, size_t n);
