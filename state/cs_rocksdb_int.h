@@ -10,6 +10,7 @@
  *   cs_rocksdb_cache.c       the write-back cache of VALUE states
  *   cs_rocksdb_files.c       working directories; reading, copying,
  *                            hashing, syncing and listing files
+ *   cs_rocksdb_checkpoint.c  manifests; taking a native checkpoint
  *
  * Every RocksDB call gets its own `char *rerr = NULL` (rerr, because err is
  * the caller's message buffer in the backend's API); an error is mapped to
@@ -198,13 +199,16 @@ void cs__rocksdb_free_names(char **names, size_t n);
 
 /* ========================================================= checkpoint */
 
-/* Checks a whole manifest, then calls visit (when not NULL) per entry. */
+/* Checks a whole manifest (frame, checksum, every line) and then, when
+ * visit is not NULL, calls it for each entry. Returns 0, CS_EDECODE, or
+ * what visit returned. */
 int cs__rocksdb_manifest_parse(const char *d, size_t len,
                                cs__rocksdb_mvisit visit, void *ud);
-/* qsort/bsearch order of shared refs, by local name. */
+/* The qsort and bsearch order of shared refs: by local name. */
 int cs__rocksdb_ref_cmp_local(const void *pa, const void *pb);
-/* qsort/bsearch order of SST sums, by name. */
+/* The qsort and bsearch order of SST sums: by name. */
 int cs__rocksdb_sum_cmp(const void *pa, const void *pb);
+/* Frees n SST sums and their array. */
 void cs__rocksdb_free_sums(cs__rocksdb_sst_sum *sums, size_t n);
 
 #endif /* CS_ROCKSDB_INT_H */
