@@ -11,6 +11,7 @@
  *   cs_rocksdb_files.c       working directories; reading, copying,
  *                            hashing, syncing and listing files
  *   cs_rocksdb_checkpoint.c  manifests; taking a native checkpoint
+ *   cs_rocksdb_restore.c     restore, verify, open a checkpoint read-only
  *
  * Every RocksDB call gets its own `char *rerr = NULL` (rerr, because err is
  * the caller's message buffer in the backend's API); an error is mapped to
