@@ -7,6 +7,8 @@
  * The backend's files, by concern:
  *   cs_rocksdb.c             keys, get views, the operations of
  *                            cs_backend.h, iterators, states, destroy
+ *   cs_rocksdb_open.c        options, the merge operator, opening an
+ *                            instance (new, existing, read-only)
  *   cs_rocksdb_cache.c       the write-back cache of VALUE states
  *   cs_rocksdb_files.c       working directories; reading, copying,
  *                            hashing, syncing and listing files
