@@ -316,6 +316,128 @@ static int write_new_file(const char *path, const char *data, size_t len,
   return 0;
 }
 
+/* A checkpoint being taken: where its files come from and go, the
+ * manifest written so far, and what the backend keeps when it succeeds. */
+typedef struct chk {
+  cs__rocksdb *r;
+  const char *chk_dir;
+  const char *shared_dir; /* NULL: a full checkpoint */
+  char staging[PATH_MAX]; /* where RocksDB puts the files first */
+  char **names;           /* the files in staging, sorted */
+  size_t nnames;
+  cs__rocksdb_sst_sum *sums; /* of the SST files; r->sums after success */
+  size_t nsums;
+  cs_buf text; /* the manifest */
+  int moved;   /* a file went to shared_dir */
+  char *err;
+  size_t errlen;
+} chk;
+
+/* Has RocksDB flush the memtables and hard-link the live files into the
+ * staging directory, then lists them and makes room for the sums of the
+ * SST files among them. */
+static int stage(chk *c) {
+  char *rerr = NULL;
+  rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(c->r->db, &rerr);
+  if (rerr == NULL) {
+    rocksdb_checkpoint_create(cp, c->staging, 0, &rerr); /* 0: always flush */
+    rocksdb_checkpoint_object_destroy(cp);
+  }
+  if (rerr)
+    return cs__rocksdb_rocks_errf(c->err, c->errlen, CS_EIO, "checkpoint of",
+                                  c->r->workdir, rerr);
+  int rc = cs__rocksdb_list_dir(c->staging, &c->names, &c->nnames, c->err,
+                                c->errlen);
+  if (rc) return rc;
+  if (c->nnames &&
+      (c->sums = cs_calloc(c->nnames, sizeof(*c->sums))) == NULL)
+    return cs__rocksdb_errf(c->err, c->errlen, CS_ENOMEM, "out of memory");
+  return 0;
+}
+
+/* Moves the staged file name to its place and appends its manifest line: a
+ * private file to chk_dir (hashed), an SST file to chk_dir (full) or, under
+ * its shared name, to shared_dir (incremental; only new files move). */
+static int place_file(chk *c, const char *name) {
+  char src[PATH_MAX], dst[PATH_MAX];
+  char sname[CS__ROCKSDB_NAME_MAX_LEN + 1];
+  uint64_t size = 0, hash = 0;
+  int rc;
+  if (!name_ok((cs_slice){name, strlen(name)}))
+    return cs__rocksdb_errf(c->err, c->errlen, CS_EIO,
+                            "unexpected file %s in %s", name, c->staging);
+  int shared = is_sst(name) && c->shared_dir != NULL;
+  if (shared) shared_name_of(c->r, name, sname, sizeof(sname));
+  if (cs__rocksdb_path_join(src, sizeof(src), c->staging, name) ||
+      cs__rocksdb_path_join(dst, sizeof(dst),
+                            shared ? c->shared_dir : c->chk_dir,
+                            shared ? sname : name))
+    return cs__rocksdb_errf(c->err, c->errlen, CS_EINVAL,
+                            "path too long for %s", name);
+  if (is_sst(name)) {
+    rc = sst_sum_of(c->r, src, name, c->sums, &c->nsums, c->err, c->errlen);
+    if (rc) return rc;
+    size = c->sums[c->nsums - 1].size;
+    hash = c->sums[c->nsums - 1].hash;
+  }
+  if (shared) {
+    uint64_t moved_size;
+    rc = move_to_shared(src, dst, &moved_size, c->err, c->errlen);
+    c->moved = 1;
+    if (rc == 0)
+      rc = cs_buf_printf(&c->text, "shared %s %s %llu %016llx\n", name, sname,
+                         (unsigned long long)size, (unsigned long long)hash);
+  } else if (is_sst(name)) {
+    rc = move_file(src, dst, NULL, NULL, c->err, c->errlen);
+    if (rc == 0)
+      rc = cs_buf_printf(&c->text, "sst %s %llu %016llx\n", name,
+                         (unsigned long long)size, (unsigned long long)hash);
+  } else {
+    rc = move_file(src, dst, &size, &hash, c->err, c->errlen);
+    if (rc == 0)
+      rc = cs_buf_printf(&c->text, "file %s %llu %016llx\n", name,
+                         (unsigned long long)size, (unsigned long long)hash);
+  }
+  return rc;
+}
+
+/* Places every staged file and writes the manifest's text around their
+ * lines: the magic and lineage lines first, then the end line with the
+ * entry count and the checksum of everything before it. */
+static int place_files(chk *c) {
+  int rc = cs_buf_printf(&c->text, "%s\nlineage %s\n", MANIFEST_MAGIC,
+                         c->r->lineage);
+  for (size_t i = 0; rc == 0 && i < c->nnames; i++)
+    rc = place_file(c, c->names[i]);
+  if (rc == 0)
+    rc = cs_buf_printf(
+        &c->text, "end %zu %016llx\n", c->nnames,
+        (unsigned long long)XXH3_64bits(c->text.data, c->text.len));
+  if (rc == CS_ENOMEM)
+    cs__rocksdb_errf(c->err, c->errlen, rc, "out of memory");
+  return rc;
+}
+
+/* Writes the manifest into chk_dir, then makes the checkpoint last: fsyncs
+ * shared_dir (when a file went there), chk_dir and the directory above. */
+static int write_manifest(chk *c) {
+  char path[PATH_MAX];
+  if (cs__rocksdb_path_join(path, sizeof(path), c->chk_dir,
+                            CS_ROCKSDB_MANIFEST_FILE))
+    return cs__rocksdb_errf(c->err, c->errlen, CS_EINVAL,
+                            "path too long in %s", c->chk_dir);
+  int rc = write_new_file(path, c->text.data, c->text.len, c->err, c->errlen);
+  if (rc) return rc;
+  if (c->moved && cs__rocksdb_fsync_path(c->shared_dir, 1) != 0)
+    return cs__rocksdb_errf(c->err, c->errlen, CS_EIO, "cannot sync %s: %s",
+                            c->shared_dir, strerror(errno));
+  if (cs__rocksdb_fsync_path(c->chk_dir, 1) != 0 ||
+      cs__rocksdb_fsync_parent(c->chk_dir) != 0)
+    return cs__rocksdb_errf(c->err, c->errlen, CS_EIO, "cannot sync %s: %s",
+                            c->chk_dir, strerror(errno));
+  return 0;
+}
+
 /* Takes the RocksDB checkpoint into a staging directory inside the working
  * directory (hard links: the same file system), then sorts its files:
  * private files go to chk_dir (hashed), SST files to chk_dir (full) or, the
@@ -335,19 +457,18 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
     return cs__rocksdb_errf(err, errlen, CS_EINVAL,
                             "a read-only backend (%s) takes no checkpoints",
                             r->workdir);
-  char staging[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
-  char sname[CS__ROCKSDB_NAME_MAX_LEN + 1];
-  if (cs__rocksdb_path_join(staging, sizeof(staging), r->workdir,
+  chk c = {.r = r,
+           .chk_dir = chk_dir,
+           .shared_dir = shared_dir,
+           .err = err,
+           .errlen = errlen};
+  if (cs__rocksdb_path_join(c.staging, sizeof(c.staging), r->workdir,
                             "checkpoint-staging"))
     return cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long: %s",
                             r->workdir);
   size_t start = manifest ? manifest->len : 0;
-  char **names = NULL;
-  size_t nnames = 0, nsums = 0;
-  cs__rocksdb_sst_sum *sums = NULL;
-  cs_buf text = {0};
-  int rc = 0, moved = 0;
-  cs__rocksdb_remove_tree(staging); /* left by a failed attempt */
+  int rc;
+  cs__rocksdb_remove_tree(c.staging); /* left by a failed attempt */
   if (cs__rocksdb_cache_flush(r, 0))
     return cs__rocksdb_errf(err, errlen, CS_EIO,
                             "cannot write the cached state of %s", r->workdir);
@@ -355,112 +476,30 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
     return cs__rocksdb_errf(err, errlen, CS_EIO,
                             "cannot create checkpoint directory %s: %s",
                             chk_dir, strerror(errno));
-
-  char *rerr = NULL;
-  rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(r->db, &rerr);
-  if (rerr == NULL) {
-    rocksdb_checkpoint_create(cp, staging, 0, &rerr); /* 0: always flush */
-    rocksdb_checkpoint_object_destroy(cp);
-  }
-  if (rerr) {
-    rc = cs__rocksdb_rocks_errf(err, errlen, CS_EIO, "checkpoint of",
-                                r->workdir, rerr);
-    goto fail;
-  }
-  rc = cs__rocksdb_list_dir(staging, &names, &nnames, err, errlen);
+  rc = stage(&c);
   if (rc) goto fail;
-  if (nnames && (sums = cs_calloc(nnames, sizeof(*sums))) == NULL) {
+  rc = place_files(&c);
+  if (rc) goto fail;
+  rc = write_manifest(&c);
+  if (rc) goto fail;
+  if (manifest && cs_buf_append(manifest, c.text.data, c.text.len)) {
     rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
     goto fail;
   }
-  rc = cs_buf_printf(&text, "%s\nlineage %s\n", MANIFEST_MAGIC, r->lineage);
-  for (size_t i = 0; rc == 0 && i < nnames; i++) {
-    const char *name = names[i];
-    uint64_t size = 0, hash = 0;
-    if (!name_ok((cs_slice){name, strlen(name)})) {
-      rc = cs__rocksdb_errf(err, errlen, CS_EIO, "unexpected file %s in %s",
-                            name, staging);
-      break;
-    }
-    int shared = is_sst(name) && shared_dir != NULL;
-    if (shared) shared_name_of(r, name, sname, sizeof(sname));
-    if (cs__rocksdb_path_join(src, sizeof(src), staging, name) ||
-        cs__rocksdb_path_join(dst, sizeof(dst), shared ? shared_dir : chk_dir,
-                              shared ? sname : name)) {
-      rc = cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long for %s",
-                            name);
-      break;
-    }
-    if (is_sst(name)) {
-      rc = sst_sum_of(r, src, name, sums, &nsums, err, errlen);
-      if (rc) break;
-      size = sums[nsums - 1].size;
-      hash = sums[nsums - 1].hash;
-    }
-    if (shared) {
-      uint64_t moved_size;
-      rc = move_to_shared(src, dst, &moved_size, err, errlen);
-      moved = 1;
-      if (rc == 0)
-        rc = cs_buf_printf(&text, "shared %s %s %llu %016llx\n", name, sname,
-                           (unsigned long long)size,
-                           (unsigned long long)hash);
-    } else if (is_sst(name)) {
-      rc = move_file(src, dst, NULL, NULL, err, errlen);
-      if (rc == 0)
-        rc = cs_buf_printf(&text, "sst %s %llu %016llx\n", name,
-                           (unsigned long long)size,
-                           (unsigned long long)hash);
-    } else {
-      rc = move_file(src, dst, &size, &hash, err, errlen);
-      if (rc == 0)
-        rc = cs_buf_printf(&text, "file %s %llu %016llx\n", name,
-                           (unsigned long long)size,
-                           (unsigned long long)hash);
-    }
-  }
-  if (rc == 0)
-    rc = cs_buf_printf(&text, "end %zu %016llx\n", nnames,
-                       (unsigned long long)XXH3_64bits(text.data, text.len));
-  if (rc == CS_ENOMEM) cs__rocksdb_errf(err, errlen, rc, "out of memory");
-  if (rc) goto fail;
-  if (cs__rocksdb_path_join(dst, sizeof(dst), chk_dir,
-                            CS_ROCKSDB_MANIFEST_FILE)) {
-    rc = cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long in %s",
-                          chk_dir);
-    goto fail;
-  }
-  rc = write_new_file(dst, text.data, text.len, err, errlen);
-  if (rc) goto fail;
-  if (moved && cs__rocksdb_fsync_path(shared_dir, 1) != 0) {
-    rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot sync %s: %s", shared_dir,
-                          strerror(errno));
-    goto fail;
-  }
-  if (cs__rocksdb_fsync_path(chk_dir, 1) != 0 ||
-      cs__rocksdb_fsync_parent(chk_dir) != 0) {
-    rc = cs__rocksdb_errf(err, errlen, CS_EIO, "cannot sync %s: %s", chk_dir,
-                          strerror(errno));
-    goto fail;
-  }
-  if (manifest && cs_buf_append(manifest, text.data, text.len)) {
-    rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
-    goto fail;
-  }
-  cs__rocksdb_remove_tree(staging);
-  cs__rocksdb_free_names(names, nnames);
+  cs__rocksdb_remove_tree(c.staging);
+  cs__rocksdb_free_names(c.names, c.nnames);
   cs__rocksdb_free_sums(r->sums, r->nsums);
-  r->sums = sums;
-  r->nsums = nsums;
-  cs_buf_free(&text);
+  r->sums = c.sums;
+  r->nsums = c.nsums;
+  cs_buf_free(&c.text);
   return 0;
 
 fail:
-  cs__rocksdb_remove_tree(staging);
+  cs__rocksdb_remove_tree(c.staging);
   cs__rocksdb_remove_tree(chk_dir);
   if (manifest) manifest->len = start;
-  cs__rocksdb_free_names(names, nnames);
-  cs__rocksdb_free_sums(sums, nsums);
-  cs_buf_free(&text);
+  cs__rocksdb_free_names(c.names, c.nnames);
+  cs__rocksdb_free_sums(c.sums, c.nsums);
+  cs_buf_free(&c.text);
   return rc;
 }
