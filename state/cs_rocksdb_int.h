@@ -27,11 +27,12 @@
 
 #include "cs_rocksdb.h"
 
-#define CS__ROCKSDB_PIN_RING 16       /* get views kept alive at once */
-#define CS__ROCKSDB_NAME_MAX_LEN 255  /* a file name in a checkpoint */
+#define CS__ROCKSDB_PIN_RING 16      /* get views kept alive at once */
+#define CS__ROCKSDB_NAME_MAX_LEN 255 /* a file name in a checkpoint */
 
 /* ============================================================== types */
 
+/* A registered state: one column family. */
 typedef struct cs__rocksdb_state {
   char *name;
   cs_state_kind kind;
@@ -112,7 +113,7 @@ typedef struct cs__rocksdb_mentry {
 
 typedef int (*cs__rocksdb_mvisit)(void *ud, const cs__rocksdb_mentry *e);
 
-/* ============================================================= errors */
+/* ============================================= errors (cs_rocksdb.c) */
 
 /* Writes a message into err (when there is room) and returns rc. */
 int cs__rocksdb_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
@@ -125,7 +126,8 @@ int cs__rocksdb_rocks_errf(char *err, size_t errlen, int rc, const char *what,
 
 /* =========================================================== instance */
 
-/* The vtable of the backend (a backend is ours when it has it). */
+/* The vtable of the backend, in cs_rocksdb.c (a backend is ours when it
+ * has it). The rest of this section is in cs_rocksdb_open.c. */
 extern const cs_backend_ops cs__rocksdb_ops;
 
 /* Makes a backend on the RocksDB instance in dir (a prepared directory),
@@ -136,7 +138,7 @@ int cs__rocksdb_open_instance(const char *dir, const cs_rocksdb_options *o,
 /* The prefix of the column family names of a kind of state ("value:"). */
 const char *cs__rocksdb_cf_prefix(cs_state_kind kind);
 
-/* ======================================================== value cache */
+/* =================================== value cache (cs_rocksdb_cache.c) */
 
 /* The cache holds VALUE states only, and only when r->climit is not 0; k
  * is the composite key (kg ++ key) of state. A view handed out stays
@@ -163,7 +165,7 @@ int cs__rocksdb_cache_flush(cs__rocksdb *r, int drop);
 /* Frees the cache without writing it (the backend is being destroyed). */
 void cs__rocksdb_cache_free(cs__rocksdb *r);
 
-/* ============================================================== files */
+/* ========================================= files (cs_rocksdb_files.c) */
 
 /* Writes dir/name into buf[cap]; CS_EINVAL when it does not fit. */
 int cs__rocksdb_path_join(char *buf, size_t cap, const char *dir,
@@ -175,10 +177,11 @@ int cs__rocksdb_remove_tree(const char *path);
 int cs__rocksdb_prepare_dir(const char *dir, char *err, size_t errlen);
 /* Removes a working directory (its content only, when it is a symlink). */
 void cs__rocksdb_remove_workdir(const char *dir);
-/* fsyncs path (a directory when dir), or the directory holding path, or
- * writes all of p[0, n) to fd: 0, or -1 with errno set. */
+/* fsyncs path (a directory when dir): 0, or -1 with errno set. */
 int cs__rocksdb_fsync_path(const char *path, int dir);
+/* fsyncs the directory that holds path: 0, or -1 with errno set. */
 int cs__rocksdb_fsync_parent(const char *path);
+/* Writes all of p[0, n) to fd: 0, or -1 with errno set. */
 int cs__rocksdb_write_all(int fd, const char *p, size_t n);
 /* Maps a failed open (errno) of a checkpoint file to CS_ENOTFOUND or
  * CS_EIO with a message naming it. */
@@ -200,7 +203,7 @@ int cs__rocksdb_list_dir(const char *dir, char ***out, size_t *count,
                          char *err, size_t errlen);
 void cs__rocksdb_free_names(char **names, size_t n);
 
-/* ========================================================= checkpoint */
+/* =============================== checkpoint (cs_rocksdb_checkpoint.c) */
 
 /* Checks a whole manifest (frame, checksum, every line) and then, when
  * visit is not NULL, calls it for each entry. Returns 0, CS_EDECODE, or
