@@ -1,6 +1,7 @@
 /*
- * cs_codec.c - Lua values to MessagePack bytes and back, the canonical key
- * form, and key groups. The mapping itself is written down in cs_codec.h.
+ * cs_codec.c - Lua values to MessagePack bytes and back, and the canonical
+ * key form. The mapping itself is written down in cs_codec.h; encoded values
+ * read without Lua, and key groups, are in cs_codec_raw.c.
  *
  * Encoder: writes the MessagePack bytes straight into the cs_buf rather than
  * through msgpack-c's msgpack_packer. The packer hands every token (often a
@@ -23,45 +24,13 @@
  * a huge table.
  */
 #include "cs_codec.h"
+#include "cs_codec_int.h"
 
 #include <lauxlib.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <xxhash.h>
-
-/* =========================================================== byte order */
-
-static inline void put_be16(unsigned char *p, uint16_t v) {
-  p[0] = (unsigned char)(v >> 8);
-  p[1] = (unsigned char)v;
-}
-
-static inline void put_be32(unsigned char *p, uint32_t v) {
-  p[0] = (unsigned char)(v >> 24);
-  p[1] = (unsigned char)(v >> 16);
-  p[2] = (unsigned char)(v >> 8);
-  p[3] = (unsigned char)v;
-}
-
-static inline void put_be64(unsigned char *p, uint64_t v) {
-  put_be32(p, (uint32_t)(v >> 32));
-  put_be32(p + 4, (uint32_t)v);
-}
-
-static inline uint16_t get_be16(const unsigned char *p) {
-  return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static inline uint32_t get_be32(const unsigned char *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-         p[3];
-}
-
-static inline uint64_t get_be64(const unsigned char *p) {
-  return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
 
 /* ============================================================== encoder */
 
@@ -237,14 +206,14 @@ static size_t int_bytes(unsigned char *p, lua_Integer v) {
       return 2;
     }
     if (u <= 0xffff) {
-      p[0] = 0xcd, put_be16(p + 1, (uint16_t)u);
+      p[0] = 0xcd, cs__codec_put_be16(p + 1, (uint16_t)u);
       return 3;
     }
     if (u <= 0xffffffffu) {
-      p[0] = 0xce, put_be32(p + 1, (uint32_t)u);
+      p[0] = 0xce, cs__codec_put_be32(p + 1, (uint32_t)u);
       return 5;
     }
-    p[0] = 0xcf, put_be64(p + 1, u);
+    p[0] = 0xcf, cs__codec_put_be64(p + 1, u);
     return 9;
   }
   if (v >= -32) {
@@ -256,14 +225,14 @@ static size_t int_bytes(unsigned char *p, lua_Integer v) {
     return 2;
   }
   if (v >= INT16_MIN) {
-    p[0] = 0xd1, put_be16(p + 1, (uint16_t)(int16_t)v);
+    p[0] = 0xd1, cs__codec_put_be16(p + 1, (uint16_t)(int16_t)v);
     return 3;
   }
   if (v >= INT32_MIN) {
-    p[0] = 0xd2, put_be32(p + 1, (uint32_t)(int32_t)v);
+    p[0] = 0xd2, cs__codec_put_be32(p + 1, (uint32_t)(int32_t)v);
     return 5;
   }
-  p[0] = 0xd3, put_be64(p + 1, (uint64_t)v);
+  p[0] = 0xd3, cs__codec_put_be64(p + 1, (uint64_t)v);
   return 9;
 }
 
@@ -288,7 +257,7 @@ static int put_float(enc *e, double d, int depth) {
   uint64_t bits;
   memcpy(&bits, &d, sizeof(bits));
   p[0] = 0xcb;
-  put_be64(p + 1, bits);
+  cs__codec_put_be64(p + 1, bits);
   e->out->len += 9;
   return 0;
 }
@@ -305,9 +274,9 @@ static int put_header(enc *e, size_t n, unsigned fix, size_t fixmax,
   } else if (code8 && n <= 0xff) {
     p[0] = (unsigned char)code8, p[1] = (unsigned char)n, w = 2;
   } else if (n <= 0xffff) {
-    p[0] = (unsigned char)code16, put_be16(p + 1, (uint16_t)n), w = 3;
+    p[0] = (unsigned char)code16, cs__codec_put_be16(p + 1, (uint16_t)n), w = 3;
   } else {
-    p[0] = (unsigned char)code32, put_be32(p + 1, (uint32_t)n), w = 5;
+    p[0] = (unsigned char)code32, cs__codec_put_be32(p + 1, (uint32_t)n), w = 5;
   }
   e->out->len += w;
   return 0;
@@ -332,9 +301,9 @@ static int put_str(enc *e, const char *s, size_t n, int depth) {
   } else if (n <= 0xff) {
     p[0] = 0xd9, p[1] = (unsigned char)n, w = 2;
   } else if (n <= 0xffff) {
-    p[0] = 0xda, put_be16(p + 1, (uint16_t)n), w = 3;
+    p[0] = 0xda, cs__codec_put_be16(p + 1, (uint16_t)n), w = 3;
   } else {
-    p[0] = 0xdb, put_be32(p + 1, (uint32_t)n), w = 5;
+    p[0] = 0xdb, cs__codec_put_be32(p + 1, (uint32_t)n), w = 5;
   }
   memcpy(p + w, s, n);
   e->out->len += w + n;
@@ -615,6 +584,23 @@ int cs_codec_encode_key(lua_State *L, int idx, cs_buf *out, char *err,
   return encode(L, idx, out, err, errlen, 1);
 }
 
+/* Of the functions on encoded values without Lua (cs_codec_raw.c), the one
+ * that writes: here, since it writes integers with the encoder's int_bytes. */
+int cs_codec_put_number(cs_buf *out, const cs_num *num) {
+  if (cs_buf_reserve(out, 9)) return CS_ENOMEM;
+  unsigned char *p = (unsigned char *)out->data + out->len;
+  if (num->is_int) {
+    out->len += int_bytes(p, (lua_Integer)num->i);
+  } else {
+    uint64_t bits;
+    memcpy(&bits, &num->d, sizeof(bits));
+    p[0] = 0xcb;
+    cs__codec_put_be64(p + 1, bits);
+    out->len += 9;
+  }
+  return 0;
+}
+
 /* ============================================================== decoder */
 
 typedef struct dec {
@@ -628,7 +614,9 @@ static inline int64_t read_len(dec *d, int n) {
   if (d->end - d->p < n) return -1;
   const unsigned char *p = d->p;
   d->p += n;
-  return n == 1 ? p[0] : n == 2 ? get_be16(p) : (int64_t)get_be32(p);
+  return n == 1   ? p[0]
+         : n == 2 ? cs__codec_get_be16(p)
+                  : (int64_t)cs__codec_get_be32(p);
 }
 
 static inline int push_str(dec *d, int64_t n) {
@@ -722,24 +710,24 @@ static int decode_value(dec *d, int depth) {
   d->p += w;
   switch (c) {
   case 0xca: {
-    uint32_t bits = get_be32(p);
+    uint32_t bits = cs__codec_get_be32(p);
     float f;
     memcpy(&f, &bits, sizeof(f));
     lua_pushnumber(L, (lua_Number)f);
     return 0;
   }
   case 0xcb: {
-    uint64_t bits = get_be64(p);
+    uint64_t bits = cs__codec_get_be64(p);
     double f;
     memcpy(&f, &bits, sizeof(f));
     lua_pushnumber(L, (lua_Number)f);
     return 0;
   }
   case 0xcc: lua_pushinteger(L, p[0]); return 0;
-  case 0xcd: lua_pushinteger(L, get_be16(p)); return 0;
-  case 0xce: lua_pushinteger(L, (lua_Integer)get_be32(p)); return 0;
+  case 0xcd: lua_pushinteger(L, cs__codec_get_be16(p)); return 0;
+  case 0xce: lua_pushinteger(L, (lua_Integer)cs__codec_get_be32(p)); return 0;
   case 0xcf: {
-    uint64_t u = get_be64(p);
+    uint64_t u = cs__codec_get_be64(p);
     if (u > (uint64_t)LUA_MAXINTEGER)
       lua_pushnumber(L, (lua_Number)u); /* no Lua integer holds it */
     else
@@ -747,10 +735,10 @@ static int decode_value(dec *d, int depth) {
     return 0;
   }
   case 0xd0: lua_pushinteger(L, (int8_t)p[0]); return 0;
-  case 0xd1: lua_pushinteger(L, (int16_t)get_be16(p)); return 0;
-  case 0xd2: lua_pushinteger(L, (int32_t)get_be32(p)); return 0;
+  case 0xd1: lua_pushinteger(L, (int16_t)cs__codec_get_be16(p)); return 0;
+  case 0xd2: lua_pushinteger(L, (int32_t)cs__codec_get_be32(p)); return 0;
   default: /* 0xd3 */
-    lua_pushinteger(L, (lua_Integer)(int64_t)get_be64(p));
+    lua_pushinteger(L, (lua_Integer)(int64_t)cs__codec_get_be64(p));
     return 0;
   }
 }
@@ -768,312 +756,3 @@ int cs_codec_decode(lua_State *L, const char *data, size_t len, size_t *used) {
   return 0;
 }
 
-/* ================================================================= skip */
-
-/* Steps over one value at *pp, with the same checks as decode_value
- * (including nil and NaN map keys), so that skip and decode agree on every
- * input. Returns 0 or CS_EDECODE. */
-static int skip_value(const unsigned char **pp, const unsigned char *end,
-                      int depth) {
-  const unsigned char *p = *pp;
-  if (p >= end) return CS_EDECODE;
-  unsigned c = *p++;
-  int64_t n = 0, avail = end - p;
-  int container = 0; /* 1 array, 2 map */
-  if (c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-    *pp = p;
-    return 0;
-  }
-  if (c >= 0xa0 && c <= 0xbf) {
-    n = c & 0x1f;
-  } else if (c <= 0x8f) {
-    n = c & 0x0f, container = 2;
-  } else if (c <= 0x9f) {
-    n = c & 0x0f, container = 1;
-  } else {
-    int w, len = 0;
-    switch (c) {
-    case 0xca: case 0xce: case 0xd2: w = 4; break;
-    case 0xcb: case 0xcf: case 0xd3: w = 8; break;
-    case 0xcc: case 0xd0: w = 1; break;
-    case 0xcd: case 0xd1: w = 2; break;
-    case 0xc4: case 0xd9: w = 1, len = 1; break;
-    case 0xc5: case 0xda: w = 2, len = 1; break;
-    case 0xc6: case 0xdb: w = 4, len = 1; break;
-    case 0xdc: w = 2, container = 1; break;
-    case 0xdd: w = 4, container = 1; break;
-    case 0xde: w = 2, container = 2; break;
-    case 0xdf: w = 4, container = 2; break;
-    default: return CS_EDECODE; /* c1 and the ext family */
-    }
-    if (avail < w) return CS_EDECODE;
-    if (!len && !container) {
-      *pp = p + w;
-      return 0;
-    }
-    n = w == 1 ? p[0] : w == 2 ? get_be16(p) : (int64_t)get_be32(p);
-    p += w;
-    avail -= w;
-  }
-  if (!container) {
-    if (n > avail) return CS_EDECODE;
-    *pp = p + n;
-    return 0;
-  }
-  if (depth >= CS_CODEC_MAX_DEPTH) return CS_EDECODE;
-  if (container == 1) {
-    if (n > avail) return CS_EDECODE;
-    for (int64_t i = 0; i < n; i++)
-      if (skip_value(&p, end, depth + 1)) return CS_EDECODE;
-  } else {
-    if (n > avail / 2) return CS_EDECODE;
-    for (int64_t i = 0; i < n; i++) {
-      const unsigned char *k = p;
-      if (skip_value(&p, end, depth + 1)) return CS_EDECODE;
-      if (k[0] == 0xc0) return CS_EDECODE;
-      if (k[0] == 0xca) {
-        uint32_t bits = get_be32(k + 1);
-        float f;
-        memcpy(&f, &bits, sizeof(f));
-        if (isnan(f)) return CS_EDECODE;
-      } else if (k[0] == 0xcb) {
-        uint64_t bits = get_be64(k + 1);
-        double f;
-        memcpy(&f, &bits, sizeof(f));
-        if (isnan(f)) return CS_EDECODE;
-      }
-      if (skip_value(&p, end, depth + 1)) return CS_EDECODE;
-    }
-  }
-  *pp = p;
-  return 0;
-}
-
-long cs_codec_skip(const char *data, size_t len) {
-  if (len == 0) return CS_EDECODE;
-  const unsigned char *p = (const unsigned char *)data;
-  if (skip_value(&p, p + len, 0)) return CS_EDECODE;
-  return (long)(p - (const unsigned char *)data);
-}
-
-/* ============================================= encoded values, no Lua */
-
-/* The length of the str/bin/array/map header at p (type byte included)
- * and its count, or 0 when p does not start one or the bytes end first. */
-static size_t header(const unsigned char *p, const unsigned char *end,
-                     unsigned *kind, int64_t *n) {
-  unsigned c = *p;
-  if (c >= 0xa0 && c <= 0xbf) return *kind = 's', *n = c & 0x1f, 1;
-  if (c >= 0x80 && c <= 0x8f) return *kind = 'm', *n = c & 0x0f, 1;
-  if (c >= 0x90 && c <= 0x9f) return *kind = 'a', *n = c & 0x0f, 1;
-  int w;
-  switch (c) {
-  case 0xc4: case 0xd9: w = 1, *kind = 's'; break;
-  case 0xc5: case 0xda: w = 2, *kind = 's'; break;
-  case 0xc6: case 0xdb: w = 4, *kind = 's'; break;
-  case 0xdc: w = 2, *kind = 'a'; break;
-  case 0xdd: w = 4, *kind = 'a'; break;
-  case 0xde: w = 2, *kind = 'm'; break;
-  case 0xdf: w = 4, *kind = 'm'; break;
-  default: return 0;
-  }
-  if (end - p - 1 < w) return 0;
-  *n = w == 1 ? p[1] : w == 2 ? get_be16(p + 1) : (int64_t)get_be32(p + 1);
-  return (size_t)w + 1;
-}
-
-/* Steps over one value at *pp, checking bounds and depth only (the
- * no-Lua readers work on bytes cs_codec wrote; a map key that decode would
- * refuse is left for the Lua path to find). Returns 0 or CS_EDECODE. */
-static int skip_lean(const unsigned char **pp, const unsigned char *end,
-                     int depth) {
-  const unsigned char *p = *pp;
-  if (p >= end) return CS_EDECODE;
-  unsigned c = *p;
-  if (c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-    *pp = p + 1;
-    return 0;
-  }
-  static const unsigned char fixed[] = {/* ca..d3 */ 4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
-  if (c >= 0xca && c <= 0xd3) {
-    if (end - p - 1 < fixed[c - 0xca]) return CS_EDECODE;
-    *pp = p + 1 + fixed[c - 0xca];
-    return 0;
-  }
-  unsigned kind;
-  int64_t n;
-  size_t h = header(p, end, &kind, &n);
-  if (h == 0) return CS_EDECODE;
-  p += h;
-  if (kind == 's') {
-    if (n > end - p) return CS_EDECODE;
-    *pp = p + n;
-    return 0;
-  }
-  if (depth >= CS_CODEC_MAX_DEPTH || n > end - p) return CS_EDECODE;
-  if (kind == 'm') n *= 2;
-  for (int64_t i = 0; i < n; i++)
-    if (skip_lean(&p, end, depth + 1)) return CS_EDECODE;
-  *pp = p;
-  return 0;
-}
-
-/* skip_lean with the common one-byte-header scalars inline. */
-static inline int skip_one(const unsigned char **pp, const unsigned char *end) {
-  const unsigned char *p = *pp;
-  if (p < end) {
-    unsigned c = *p;
-    if (c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-      *pp = p + 1;
-      return 0;
-    }
-    if (c >= 0xa0 && c <= 0xbf && (size_t)(end - p) > (c & 0x1fu)) {
-      *pp = p + 1 + (c & 0x1f);
-      return 0;
-    }
-  }
-  return skip_lean(pp, end, 1);
-}
-
-int cs_codec_array_elem(cs_slice v, int64_t pos, cs_slice *out) {
-  const unsigned char *p = (const unsigned char *)v.data, *end = p + v.len;
-  unsigned kind;
-  int64_t n;
-  size_t h = v.len ? header(p, end, &kind, &n) : 0;
-  if (h == 0 || kind != 'a' || pos < 1 || pos > n) return 0;
-  p += h;
-  for (int64_t i = 1; i < pos; i++)
-    if (skip_one(&p, end)) return 0;
-  const unsigned char *start = p;
-  if (skip_one(&p, end)) return 0;
-  out->data = (const char *)start;
-  out->len = (size_t)(p - start);
-  return 1;
-}
-
-int cs_codec_map_field(cs_slice v, const char *name, size_t namelen,
-                       cs_slice *out) {
-  const unsigned char *p = (const unsigned char *)v.data, *end = p + v.len;
-  unsigned kind;
-  int64_t n;
-  size_t h = v.len ? header(p, end, &kind, &n) : 0;
-  if (h == 0 || kind != 'm') return 0;
-  p += h;
-  for (int64_t i = 0; i < n; i++) {
-    const unsigned char *k = p;
-    if (skip_one(&p, end)) return 0;
-    unsigned kk;
-    int64_t kn;
-    size_t kh = header(k, end, &kk, &kn);
-    int match = kh && kk == 's' && *k != 0xc4 && *k != 0xc5 && *k != 0xc6 &&
-                (size_t)kn == namelen && memcmp(k + kh, name, namelen) == 0;
-    const unsigned char *val = p;
-    if (skip_one(&p, end)) return 0;
-    if (match) {
-      out->data = (const char *)val;
-      out->len = (size_t)(p - val);
-      return 1;
-    }
-  }
-  return 0;
-}
-
-int cs_codec_number(cs_slice v, cs_num *num) {
-  const unsigned char *p = (const unsigned char *)v.data;
-  if (v.len == 0) return 0;
-  unsigned c = p[0];
-  num->is_int = 1;
-  if (c < 0x80 || c >= 0xe0) {
-    num->i = c < 0x80 ? (int64_t)c : (int64_t)c - 0x100;
-    return v.len == 1;
-  }
-  static const unsigned char width[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
-  if (c < 0xca || c > 0xd3 || v.len != 1u + width[c - 0xca]) return 0;
-  switch (c) {
-  case 0xca: {
-    uint32_t bits = get_be32(p + 1);
-    float f;
-    memcpy(&f, &bits, sizeof(f));
-    num->is_int = 0, num->d = f;
-    return 1;
-  }
-  case 0xcb: {
-    uint64_t bits = get_be64(p + 1);
-    memcpy(&num->d, &bits, sizeof(num->d));
-    num->is_int = 0;
-    return 1;
-  }
-  case 0xcc: num->i = p[1]; return 1;
-  case 0xcd: num->i = get_be16(p + 1); return 1;
-  case 0xce: num->i = get_be32(p + 1); return 1;
-  case 0xcf: {
-    uint64_t u = get_be64(p + 1);
-    if (u > INT64_MAX) return 0;
-    num->i = (int64_t)u;
-    return 1;
-  }
-  case 0xd0: num->i = (int8_t)p[1]; return 1;
-  case 0xd1: num->i = (int16_t)get_be16(p + 1); return 1;
-  case 0xd2: num->i = (int32_t)get_be32(p + 1); return 1;
-  default: num->i = (int64_t)get_be64(p + 1); return 1;
-  }
-}
-
-int cs_codec_put_number(cs_buf *out, const cs_num *num) {
-  if (cs_buf_reserve(out, 9)) return CS_ENOMEM;
-  unsigned char *p = (unsigned char *)out->data + out->len;
-  if (num->is_int) {
-    out->len += int_bytes(p, (lua_Integer)num->i);
-  } else {
-    uint64_t bits;
-    memcpy(&bits, &num->d, sizeof(bits));
-    p[0] = 0xcb;
-    put_be64(p + 1, bits);
-    out->len += 9;
-  }
-  return 0;
-}
-
-long cs_codec_skip_lean(const char *data, size_t len) {
-  const unsigned char *p = (const unsigned char *)data;
-  if (skip_lean(&p, p + len, 0)) return CS_EDECODE;
-  return (long)(p - (const unsigned char *)data);
-}
-
-int cs_codec_is_key_scalar(cs_slice v) {
-  if (v.len == 0) return 0;
-  unsigned c = (unsigned char)v.data[0];
-  if (c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) return 1;
-  if (c >= 0xa0 && c <= 0xbf) return 1;
-  if (c == 0xcf) return v.len == 9 && (unsigned char)v.data[1] < 0x80;
-  if (c >= 0xcc && c <= 0xd3) return 1;
-  return c == 0xd9 || c == 0xda || c == 0xdb;
-}
-
-/* =========================================================== key groups */
-
-int cs_key_group(const void *key, size_t len, int max_parallelism) {
-  if (max_parallelism <= 0) return 0;
-  return (int)(XXH3_64bits(key, len) % (uint64_t)max_parallelism);
-}
-
-int cs_key_group_owner(int key_group, int max_parallelism, int parallelism) {
-  if (max_parallelism <= 0) return 0;
-  return (int)((int64_t)key_group * parallelism / max_parallelism);
-}
-
-/* The key groups kg with subtask * maxp <= kg * p < (subtask + 1) * maxp,
- * which is exactly the set cs_key_group_owner maps to subtask: from
- * ceil(subtask * maxp / p) to floor(((subtask + 1) * maxp - 1) / p). When
- * parallelism exceeds max_parallelism some subtasks own nothing, and then
- * first == last + 1. */
-void cs_key_group_range(int subtask, int max_parallelism, int parallelism,
-                        int *first, int *last) {
-  if (parallelism <= 0) {
-    *first = 0, *last = -1;
-    return;
-  }
-  int64_t i = subtask, m = max_parallelism, p = parallelism;
-  *first = (int)((i * m + p - 1) / p);
-  *last = (int)(((i + 1) * m - 1) / p);
-}

@@ -1,13 +1,17 @@
 /*
- * cs_rocksdb.c - the RocksDB state backend and its native checkpoints (see
- * cs_rocksdb.h for the layout of keys, column families and manifests).
+ * cs_rocksdb.c - the RocksDB state backend: keys, get views, the operations
+ * of cs_backend.h, iterators, states (see cs_rocksdb.h for the layout of
+ * keys and column families). Opening, the value cache, files, checkpoints
+ * and restore have files of their own, listed in cs_rocksdb_int.h.
  *
  * Hot path. A get is one rocksdb_get_pinned_cf: the value is not copied but
  * pinned (in the memtable's copy or a block of the block cache) and the pin
- * is kept in a ring of PIN_RING slots, released by the next mutating call or
- * when the ring wraps. A put, del or append composes the key on the stack
- * (heap only past KEY_STACK bytes), writes without the WAL, then releases the
- * pins, after the write, since the value written may be one of the views.
+ * is kept in a ring of CS__ROCKSDB_PIN_RING slots, released by the next
+ * mutating call or when the ring wraps. A put, del or append composes the key
+ * on the stack (heap only past KEY_STACK bytes), writes without the WAL, then
+ * releases the pins, after the write, since the value written may be one of
+ * the views. VALUE states are read and written through the write-back
+ * cache of cs_rocksdb_cache.c when there is one.
  *
  * Map iterators. RocksDB iterators read a snapshot, so they would never see
  * a concurrent mutation; the contract asks for CS_ESTATE instead. The backend
@@ -15,109 +19,27 @@
  * map iterators of that very (state, kg, key) stale; there are rarely more
  * than one or two, so the walk costs nothing when there are none.
  *
- * Every RocksDB call gets its own `char *rerr = NULL` (rerr, because err is
- * the caller's message buffer in this file's API); an error is mapped to a
- * CS_E* code, logged or put in that buffer with its context, and freed.
- * Memory that RocksDB hands us (error strings) is freed with rocksdb_free.
- * The merge operator's results are allocated with malloc, not cs_malloc: they
- * are made on RocksDB's background threads during compactions, and a failure
- * injected there (cs_fail_nth_alloc) would put the instance into a permanent
- * background-error state instead of failing one call.
+ * The conventions of every file of the backend (RocksDB errors, rerr) are
+ * in cs_rocksdb_int.h, with what the files share.
  */
-#include "cs_rocksdb.h"
+#include "cs_rocksdb_int.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <rocksdb/c.h>
-
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #define KG_MAX 65535
-#define PIN_RING 16           /* get views kept alive at once */
-#define KEY_STACK 256         /* composite keys up to this size stay on stack */
-#define MiB ((size_t)1 << 20)
-#define MARKER_FILE "cs-workdir"
-#define MANIFEST_MAGIC "cstream-rocksdb-checkpoint 1"
-#define MANIFEST_MAX (64 * MiB)
-#define NAME_MAX_LEN 255
-#define COPY_CHUNK (256 * 1024)
+#define KEY_STACK 256 /* composite keys up to this size stay on stack */
 
 /* ============================================================== types */
 
-typedef struct rstate {
-  char *name;
-  cs_state_kind kind;
-  rocksdb_column_family_handle_t *cf;
-} rstate;
-
-/* A local SST file name and the shared name it came from (restored). */
-typedef struct shared_ref {
-  cs_slice local;
-  cs_slice shared;
-} shared_ref;
-
-/* The size and XXH3-64 of an SST file of the instance, by its local name:
- * SST files never change and their numbers are never reused, so each is
- * hashed once, when a checkpoint first takes it (or never, when it came
- * with the checkpoint the backend was restored from). */
-typedef struct sst_sum {
-  char *name;
-  uint64_t size;
-  uint64_t hash;
-} sst_sum;
-
-typedef struct riter riter;
-
-typedef struct rdb {
-  cs_backend base;
-  rocksdb_t *db;
-  rocksdb_options_t *opts; /* DB and column family options */
-  rocksdb_cache_t *cache;
-  rocksdb_readoptions_t *ro;
-  rocksdb_writeoptions_t *wo;
-  rstate *states;
-  int nstates;
-  int cap;
-  int readonly;
-  char *workdir;
-  char lineage[17]; /* 16 hex digits */
-  /* From the checkpoint this backend was restored from: its manifest text
-   * and the (local, shared) names of its shared SST files, by local name. */
-  char *restored_text;
-  shared_ref *restored;
-  size_t nrestored;
-  sst_sum *sums; /* sorted by name */
-  size_t nsums;
-  rocksdb_pinnableslice_t *pins[PIN_RING];
-  unsigned pin_next;
-  unsigned npinned;
-  riter *iters; /* live iterators */
-  /* The write-back cache of VALUE states (see "value cache" below). */
-  struct centry *ctab;
-  size_t cmask;  /* slots - 1; 0 when no table */
-  size_t ccount; /* entries */
-  size_t cbytes; /* memory the cache holds */
-  size_t climit; /* 0: no cache */
-} rdb;
+typedef struct cs__rocksdb_iter riter;
 
 enum { ITER_MAP = 1, ITER_SCAN = 2 };
 
-struct riter {
-  rdb *r; /* NULL once the backend is destroyed */
+struct cs__rocksdb_iter {
+  cs__rocksdb *r; /* NULL once the backend is destroyed */
   riter *prev, *next;
   int type;
   int stale; /* ITER_MAP: its (state, kg, key) was mutated */
@@ -137,14 +59,12 @@ struct riter {
   char buf[]; /* ITER_MAP: prefix kg ++ varint ++ key, then upper bound */
 };
 
-static const cs_backend_ops rdb_ops;
 static const char empty_bytes[1];
 
 /* ============================================================ errors */
 
 /* Writes a message into err (when there is room) and returns rc. */
-static int __attribute__((format(printf, 4, 5)))
-errf(char *err, size_t errlen, int rc, const char *fmt, ...) {
+int cs__rocksdb_errf(char *err, size_t errlen, int rc, const char *fmt, ...) {
   if (err != NULL && errlen > 0) {
     va_list ap;
     va_start(ap, fmt);
@@ -156,7 +76,7 @@ errf(char *err, size_t errlen, int rc, const char *fmt, ...) {
 
 /* For vtable operations, which have no message buffer: logs a RocksDB
  * error with what was being done and where, frees it, returns CS_EIO. */
-static int rocks_fail(rdb *r, const char *what, char *rerr) {
+int cs__rocksdb_rocks_fail(cs__rocksdb *r, const char *what, char *rerr) {
   fprintf(stderr, "cstream-lua: rocksdb %s in %s: %s\n", what, r->workdir,
           rerr);
   rocksdb_free(rerr);
@@ -164,9 +84,9 @@ static int rocks_fail(rdb *r, const char *what, char *rerr) {
 }
 
 /* For set-up functions: moves a RocksDB error into err and returns rc. */
-static int rocks_errf(char *err, size_t errlen, int rc, const char *what,
-                      const char *where, char *rerr) {
-  errf(err, errlen, rc, "rocksdb %s %s: %s", what, where, rerr);
+int cs__rocksdb_rocks_errf(char *err, size_t errlen, int rc, const char *what,
+                           const char *where, char *rerr) {
+  cs__rocksdb_errf(err, errlen, rc, "rocksdb %s %s: %s", what, where, rerr);
   rocksdb_free(rerr);
   return rc;
 }
@@ -252,704 +172,33 @@ static size_t prefix_successor(char *p, size_t n) {
   return n;
 }
 
-/* ===================================================== merge operator */
-
-/* LIST append: the merge of operands is their concatenation, after the
- * existing value when there is one. Runs on RocksDB's threads; see the top
- * of the file for why this is malloc. */
-static char *concat(const char *head, size_t hlen, const char *const *ops,
-                    const size_t *lens, int n, unsigned char *success,
-                    size_t *out_len) {
-  size_t total = hlen;
-  for (int i = 0; i < n; i++) {
-    if (lens[i] > SIZE_MAX - total) goto fail;
-    total += lens[i];
-  }
-  char *p = malloc(total ? total : 1);
-  if (p == NULL) goto fail;
-  size_t at = 0;
-  if (hlen) memcpy(p, head, hlen);
-  at = hlen;
-  for (int i = 0; i < n; i++) {
-    if (lens[i]) memcpy(p + at, ops[i], lens[i]);
-    at += lens[i];
-  }
-  *success = 1;
-  *out_len = total;
-  return p;
-fail:
-  *success = 0;
-  *out_len = 0;
-  return NULL;
-}
-
-static char *merge_full(void *state, const char *key, size_t klen,
-                        const char *existing, size_t elen,
-                        const char *const *ops, const size_t *lens, int n,
-                        unsigned char *success, size_t *out_len) {
-  (void)state, (void)key, (void)klen;
-  return concat(existing, existing ? elen : 0, ops, lens, n, success,
-                out_len);
-}
-
-static char *merge_partial(void *state, const char *key, size_t klen,
-                           const char *const *ops, const size_t *lens, int n,
-                           unsigned char *success, size_t *out_len) {
-  (void)state, (void)key, (void)klen;
-  return concat(NULL, 0, ops, lens, n, success, out_len);
-}
-
-static void merge_delete(void *state, const char *value, size_t len) {
-  (void)state, (void)len;
-  free((void *)value);
-}
-
-static void merge_destructor(void *state) { (void)state; }
-
-/* Stored in SST properties: never rename. */
-static const char *merge_name(void *state) {
-  (void)state;
-  return "cstream.concat";
-}
-
-/* ============================================================ options */
-
-/* Builds the options every column family of an instance shares: the block
- * cache, bloom filters, memtable budget, merge operator. *cache is ours to
- * destroy after the instance closes. */
-static int make_options(const cs_rocksdb_options *o, rocksdb_options_t **out,
-                        rocksdb_cache_t **cache, char *err, size_t errlen) {
-  cs_rocksdb_options d = {0};
-  if (o) d = *o;
-  if (d.block_cache_bytes == 0) d.block_cache_bytes = 64 * MiB;
-  if (d.write_buffer_bytes == 0) d.write_buffer_bytes = 16 * MiB;
-  if (d.max_write_buffers <= 0) d.max_write_buffers = 2;
-  if (d.total_write_buffer_bytes == 0)
-    d.total_write_buffer_bytes =
-        d.write_buffer_bytes * (size_t)d.max_write_buffers;
-  if (d.max_open_files <= 0) d.max_open_files = -1;
-  if (d.max_background_jobs <= 0) d.max_background_jobs = 2;
-
-  /* avoid_flush_during_shutdown has no setter in the C API of 7.8. The
-   * directory is removed after close, so a flush then is wasted work. */
-  rocksdb_options_t *base = rocksdb_options_create();
-  rocksdb_options_t *opts = rocksdb_options_create();
-  char *rerr = NULL;
-  rocksdb_get_options_from_string(base, "avoid_flush_during_shutdown=true",
-                                  opts, &rerr);
-  rocksdb_options_destroy(base);
-  if (rerr) {
-    rocksdb_options_destroy(opts);
-    return rocks_errf(err, errlen, CS_EINVAL, "options",
-                      "(avoid_flush_during_shutdown)", rerr);
-  }
-  rocksdb_options_set_write_buffer_size(opts, d.write_buffer_bytes);
-  rocksdb_options_set_max_write_buffer_number(opts, d.max_write_buffers);
-  rocksdb_options_set_db_write_buffer_size(opts, d.total_write_buffer_bytes);
-  rocksdb_options_set_level_compaction_dynamic_level_bytes(opts, 1);
-  rocksdb_options_set_max_background_jobs(opts, d.max_background_jobs);
-  rocksdb_options_set_max_open_files(opts, d.max_open_files);
-  /* A checkpoint copies the MANIFEST: keep it small by rolling it. */
-  rocksdb_options_set_max_manifest_file_size(opts, 8 * MiB);
-  /* The LOG goes with the working directory; keep warnings only. */
-  rocksdb_options_set_info_log_level(opts, 2);
-  rocksdb_options_set_max_log_file_size(opts, MiB);
-  rocksdb_options_set_keep_log_file_num(opts, 2);
-
-  rocksdb_mergeoperator_t *mo = rocksdb_mergeoperator_create(
-      NULL, merge_destructor, merge_full, merge_partial, merge_delete,
-      merge_name);
-  rocksdb_options_set_merge_operator(opts, mo); /* opts owns mo */
-
-  *cache = rocksdb_cache_create_lru(d.block_cache_bytes);
-  rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
-  rocksdb_block_based_options_set_block_cache(t, *cache);
-  /* t owns the policy; the factory copies t. */
-  rocksdb_block_based_options_set_filter_policy(
-      t, rocksdb_filterpolicy_create_bloom_full(10));
-  rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
-  rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t,
-                                                                          1);
-  rocksdb_options_set_block_based_table_factory(opts, t);
-  rocksdb_block_based_options_destroy(t);
-  *out = opts;
-  return 0;
-}
-
-/* ============================================================== files */
-
-static int path_join(char *buf, size_t cap, const char *dir,
-                     const char *name) {
-  int n = snprintf(buf, cap, "%s/%s", dir, name);
-  return n < 0 || (size_t)n >= cap ? CS_EINVAL : 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw) {
-  (void)st, (void)flag, (void)ftw;
-  return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
-/* Removes path and everything below it, following no symlinks. */
-static int remove_tree(const char *path) {
-  if (nftw(path, rm_entry, 32, FTW_DEPTH | FTW_PHYS) == 0) return 0;
-  return errno == ENOENT ? 0 : -1;
-}
-
-/* Removes every entry of dir (dir itself stays; it may be a symlink). */
-static int clear_dir(const char *dir) {
-  DIR *d = opendir(dir);
-  if (d == NULL) return -1;
-  char path[PATH_MAX];
-  struct dirent *de;
-  int rc = 0;
-  while ((de = readdir(d)) != NULL) {
-    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-      continue;
-    if (path_join(path, sizeof(path), dir, de->d_name) || remove_tree(path))
-      rc = -1;
-  }
-  closedir(d);
-  return rc;
-}
-
-/* Returns 1 when dir has no entries, 0 when it has, -1 on error. */
-static int dir_is_empty(const char *dir) {
-  DIR *d = opendir(dir);
-  if (d == NULL) return -1;
-  struct dirent *de;
-  int empty = 1;
-  while (empty && (de = readdir(d)) != NULL)
-    empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
-  closedir(d);
-  return empty;
-}
-
-/* mkdir -p. */
-static int mkdir_p(const char *dir) {
-  char p[PATH_MAX];
-  size_t n = strlen(dir);
-  if (n == 0 || n >= sizeof(p)) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  memcpy(p, dir, n + 1);
-  for (size_t i = 1; i <= n; i++) {
-    if (p[i] != '/' && p[i] != '\0') continue;
-    char c = p[i];
-    p[i] = '\0';
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
-    p[i] = c;
-  }
-  struct stat st;
-  if (stat(dir, &st) != 0) return -1;
-  if (!S_ISDIR(st.st_mode)) {
-    errno = ENOTDIR;
-    return -1;
-  }
-  return 0;
-}
-
-/* Makes dir an empty working directory of ours: created with its parents,
- * or emptied when it is empty or holds our marker (refused otherwise, so
- * that a wrong path never wipes a user's files). Leaves the marker in it. */
-static int prepare_dir(const char *dir, char *err, size_t errlen) {
-  char marker[PATH_MAX];
-  struct stat st;
-  if (dir == NULL || dir[0] == '\0')
-    return errf(err, errlen, CS_EINVAL, "no working directory given");
-  if (path_join(marker, sizeof(marker), dir, MARKER_FILE))
-    return errf(err, errlen, CS_EINVAL, "path too long: %s", dir);
-  if (stat(dir, &st) == 0) {
-    if (!S_ISDIR(st.st_mode))
-      return errf(err, errlen, CS_EINVAL, "%s exists and is not a directory",
-                  dir);
-    if (access(marker, F_OK) != 0) {
-      int empty = dir_is_empty(dir);
-      if (empty < 0)
-        return errf(err, errlen, CS_EIO, "cannot read directory %s: %s", dir,
-                    strerror(errno));
-      if (!empty)
-        return errf(err, errlen, CS_EINVAL,
-                    "refusing to wipe %s: it is not empty and not a "
-                    "cstream-lua working directory (no %s in it)",
-                    dir, MARKER_FILE);
-    }
-    if (clear_dir(dir))
-      return errf(err, errlen, CS_EIO, "cannot wipe %s: %s", dir,
-                  strerror(errno));
-  } else if (errno != ENOENT || mkdir_p(dir) != 0) {
-    return errf(err, errlen, CS_EIO, "cannot create directory %s: %s", dir,
-                strerror(errno));
-  }
-  int fd = open(marker, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return errf(err, errlen, CS_EIO, "cannot write in %s: %s", dir,
-                strerror(errno));
-  close(fd);
-  return 0;
-}
-
-/* Removes a working directory: its content, then itself when it is a
- * plain directory. */
-static void remove_workdir(const char *dir) {
-  struct stat st;
-  if (lstat(dir, &st) != 0) return;
-  if (S_ISLNK(st.st_mode)) {
-    clear_dir(dir);
-    return;
-  }
-  if (remove_tree(dir) != 0)
-    fprintf(stderr, "cstream-lua: rocksdb: cannot remove %s: %s\n", dir,
-            strerror(errno));
-}
-
-static int fsync_path(const char *path, int dir) {
-  int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return -1;
-  int rc = fsync(fd);
-  int e = errno;
-  close(fd);
-  errno = e;
-  return rc;
-}
-
-/* fsyncs the directory that holds path (so that path's entry lasts). */
-static int fsync_parent(const char *path) {
-  char p[PATH_MAX];
-  size_t n = strlen(path);
-  if (n >= sizeof(p)) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  memcpy(p, path, n + 1);
-  while (n > 1 && p[n - 1] == '/') p[--n] = '\0'; /* trailing slashes */
-  char *slash = strrchr(p, '/');
-  if (slash == NULL) return fsync_path(".", 1);
-  if (slash == p) return fsync_path("/", 1);
-  *slash = '\0';
-  return fsync_path(p, 1);
-}
-
-static int write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-/* Maps a failed open of a checkpoint file to an error naming it. */
-static int open_errf(char *err, size_t errlen, const char *path) {
-  if (errno == ENOENT)
-    return errf(err, errlen, CS_ENOTFOUND, "checkpoint file %s is missing",
-                path);
-  return errf(err, errlen, CS_EIO, "cannot read %s: %s", path,
-              strerror(errno));
-}
-
-/* Reads the whole of src, hashing it (XXH3-64) and, when dst is not NULL,
- * copying it to dst (created; fsynced when sync). Reports the size and the
- * hash. */
-static int copy_hash(const char *src, const char *dst, int sync,
-                     uint64_t *size, uint64_t *hash, char *err,
-                     size_t errlen) {
-  int rc = 0, in = -1, out = -1;
-  char *buf = NULL;
-  XXH3_state_t st;
-  XXH3_64bits_reset(&st);
-  uint64_t total = 0;
-  in = open(src, O_RDONLY | O_CLOEXEC);
-  if (in < 0) return open_errf(err, errlen, src);
-  buf = cs_malloc(COPY_CHUNK);
-  if (buf == NULL) {
-    rc = errf(err, errlen, CS_ENOMEM, "out of memory");
-    goto done;
-  }
-  if (dst != NULL) {
-    out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (out < 0) {
-      rc = errf(err, errlen, CS_EIO, "cannot create %s: %s", dst,
-                strerror(errno));
-      goto done;
-    }
-  }
-  for (;;) {
-    ssize_t n = read(in, buf, COPY_CHUNK);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      rc = errf(err, errlen, CS_EIO, "cannot read %s: %s", src,
-                strerror(errno));
-      goto done;
-    }
-    if (n == 0) break;
-    XXH3_64bits_update(&st, buf, (size_t)n);
-    total += (uint64_t)n;
-    if (out >= 0 && write_all(out, buf, (size_t)n) != 0) {
-      rc = errf(err, errlen, CS_EIO, "cannot write %s: %s", dst,
-                strerror(errno));
-      goto done;
-    }
-  }
-  if (out >= 0 && sync && fsync(out) != 0) {
-    rc = errf(err, errlen, CS_EIO, "cannot sync %s: %s", dst,
-              strerror(errno));
-    goto done;
-  }
-  if (size) *size = total;
-  if (hash) *hash = XXH3_64bits_digest(&st);
-done:
-  if (out >= 0 && close(out) != 0 && rc == 0)
-    rc = errf(err, errlen, CS_EIO, "cannot write %s: %s", dst,
-              strerror(errno));
-  if (rc && out >= 0) unlink(dst);
-  close(in);
-  cs_free(buf);
-  return rc;
-}
-
-/* Hard-links src to dst, or copies it where links cannot be made (another
- * file system, or one without links). */
-static int link_or_copy(const char *src, const char *dst, int sync,
-                        char *err, size_t errlen) {
-  if (link(src, dst) == 0) return 0;
-  if (errno == ENOENT) return open_errf(err, errlen, src);
-  if (errno != EXDEV && errno != EPERM && errno != EMLINK &&
-      errno != EOPNOTSUPP)
-    return errf(err, errlen, CS_EIO, "cannot link %s to %s: %s", src, dst,
-                strerror(errno));
-  return copy_hash(src, dst, sync, NULL, NULL, err, errlen);
-}
-
-/* Reads a whole (small) file into b. */
-static int read_small_file(const char *path, cs_buf *b, char *err,
-                           size_t errlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return open_errf(err, errlen, path);
-  int rc = 0;
-  for (;;) {
-    if (b->len >= MANIFEST_MAX) {
-      rc = errf(err, errlen, CS_EDECODE, "%s is too large", path);
-      break;
-    }
-    if (cs_buf_reserve(b, 64 * 1024)) {
-      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
-      break;
-    }
-    ssize_t n = read(fd, b->data + b->len, b->cap - b->len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      rc = errf(err, errlen, CS_EIO, "cannot read %s: %s", path,
-                strerror(errno));
-      break;
-    }
-    if (n == 0) break;
-    b->len += (size_t)n;
-  }
-  close(fd);
-  return rc;
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_names(char **names, size_t n) {
-  for (size_t i = 0; i < n; i++) cs_free(names[i]);
-  cs_free(names);
-}
-
-static void free_sums(sst_sum *sums, size_t n) {
-  for (size_t i = 0; i < n; i++) cs_free(sums[i].name);
-  cs_free(sums);
-}
-
-static int sum_cmp(const void *pa, const void *pb) {
-  return strcmp(((const sst_sum *)pa)->name, ((const sst_sum *)pb)->name);
-}
-
-/* Lists the names in dir (sorted; "." and ".." left out). The caller frees
- * them with free_names. */
-static int list_dir(const char *dir, char ***out, size_t *count, char *err,
-                    size_t errlen) {
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return errf(err, errlen, CS_EIO, "cannot read directory %s: %s", dir,
-                strerror(errno));
-  char **names = NULL;
-  size_t n = 0, cap = 0;
-  int rc = 0;
-  struct dirent *de;
-  while ((de = readdir(d)) != NULL) {
-    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-      continue;
-    if (n == cap) {
-      size_t nc = cap ? cap * 2 : 16;
-      char **nn = cs_realloc(names, nc * sizeof(*nn));
-      if (nn == NULL) {
-        rc = CS_ENOMEM;
-        break;
-      }
-      names = nn;
-      cap = nc;
-    }
-    if ((names[n] = cs_strdup(de->d_name)) == NULL) {
-      rc = CS_ENOMEM;
-      break;
-    }
-    n++;
-  }
-  closedir(d);
-  if (rc) {
-    free_names(names, n);
-    return errf(err, errlen, rc, "out of memory");
-  }
-  if (n) qsort(names, n, sizeof(*names), cmp_str);
-  *out = names;
-  *count = n;
-  return 0;
-}
-
-/* ============================================================ lineage */
-
-/* 64 random bits as 16 hex digits: from the kernel's pool, or from the
- * clock, the pid and an address when that fails. */
-static void new_lineage(char out[17]) {
-  uint64_t v = 0;
-  if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v)) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t seed[3] = {(uint64_t)ts.tv_sec * 1000000000u +
-                            (uint64_t)ts.tv_nsec,
-                        (uint64_t)getpid(), (uint64_t)(uintptr_t)out};
-    v = XXH3_64bits(seed, sizeof(seed));
-  }
-  snprintf(out, 17, "%016llx", (unsigned long long)v);
-}
-
-/* =========================================================== instance */
-
-static int kind_of_cf(const char *cfname, const char **name) {
-  static const struct {
-    const char *prefix;
-    cs_state_kind kind;
-  } kinds[] = {{"value:", CS_STATE_VALUE},
-               {"list:", CS_STATE_LIST},
-               {"map:", CS_STATE_MAP}};
-  for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-    size_t n = strlen(kinds[i].prefix);
-    if (strncmp(cfname, kinds[i].prefix, n) == 0) {
-      *name = cfname + n;
-      return kinds[i].kind;
-    }
-  }
-  return 0;
-}
-
-static const char *cf_prefix(cs_state_kind kind) {
-  return kind == CS_STATE_VALUE ? "value:"
-         : kind == CS_STATE_LIST ? "list:"
-                                 : "map:";
-}
-
-typedef struct cfent {
-  uint32_t id;
-  rocksdb_column_family_handle_t *cf;
-  const char *cfname;
-} cfent;
-
-static int cfent_cmp(const void *pa, const void *pb) {
-  const cfent *a = pa, *b = pb;
-  return a->id < b->id ? -1 : a->id > b->id;
-}
-
-/* Opens the instance in r->workdir with every column family it has and
- * rebuilds the state table from their names, ids in creation order. */
-static int open_existing(rdb *r, char *err, size_t errlen) {
-  const char *dir = r->workdir;
-  char *rerr = NULL;
-  size_t n = 0;
-  int rc = 0;
-  char **names = rocksdb_list_column_families(r->opts, dir, &n, &rerr);
-  if (rerr) {
-    rocksdb_list_column_families_destroy(names, n);
-    return rocks_errf(err, errlen, CS_EIO, "open", dir, rerr);
-  }
-  const rocksdb_options_t **cfopts = cs_calloc(n, sizeof(*cfopts));
-  rocksdb_column_family_handle_t **handles = cs_calloc(n, sizeof(*handles));
-  cfent *ents = cs_calloc(n, sizeof(*ents));
-  if (cfopts == NULL || handles == NULL || ents == NULL) {
-    rc = errf(err, errlen, CS_ENOMEM, "out of memory");
-    goto fail_alloc;
-  }
-  for (size_t i = 0; i < n; i++) cfopts[i] = r->opts;
-  if (r->readonly)
-    r->db = rocksdb_open_for_read_only_column_families(
-        r->opts, dir, (int)n, (const char *const *)names, cfopts, handles, 0,
-        &rerr);
-  else
-    r->db = rocksdb_open_column_families(r->opts, dir, (int)n,
-                                         (const char *const *)names, cfopts,
-                                         handles, &rerr);
-  if (rerr) {
-    rc = rocks_errf(err, errlen, CS_EIO, "open", dir, rerr);
-    goto fail_alloc;
-  }
-
-  /* Column families in creation order; "default" holds nothing of ours. */
-  size_t ns = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (strcmp(names[i], "default") == 0) {
-      rocksdb_column_family_handle_destroy(handles[i]);
-      handles[i] = NULL;
-      continue;
-    }
-    ents[ns].id = rocksdb_column_family_handle_get_id(handles[i]);
-    ents[ns].cf = handles[i];
-    ents[ns].cfname = names[i];
-    ns++;
-  }
-  qsort(ents, ns, sizeof(*ents), cfent_cmp);
-  if (ns > 0) {
-    r->states = cs_calloc(ns, sizeof(rstate));
-    if (r->states == NULL) {
-      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
-      goto fail_states;
-    }
-    r->cap = (int)ns;
-  }
-  for (size_t i = 0; i < ns; i++) {
-    const char *name;
-    int kind = kind_of_cf(ents[i].cfname, &name);
-    int dup = 0;
-    for (int j = 0; kind && j < r->nstates; j++)
-      dup |= strcmp(r->states[j].name, name) == 0;
-    if (kind == 0 || dup) {
-      rc = errf(err, errlen, CS_EDECODE,
-                "unexpected column family '%s' in %s", ents[i].cfname, dir);
-      goto fail_states;
-    }
-    rstate *s = &r->states[r->nstates];
-    if ((s->name = cs_strdup(name)) == NULL) {
-      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
-      goto fail_states;
-    }
-    s->kind = (cs_state_kind)kind;
-    s->cf = ents[i].cf;
-    ents[i].cf = NULL; /* now the state's */
-    r->nstates++;
-  }
-  cs_free(ents);
-  cs_free(handles);
-  cs_free(cfopts);
-  rocksdb_list_column_families_destroy(names, n);
-  return 0;
-
-fail_states:
-  for (size_t i = 0; i < ns; i++)
-    if (ents[i].cf) rocksdb_column_family_handle_destroy(ents[i].cf);
-  for (int j = 0; j < r->nstates; j++) {
-    rocksdb_column_family_handle_destroy(r->states[j].cf);
-    cs_free(r->states[j].name);
-  }
-  cs_free(r->states);
-  r->states = NULL;
-  r->nstates = r->cap = 0;
-  rocksdb_close(r->db);
-  r->db = NULL;
-fail_alloc:
-  cs_free(ents);
-  cs_free(handles);
-  cs_free(cfopts);
-  rocksdb_list_column_families_destroy(names, n);
-  return rc;
-}
-
-enum { OPEN_NEW, OPEN_EXISTING, OPEN_READONLY };
-
-/* Makes a backend on the RocksDB instance in dir (a prepared directory):
- * a new one, or the one there, read-write or read-only. */
-static int open_instance(const char *dir, const cs_rocksdb_options *o,
-                         int mode, rdb **out, char *err, size_t errlen) {
-  int rc = CS_ENOMEM;
-  rdb *r = cs_calloc(1, sizeof(rdb));
-  if (r == NULL) goto fail_alloc;
-  r->base.ops = &rdb_ops;
-  r->readonly = mode == OPEN_READONLY;
-  if (!r->readonly) /* 0 would mean "the default": SIZE_MAX turns it off */
-    r->climit = o == NULL || o->value_cache_bytes == 0 ? 32 * MiB
-                : o->value_cache_bytes == SIZE_MAX ? 0
-                                                    : o->value_cache_bytes;
-  if ((r->workdir = cs_strdup(dir)) == NULL) goto fail_workdir;
-  new_lineage(r->lineage);
-  rc = make_options(o, &r->opts, &r->cache, err, errlen);
-  if (rc) goto fail_options;
-  r->ro = rocksdb_readoptions_create();
-  r->wo = rocksdb_writeoptions_create();
-  rocksdb_writeoptions_disable_WAL(r->wo, 1);
-  if (mode == OPEN_NEW) {
-    char *rerr = NULL;
-    rocksdb_options_set_create_if_missing(r->opts, 1);
-    rocksdb_options_set_error_if_exists(r->opts, 1);
-    /* Nothing to load: do not start 16 file-opening threads for it. */
-    rocksdb_options_set_max_file_opening_threads(r->opts, 1);
-    r->db = rocksdb_open(r->opts, dir, &rerr);
-    rocksdb_options_set_create_if_missing(r->opts, 0);
-    rocksdb_options_set_error_if_exists(r->opts, 0);
-    if (rerr) rc = rocks_errf(err, errlen, CS_EIO, "open", dir, rerr);
-  } else {
-    rc = open_existing(r, err, errlen);
-  }
-  if (rc) goto fail_db;
-  *out = r;
-  return 0;
-
-fail_db:
-  rocksdb_readoptions_destroy(r->ro);
-  rocksdb_writeoptions_destroy(r->wo);
-  rocksdb_options_destroy(r->opts);
-  rocksdb_cache_destroy(r->cache);
-fail_options:
-  cs_free(r->workdir);
-fail_workdir:
-  cs_free(r);
-fail_alloc:
-  if (rc == CS_ENOMEM) errf(err, errlen, rc, "out of memory");
-  return rc;
-}
-
 /* ========================================================== arguments */
 
-static inline rstate *state_at(rdb *r, int state, int kg) {
+static inline cs__rocksdb_state *state_at(cs__rocksdb *r, int state, int kg) {
   if (state < 0 || state >= r->nstates || kg < 0 || kg > KG_MAX) return NULL;
   return &r->states[state];
 }
 
-static inline int ukey_ok(const rstate *s, const cs_slice *ukey) {
+static inline int ukey_ok(const cs__rocksdb_state *s, const cs_slice *ukey) {
   return (s->kind == CS_STATE_MAP) == (ukey != NULL);
 }
 
 /* ============================================================== views */
 
 /* Keeps p alive until the next mutating call or until the ring wraps. */
-static void pin(rdb *r, rocksdb_pinnableslice_t *p) {
+static void pin(cs__rocksdb *r, rocksdb_pinnableslice_t *p) {
   rocksdb_pinnableslice_t **slot = &r->pins[r->pin_next];
   if (*slot)
     rocksdb_pinnableslice_destroy(*slot);
   else
     r->npinned++;
   *slot = p;
-  r->pin_next = (r->pin_next + 1) % PIN_RING;
+  r->pin_next = (r->pin_next + 1) % CS__ROCKSDB_PIN_RING;
 }
 
-static void release_pins(rdb *r) {
+static void release_pins(cs__rocksdb *r) {
   if (r->npinned == 0) return;
-  for (int i = 0; i < PIN_RING; i++) {
+  for (int i = 0; i < CS__ROCKSDB_PIN_RING; i++) {
     if (r->pins[i]) rocksdb_pinnableslice_destroy(r->pins[i]);
     r->pins[i] = NULL;
   }
@@ -958,7 +207,7 @@ static void release_pins(rdb *r) {
 }
 
 /* Marks the live map iterators of (state, kg, key) stale. */
-static void touch(rdb *r, int state, int kg, cs_slice key) {
+static void touch(cs__rocksdb *r, int state, int kg, cs_slice key) {
   for (riter *it = r->iters; it != NULL; it = it->next) {
     if (it->type == ITER_MAP && it->state == state && it->kg_first == kg &&
         it->klen == key.len &&
@@ -979,7 +228,7 @@ static void touch(rdb *r, int state, int kg, cs_slice key) {
  * creation order, as the column family ids are. */
 static int rdb_register_state(cs_backend *be, const char *name,
                               cs_state_kind kind) {
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   if (name == NULL || kind < CS_STATE_VALUE || kind > CS_STATE_MAP)
     return CS_EINVAL;
   for (int i = 0; i < r->nstates; i++) {
@@ -990,7 +239,8 @@ static int rdb_register_state(cs_backend *be, const char *name,
   if (r->nstates == r->cap) {
     if (r->cap > INT32_MAX / 2) return CS_ENOMEM;
     int cap = r->cap ? r->cap * 2 : 8;
-    rstate *ns = cs_realloc(r->states, (size_t)cap * sizeof(rstate));
+    cs__rocksdb_state *ns =
+        cs_realloc(r->states, (size_t)cap * sizeof(cs__rocksdb_state));
     if (ns == NULL) return CS_ENOMEM;
     r->states = ns;
     r->cap = cap;
@@ -1003,7 +253,7 @@ static int rdb_register_state(cs_backend *be, const char *name,
     cs_free(cfname);
     return CS_ENOMEM;
   }
-  snprintf(cfname, nlen + 8, "%s%s", cf_prefix(kind), name);
+  snprintf(cfname, nlen + 8, "%s%s", cs__rocksdb_cf_prefix(kind), name);
   char *rerr = NULL;
   rocksdb_column_family_handle_t *cf =
       rocksdb_create_column_family(r->db, r->opts, cfname, &rerr);
@@ -1011,170 +261,29 @@ static int rdb_register_state(cs_backend *be, const char *name,
   if (rerr) {
     if (cf) rocksdb_column_family_handle_destroy(cf); /* NULL inside */
     cs_free(copy);
-    return rocks_fail(r, "create column family", rerr);
+    return cs__rocksdb_rocks_fail(r, "create column family", rerr);
   }
-  rstate *s = &r->states[r->nstates];
+  cs__rocksdb_state *s = &r->states[r->nstates];
   s->name = copy;
   s->kind = kind;
   s->cf = cf;
   return r->nstates++;
 }
 
-/* ======================================================= value cache */
-
-/* VALUE states (value, reducing, aggregating, folding) are read and updated
- * once per record, and a RocksDB get+put costs microseconds (memtable skip
- * list, comparator calls). A write-back cache in front of them keeps the
- * hot keys in a hash table: a get that hits costs a hash lookup, a put
- * only marks the entry dirty. Dirty entries reach RocksDB in one write batch
- * before anything reads RocksDB itself (a checkpoint, a scan) and when the
- * cache outgrows its budget, after which it is emptied (hot keys come back
- * on their next use). LIST and MAP states go to RocksDB directly. */
-
-typedef struct centry {
-  uint64_t hash; /* 0: an empty slot */
-  char *buf;     /* the composite key, then the value */
-  uint32_t klen, vlen, vcap;
-  int state;
-  unsigned char dirty;  /* differs from RocksDB */
-  unsigned char absent; /* deleted (dirty) */
-} centry;
-
-#define CENTRY_OVERHEAD 16 /* the allocator's header; slots are counted apart */
-
-static uint64_t chash(int state, const char *k, size_t n) {
-  uint64_t h = XXH3_64bits_withSeed(k, n, (uint64_t)state);
-  return h ? h : 1;
-}
-
-static centry *cfind(rdb *r, uint64_t h, int state, const char *k, size_t n) {
-  if (r->cmask == 0) return NULL;
-  for (size_t i = h & r->cmask;; i = (i + 1) & r->cmask) {
-    centry *e = &r->ctab[i];
-    if (e->hash == 0) return e;
-    if (e->hash == h && e->state == state && e->klen == n &&
-        memcmp(e->buf, k, n) == 0)
-      return e;
-  }
-}
-
-static int cgrow(rdb *r) {
-  size_t n = r->cmask ? (r->cmask + 1) * 2 : 1024;
-  centry *t = cs_calloc(n, sizeof(*t));
-  if (t == NULL) return CS_ENOMEM;
-  for (size_t i = 0; r->cmask && i <= r->cmask; i++) {
-    centry *e = &r->ctab[i];
-    if (e->hash == 0) continue;
-    size_t j = e->hash & (n - 1);
-    while (t[j].hash) j = (j + 1) & (n - 1);
-    t[j] = *e;
-  }
-  r->cbytes += (n - (r->cmask ? r->cmask + 1 : 0)) * sizeof(centry);
-  cs_free(r->ctab);
-  r->ctab = t;
-  r->cmask = n - 1;
-  return 0;
-}
-
-/* Writes the dirty entries in one batch and marks them clean; with drop,
- * empties the cache too. Returns 0 or CS_EIO. */
-static int cflush(rdb *r, int drop) {
-  int rc = 0;
-  rocksdb_writebatch_t *wb = NULL;
-  for (size_t i = 0; r->cmask && i <= r->cmask; i++) {
-    centry *e = &r->ctab[i];
-    if (e->hash == 0 || !e->dirty) continue;
-    if (wb == NULL) wb = rocksdb_writebatch_create();
-    rocksdb_column_family_handle_t *cf = r->states[e->state].cf;
-    if (e->absent)
-      rocksdb_writebatch_delete_cf(wb, cf, e->buf, e->klen);
-    else
-      rocksdb_writebatch_put_cf(wb, cf, e->buf, e->klen, e->buf + e->klen,
-                                e->vlen);
-  }
-  if (wb) {
-    char *rerr = NULL;
-    rocksdb_write(r->db, r->wo, wb, &rerr);
-    rocksdb_writebatch_destroy(wb);
-    if (rerr) rc = rocks_fail(r, "write", rerr);
-  }
-  for (size_t i = 0; r->cmask && i <= r->cmask; i++) {
-    centry *e = &r->ctab[i];
-    if (e->hash == 0) continue;
-    if (rc == 0) e->dirty = 0;
-    if (drop && rc == 0) {
-      cs_free(e->buf);
-      e->hash = 0;
-    }
-  }
-  if (drop && rc == 0) {
-    cs_free(r->ctab);
-    r->ctab = NULL;
-    r->cmask = r->ccount = r->cbytes = 0;
-  }
-  return rc;
-}
-
-/* The entry of (state, k), created empty (clean, absent) when missing.
- * NULL when out of memory. */
-static centry *centry_get(rdb *r, int state, const char *k, size_t n) {
-  uint64_t h = chash(state, k, n);
-  if ((r->ccount + 1) * 4 > (r->cmask + 1) * 3 || r->cmask == 0)
-    if (cgrow(r)) return NULL;
-  centry *e = cfind(r, h, state, k, n);
-  if (e->hash) return e;
-  char *buf = cs_malloc(n + 16);
-  if (buf == NULL) return NULL;
-  memcpy(buf, k, n);
-  e->hash = h, e->buf = buf, e->klen = (uint32_t)n, e->vlen = 0, e->vcap = 16;
-  e->state = state, e->dirty = 0, e->absent = 1;
-  r->ccount++;
-  r->cbytes += n + 16 + CENTRY_OVERHEAD;
-  return e;
-}
-
-/* Sets the entry's value to v (which may point into any entry). */
-static int centry_set(rdb *r, centry *e, cs_slice v) {
-  if (v.len > e->vcap) {
-    size_t cap = v.len + v.len / 4 + 8;
-    if (cap > UINT32_MAX - e->klen) return CS_ENOMEM;
-    char *buf = cs_malloc(e->klen + cap);
-    if (buf == NULL) return CS_ENOMEM;
-    memcpy(buf, e->buf, e->klen);
-    memcpy(buf + e->klen, slice_ptr(v), v.len);
-    cs_free(e->buf);
-    r->cbytes += cap - e->vcap;
-    e->buf = buf, e->vcap = (uint32_t)cap;
-  } else if (v.len) {
-    memmove(e->buf + e->klen, v.data, v.len);
-  }
-  e->vlen = (uint32_t)v.len;
-  e->absent = 0;
-  return 0;
-}
-
-/* After a write into the cache: keeps it within its budget. */
-static int cbound(rdb *r) {
-  return r->cbytes > r->climit ? cflush(r, 1) : 0;
-}
-
 static int rdb_get(cs_backend *be, int state, int kg, cs_slice key,
                    const cs_slice *ukey, cs_slice *val) {
-  rdb *r = container_of(be, rdb, base);
-  rstate *s = state_at(r, state, kg);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || !ukey_ok(s, ukey) || val == NULL) return CS_EINVAL;
   ckey k;
   int rc = ckey_make(&k, kg, key, s->kind == CS_STATE_MAP, ukey, 0);
   if (rc) return rc;
   int cached = r->climit && s->kind == CS_STATE_VALUE;
   if (cached) {
-    centry *e = cfind(r, chash(state, k.p, k.len), state, k.p, k.len);
-    if (e && e->hash) {
+    rc = cs__rocksdb_cache_get(r, state, k.p, k.len, val);
+    if (rc) {
       ckey_done(&k);
-      if (e->absent) return CS_ENOTFOUND;
-      val->data = e->buf + e->klen;
-      val->len = e->vlen;
-      return 0;
+      return rc == 1 ? 0 : rc;
     }
   }
   char *rerr = NULL;
@@ -1182,22 +291,17 @@ static int rdb_get(cs_backend *be, int state, int kg, cs_slice key,
       rocksdb_get_pinned_cf(r->db, r->ro, s->cf, k.p, k.len, &rerr);
   if (rerr) {
     ckey_done(&k);
-    return rocks_fail(r, "get", rerr);
+    return cs__rocksdb_rocks_fail(r, "get", rerr);
   }
   if (p == NULL) {
     ckey_done(&k);
     return CS_ENOTFOUND;
   }
   val->data = rocksdb_pinnableslice_value(p, &val->len);
-  /* Kept clean in the cache while within budget (a get never empties it:
-   * views handed out earlier stay valid). */
-  centry *e = cached && r->cbytes + k.len + val->len < r->climit
-                  ? centry_get(r, state, k.p, k.len)
-                  : NULL;
+  int kept = cached && cs__rocksdb_cache_keep(r, state, k.p, k.len, val);
   ckey_done(&k);
-  if (e && centry_set(r, e, *val) == 0) {
+  if (kept) {
     rocksdb_pinnableslice_destroy(p);
-    val->data = e->buf + e->klen;
     return 0;
   }
   pin(r, p);
@@ -1206,18 +310,15 @@ static int rdb_get(cs_backend *be, int state, int kg, cs_slice key,
 
 static int rdb_put(cs_backend *be, int state, int kg, cs_slice key,
                    const cs_slice *ukey, cs_slice val) {
-  rdb *r = container_of(be, rdb, base);
-  rstate *s = state_at(r, state, kg);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || !ukey_ok(s, ukey) || r->readonly) return CS_EINVAL;
   ckey k;
   int rc = ckey_make(&k, kg, key, s->kind == CS_STATE_MAP, ukey, 0);
   if (rc) return rc;
   if (r->climit && s->kind == CS_STATE_VALUE) {
-    centry *e = centry_get(r, state, k.p, k.len);
+    rc = cs__rocksdb_cache_put(r, state, k.p, k.len, val);
     ckey_done(&k);
-    rc = e ? centry_set(r, e, val) : CS_ENOMEM;
-    if (rc == 0) e->dirty = 1;
-    if (rc == 0) rc = cbound(r);
     release_pins(r);
     return rc;
   }
@@ -1227,11 +328,12 @@ static int rdb_put(cs_backend *be, int state, int kg, cs_slice key,
   ckey_done(&k);
   if (s->kind == CS_STATE_MAP) touch(r, state, kg, key);
   release_pins(r); /* after the write: val may be a view */
-  return rerr ? rocks_fail(r, "put", rerr) : 0;
+  return rerr ? cs__rocksdb_rocks_fail(r, "put", rerr) : 0;
 }
 
 /* Deletes every user key of a MAP key, in one write batch. */
-static int del_map_key(rdb *r, rstate *s, int kg, cs_slice key) {
+static int del_map_key(cs__rocksdb *r, cs__rocksdb_state *s, int kg,
+                       cs_slice key) {
   ckey k;
   int rc = ckey_make(&k, kg, key, 1, NULL, 1); /* the prefix, its bound */
   if (rc) return rc;
@@ -1258,13 +360,13 @@ static int del_map_key(rdb *r, rstate *s, int kg, cs_slice key) {
   ckey_done(&k);
   if (rerr == NULL && count > 0) rocksdb_write(r->db, r->wo, wb, &rerr);
   rocksdb_writebatch_destroy(wb);
-  return rerr ? rocks_fail(r, "delete map key", rerr) : 0;
+  return rerr ? cs__rocksdb_rocks_fail(r, "delete map key", rerr) : 0;
 }
 
 static int rdb_del(cs_backend *be, int state, int kg, cs_slice key,
                    const cs_slice *ukey) {
-  rdb *r = container_of(be, rdb, base);
-  rstate *s = state_at(r, state, kg);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || (ukey != NULL && !ukey_ok(s, ukey)) || r->readonly)
     return CS_EINVAL;
   int rc;
@@ -1274,12 +376,9 @@ static int rdb_del(cs_backend *be, int state, int kg, cs_slice key,
     ckey k;
     rc = ckey_make(&k, kg, key, 0, NULL, 0);
     if (rc) return rc;
-    centry *e = centry_get(r, state, k.p, k.len);
+    rc = cs__rocksdb_cache_del(r, state, k.p, k.len);
     ckey_done(&k);
-    if (e == NULL) return CS_ENOMEM;
-    e->absent = e->dirty = 1;
-    e->vlen = 0;
-    rc = cbound(r);
+    if (rc == CS_ENOMEM) return rc; /* nothing changed: the views stay */
   } else {
     ckey k;
     rc = ckey_make(&k, kg, key, s->kind == CS_STATE_MAP, ukey, 0);
@@ -1287,7 +386,7 @@ static int rdb_del(cs_backend *be, int state, int kg, cs_slice key,
     char *rerr = NULL;
     rocksdb_delete_cf(r->db, r->wo, s->cf, k.p, k.len, &rerr);
     ckey_done(&k);
-    rc = rerr ? rocks_fail(r, "delete", rerr) : 0;
+    rc = rerr ? cs__rocksdb_rocks_fail(r, "delete", rerr) : 0;
   }
   if (s->kind == CS_STATE_MAP) touch(r, state, kg, key);
   release_pins(r);
@@ -1296,8 +395,8 @@ static int rdb_del(cs_backend *be, int state, int kg, cs_slice key,
 
 static int rdb_append(cs_backend *be, int state, int kg, cs_slice key,
                       cs_slice val) {
-  rdb *r = container_of(be, rdb, base);
-  rstate *s = state_at(r, state, kg);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || s->kind != CS_STATE_LIST || r->readonly) return CS_EINVAL;
   ckey k;
   int rc = ckey_make(&k, kg, key, 0, NULL, 0);
@@ -1307,12 +406,12 @@ static int rdb_append(cs_backend *be, int state, int kg, cs_slice key,
                    &rerr);
   ckey_done(&k);
   release_pins(r); /* after the write: val may be a view */
-  return rerr ? rocks_fail(r, "append", rerr) : 0;
+  return rerr ? cs__rocksdb_rocks_fail(r, "append", rerr) : 0;
 }
 
 /* ========================================================== iterators */
 
-static void iter_link(rdb *r, riter *it) {
+static void iter_link(cs__rocksdb *r, riter *it) {
   it->r = r;
   it->prev = NULL;
   it->next = r->iters;
@@ -1333,7 +432,7 @@ static void iter_close_rocks(riter *it) {
 
 /* Closes the RocksDB side and unlinks it from its backend. */
 static void iter_detach(riter *it) {
-  rdb *r = it->r;
+  cs__rocksdb *r = it->r;
   iter_close_rocks(it);
   if (it->prev)
     it->prev->next = it->next;
@@ -1348,8 +447,8 @@ static void iter_detach(riter *it) {
  * it with iter_destroy. */
 static int rdb_map_iter(cs_backend *be, int state, int kg, cs_slice key,
                         cs_backend_iter **out) {
-  rdb *r = container_of(be, rdb, base);
-  rstate *s = state_at(r, state, kg);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || s->kind != CS_STATE_MAP || out == NULL) return CS_EINVAL;
   if (key.len > SIZE_MAX / 4) return CS_ENOMEM;
   size_t plen = 2 + varint_len(key.len) + key.len;
@@ -1385,10 +484,11 @@ static int rdb_map_iter(cs_backend *be, int state, int kg, cs_slice key,
  * it with iter_destroy. */
 static int rdb_scan_iter(cs_backend *be, int kg_first, int kg_last,
                          cs_backend_iter **out) {
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   if (kg_first < 0 || kg_last > KG_MAX || kg_first > kg_last || out == NULL)
     return CS_EINVAL;
-  if (cflush(r, 0)) return CS_EIO; /* the scan reads RocksDB itself */
+  if (cs__rocksdb_cache_flush(r, 0))
+    return CS_EIO; /* the scan reads RocksDB itself */
   riter *it = cs_malloc(sizeof(riter));
   if (it == NULL) return CS_ENOMEM;
   memset(it, 0, sizeof(*it));
@@ -1423,7 +523,7 @@ static int rdb_scan_iter(cs_backend *be, int kg_first, int kg_last,
 static int rocks_iter_error(riter *it, const char *what) {
   char *rerr = NULL;
   rocksdb_iter_get_error(it->it, &rerr);
-  return rerr ? rocks_fail(it->r, what, rerr) : 0;
+  return rerr ? cs__rocksdb_rocks_fail(it->r, what, rerr) : 0;
 }
 
 static int map_iter_next(riter *it, cs_backend_entry *e) {
@@ -1460,7 +560,7 @@ static int map_iter_next(riter *it, cs_backend_entry *e) {
  * the first of the next state that has one. Exhausted iterators are
  * released at once. */
 static int scan_iter_next(riter *it, cs_backend_entry *e) {
-  rdb *r = it->r;
+  cs__rocksdb *r = it->r;
   rocksdb_iterator_t *ri = NULL;
   for (; it->state < it->nits; it->state++, it->started = 0) {
     ri = it->its[it->state];
@@ -1469,7 +569,7 @@ static int scan_iter_next(riter *it, cs_backend_entry *e) {
     if (rocksdb_iter_valid(ri)) break;
     char *rerr = NULL;
     rocksdb_iter_get_error(ri, &rerr);
-    if (rerr) return rocks_fail(r, "scan", rerr);
+    if (rerr) return cs__rocksdb_rocks_fail(r, "scan", rerr);
     rocksdb_iter_destroy(ri);
     it->its[it->state] = NULL;
   }
@@ -1518,7 +618,7 @@ static void rdb_iter_destroy(cs_backend_iter *bit) {
 
 static int rdb_state_info(cs_backend *be, int state, const char **name,
                           cs_state_kind *kind) {
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   if (state < 0 || state >= r->nstates) return CS_EINVAL;
   if (name) *name = r->states[state].name;
   if (kind) *kind = r->states[state].kind;
@@ -1526,23 +626,23 @@ static int rdb_state_info(cs_backend *be, int state, const char **name,
 }
 
 static int rdb_state_count(cs_backend *be) {
-  return container_of(be, rdb, base)->nstates;
+  return container_of(be, cs__rocksdb, base)->nstates;
 }
 
 /* Drops the column families of the states from first on. The value cache
  * is written out and emptied first, so no entry of theirs stays in it. */
 static int rdb_forget_states(cs_backend *be, int first) {
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   if (first < 0 || r->readonly) return CS_EINVAL;
   if (first >= r->nstates) return 0;
   release_pins(r);
-  int rc = cflush(r, 1);
+  int rc = cs__rocksdb_cache_flush(r, 1);
   if (rc) return rc;
   while (r->nstates > first) {
-    rstate *s = &r->states[r->nstates - 1];
+    cs__rocksdb_state *s = &r->states[r->nstates - 1];
     char *rerr = NULL;
     rocksdb_drop_column_family(r->db, s->cf, &rerr);
-    if (rerr) return rocks_fail(r, "drop column family", rerr);
+    if (rerr) return cs__rocksdb_rocks_fail(r, "drop column family", rerr);
     rocksdb_column_family_handle_destroy(s->cf);
     cs_free(s->name);
     r->nstates--;
@@ -1554,12 +654,10 @@ static int rdb_forget_states(cs_backend *be, int first) {
  * removes the working directory. Live iterators are detached first. */
 static void rdb_destroy(cs_backend *be) {
   if (be == NULL) return;
-  rdb *r = container_of(be, rdb, base);
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   while (r->iters) iter_detach(r->iters);
   release_pins(r);
-  for (size_t i = 0; r->cmask && i <= r->cmask; i++)
-    if (r->ctab[i].hash) cs_free(r->ctab[i].buf);
-  cs_free(r->ctab);
+  cs__rocksdb_cache_free(r);
   for (int i = 0; i < r->nstates; i++) {
     rocksdb_column_family_handle_destroy(r->states[i].cf);
     cs_free(r->states[i].name);
@@ -1571,15 +669,15 @@ static void rdb_destroy(cs_backend *be) {
   rocksdb_writeoptions_destroy(r->wo);
   rocksdb_options_destroy(r->opts);
   rocksdb_cache_destroy(r->cache);
-  remove_workdir(r->workdir);
+  cs__rocksdb_remove_workdir(r->workdir);
   cs_free(r->restored);
   cs_free(r->restored_text);
-  free_sums(r->sums, r->nsums);
+  cs__rocksdb_free_sums(r->sums, r->nsums);
   cs_free(r->workdir);
   cs_free(r);
 }
 
-static const cs_backend_ops rdb_ops = {
+const cs_backend_ops cs__rocksdb_ops = {
     .name = "rocksdb",
     .register_state = rdb_register_state,
     .get = rdb_get,
@@ -1595,677 +693,3 @@ static const cs_backend_ops rdb_ops = {
     .forget_states = rdb_forget_states,
     .destroy = rdb_destroy,
 };
-
-int cs_rocksdb_backend_open(const char *workdir, const cs_rocksdb_options *o,
-                            cs_backend **out, char *err, size_t errlen) {
-  errf(err, errlen, 0, "%s", "");
-  if (out == NULL) return errf(err, errlen, CS_EINVAL, "no output");
-  int rc = prepare_dir(workdir, err, errlen);
-  if (rc) return rc;
-  rdb *r;
-  rc = open_instance(workdir, o, OPEN_NEW, &r, err, errlen);
-  if (rc) {
-    remove_workdir(workdir);
-    return rc;
-  }
-  *out = &r->base;
-  return 0;
-}
-
-/* =========================================================== manifest */
-
-enum { ENT_FILE = 1, ENT_SST = 2, ENT_SHARED = 3 };
-
-typedef struct mentry {
-  int type;
-  cs_slice name;
-  cs_slice shared; /* ENT_SHARED */
-  uint64_t size;
-  uint64_t hash; /* when has_hash: always for ENT_FILE */
-  int has_hash;  /* SST lines of manifests before checksums have none */
-} mentry;
-
-typedef int (*mvisit)(void *ud, const mentry *e);
-
-/* A plain file name: 1..255 of [A-Za-z0-9._-], not starting with a dot. */
-static int name_ok(cs_slice s) {
-  if (s.len == 0 || s.len > NAME_MAX_LEN || s.data[0] == '.') return 0;
-  for (size_t i = 0; i < s.len; i++) {
-    char c = s.data[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-          (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-      return 0;
-  }
-  return 1;
-}
-
-static int parse_dec(cs_slice s, uint64_t *v) {
-  if (s.len == 0 || s.len > 20) return 0;
-  uint64_t r = 0;
-  for (size_t i = 0; i < s.len; i++) {
-    if (s.data[i] < '0' || s.data[i] > '9') return 0;
-    unsigned d = (unsigned)(s.data[i] - '0');
-    if (r > (UINT64_MAX - d) / 10) return 0;
-    r = r * 10 + d;
-  }
-  *v = r;
-  return 1;
-}
-
-static int parse_hex16(cs_slice s, uint64_t *v) {
-  if (s.len != 16) return 0;
-  uint64_t r = 0;
-  for (size_t i = 0; i < 16; i++) {
-    char c = s.data[i];
-    unsigned d;
-    if (c >= '0' && c <= '9')
-      d = (unsigned)(c - '0');
-    else if (c >= 'a' && c <= 'f')
-      d = (unsigned)(c - 'a' + 10);
-    else
-      return 0;
-    r = r << 4 | d;
-  }
-  *v = r;
-  return 1;
-}
-
-static int slice_is(cs_slice s, const char *lit) {
-  size_t n = strlen(lit);
-  return s.len == n && memcmp(s.data, lit, n) == 0;
-}
-
-/* Splits a line at single spaces into at most max tokens; returns the
- * count, or max + 1 when there are more. */
-static int tokens(cs_slice line, cs_slice *t, int max) {
-  int n = 0;
-  size_t start = 0;
-  for (size_t i = 0; i <= line.len; i++) {
-    if (i < line.len && line.data[i] != ' ') continue;
-    if (n == max) return max + 1;
-    t[n].data = line.data + start;
-    t[n].len = i - start;
-    n++;
-    start = i + 1;
-  }
-  return n;
-}
-
-/* Checks a whole manifest (frame, checksum, every line) and then, when
- * visit is not NULL, calls it for each entry. Returns 0, CS_EDECODE, or
- * what visit returned. */
-static int manifest_parse(const char *d, size_t len, mvisit visit, void *ud) {
-  if (d == NULL || len < 2 || d[len - 1] != '\n') return CS_EDECODE;
-  size_t last = len - 1; /* the start of the end line */
-  while (last > 0 && d[last - 1] != '\n') last--;
-  cs_slice t[6];
-  cs_slice endl = {d + last, len - 1 - last};
-  uint64_t count, sum;
-  if (tokens(endl, t, 6) != 3 || !slice_is(t[0], "end") ||
-      !parse_dec(t[1], &count) || !parse_hex16(t[2], &sum) ||
-      XXH3_64bits(d, last) != sum)
-    return CS_EDECODE;
-  for (int pass = 0; pass < (visit ? 2 : 1); pass++) {
-    size_t at = 0, lineno = 0;
-    uint64_t n = 0;
-    while (at < last) {
-      const char *nl = memchr(d + at, '\n', last - at);
-      if (nl == NULL) return CS_EDECODE;
-      cs_slice line = {d + at, (size_t)(nl - (d + at))};
-      at = (size_t)(nl - d) + 1;
-      int nt = tokens(line, t, 6);
-      uint64_t v;
-      mentry e = {0};
-      if (lineno++ == 0) {
-        if (!slice_is(line, MANIFEST_MAGIC)) return CS_EDECODE;
-        continue;
-      }
-      if (nt == 2 && slice_is(t[0], "lineage") && parse_hex16(t[1], &v))
-        continue;
-      if (nt == 4 && slice_is(t[0], "file") && name_ok(t[1]) &&
-          parse_dec(t[2], &e.size) && parse_hex16(t[3], &e.hash)) {
-        e.type = ENT_FILE;
-        e.name = t[1];
-        e.has_hash = 1;
-      } else if ((nt == 3 || nt == 4) && slice_is(t[0], "sst") &&
-                 name_ok(t[1]) && parse_dec(t[2], &e.size) &&
-                 (nt == 3 || parse_hex16(t[3], &e.hash))) {
-        e.type = ENT_SST;
-        e.name = t[1];
-        e.has_hash = nt == 4;
-      } else if ((nt == 4 || nt == 5) && slice_is(t[0], "shared") &&
-                 name_ok(t[1]) && name_ok(t[2]) && parse_dec(t[3], &e.size) &&
-                 (nt == 4 || parse_hex16(t[4], &e.hash))) {
-        e.type = ENT_SHARED;
-        e.name = t[1];
-        e.shared = t[2];
-        e.has_hash = nt == 5;
-      } else {
-        return CS_EDECODE;
-      }
-      n++;
-      if (pass == 1) {
-        int rc = visit(ud, &e);
-        if (rc) return rc;
-      }
-    }
-    if (lineno == 0 || n != count) return CS_EDECODE;
-  }
-  return 0;
-}
-
-typedef struct files_ud {
-  void (*fn)(void *ud, const char *shared_name);
-  void *ud;
-} files_ud;
-
-static int visit_shared_name(void *ud, const mentry *e) {
-  files_ud *f = ud;
-  if (e->type != ENT_SHARED) return 0;
-  char name[NAME_MAX_LEN + 1];
-  memcpy(name, e->shared.data, e->shared.len);
-  name[e->shared.len] = '\0';
-  f->fn(f->ud, name);
-  return 0;
-}
-
-int cs_rocksdb_manifest_files(const char *manifest, size_t len,
-                              void (*fn)(void *ud, const char *shared_name),
-                              void *ud) {
-  if (fn == NULL) return CS_EINVAL;
-  files_ud f = {fn, ud};
-  return manifest_parse(manifest, len, visit_shared_name, &f);
-}
-
-/* ========================================================= checkpoint */
-
-static int is_sst(const char *name) {
-  size_t n = strlen(name);
-  return n > 4 && strcmp(name + n - 4, ".sst") == 0;
-}
-
-static int ref_cmp_local(const void *pa, const void *pb) {
-  const shared_ref *a = pa, *b = pb;
-  size_t n = a->local.len < b->local.len ? a->local.len : b->local.len;
-  int c = memcmp(a->local.data, b->local.data, n);
-  if (c) return c;
-  return a->local.len < b->local.len ? -1 : a->local.len > b->local.len;
-}
-
-/* The shared name of a local SST file: the one it was restored under, or
- * <lineage>-<name>. */
-static void shared_name_of(rdb *r, const char *name, char *out, size_t cap) {
-  shared_ref key = {{name, strlen(name)}, {NULL, 0}};
-  shared_ref *hit =
-      r->nrestored ? bsearch(&key, r->restored, r->nrestored,
-                             sizeof(shared_ref), ref_cmp_local)
-                   : NULL;
-  if (hit)
-    snprintf(out, cap, "%.*s", (int)hit->shared.len, hit->shared.data);
-  else if ((size_t)snprintf(out, cap, "%s-%.200s", r->lineage, name) >= cap)
-    out[cap - 1] = '\0'; /* SST names are short; never reached */
-}
-
-/* Moves src to dst (which must not exist): a rename, or across file
- * systems a copy (fsynced, under a temporary name renamed into place) and
- * the removal of src. When hash is not NULL, reports the XXH3-64 of the
- * content and its size. */
-static int move_file(const char *src, const char *dst, uint64_t *size,
-                     uint64_t *hash, char *err, size_t errlen) {
-  if (rename(src, dst) == 0)
-    return hash ? copy_hash(dst, NULL, 0, size, hash, err, errlen) : 0;
-  if (errno != EXDEV)
-    return errf(err, errlen, CS_EIO, "cannot move %s to %s: %s", src, dst,
-                strerror(errno));
-  char tmp[PATH_MAX];
-  if (snprintf(tmp, sizeof(tmp), "%s.tmp", dst) >= (int)sizeof(tmp))
-    return errf(err, errlen, CS_EINVAL, "path too long: %s", dst);
-  unlink(tmp);
-  int rc = copy_hash(src, tmp, 1, size, hash, err, errlen);
-  if (rc) return rc;
-  if (rename(tmp, dst) != 0) {
-    rc = errf(err, errlen, CS_EIO, "cannot rename %s: %s", tmp,
-              strerror(errno));
-    unlink(tmp);
-    return rc;
-  }
-  unlink(src);
-  return 0;
-}
-
-/* Moves the staged SST file src to dst in the shared directory, unless dst
- * is there already (an earlier checkpoint put it there: same name, same
- * content), in which case src is just dropped: only new files are moved,
- * or copied across file systems. */
-static int move_to_shared(const char *src, const char *dst, uint64_t *size,
-                          char *err, size_t errlen) {
-  struct stat ss, ds;
-  if (stat(src, &ss) != 0)
-    return errf(err, errlen, CS_EIO, "cannot stat %s: %s", src,
-                strerror(errno));
-  *size = (uint64_t)ss.st_size;
-  if (stat(dst, &ds) == 0) {
-    if (ds.st_size != ss.st_size)
-      return errf(err, errlen, CS_EIO,
-                  "shared file %s exists with %lld bytes, not %lld: a name "
-                  "collision in the shared directory",
-                  dst, (long long)ds.st_size, (long long)ss.st_size);
-    if (unlink(src) != 0)
-      return errf(err, errlen, CS_EIO, "cannot remove %s: %s", src,
-                  strerror(errno));
-    return 0;
-  }
-  if (errno != ENOENT)
-    return errf(err, errlen, CS_EIO, "cannot stat %s: %s", dst,
-                strerror(errno));
-  return move_file(src, dst, NULL, NULL, err, errlen);
-}
-
-/* The size and XXH3-64 of the staged SST file src (local name name): those
- * of the previous checkpoint when it had the file with the same size (SST
- * files do not change), else read from src. Appends them to next[*nnext]. */
-static int sst_sum_of(rdb *r, const char *src, const char *name,
-                      sst_sum *next, size_t *nnext, char *err,
-                      size_t errlen) {
-  struct stat st;
-  if (stat(src, &st) != 0)
-    return errf(err, errlen, CS_EIO, "cannot stat %s: %s", src,
-                strerror(errno));
-  sst_sum key = {(char *)name, 0, 0};
-  sst_sum *old = r->nsums ? bsearch(&key, r->sums, r->nsums, sizeof(sst_sum),
-                                    sum_cmp)
-                          : NULL;
-  uint64_t size = (uint64_t)st.st_size, hash;
-  if (old && old->size == size) {
-    hash = old->hash;
-  } else {
-    int rc = copy_hash(src, NULL, 0, &size, &hash, err, errlen);
-    if (rc) return rc;
-  }
-  char *dup = cs_strdup(name);
-  if (dup == NULL) return errf(err, errlen, CS_ENOMEM, "out of memory");
-  next[(*nnext)++] = (sst_sum){dup, size, hash};
-  return 0;
-}
-
-static int write_new_file(const char *path, const char *data, size_t len,
-                          char *err, size_t errlen) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return errf(err, errlen, CS_EIO, "cannot create %s: %s", path,
-                strerror(errno));
-  int ok = write_all(fd, data, len) == 0 && fsync(fd) == 0;
-  int e = errno;
-  ok = close(fd) == 0 && ok;
-  if (!ok)
-    return errf(err, errlen, CS_EIO, "cannot write %s: %s", path,
-                strerror(e ? e : errno));
-  return 0;
-}
-
-/* Takes the RocksDB checkpoint into a staging directory inside the working
- * directory (hard links: the same file system), then sorts its files:
- * private files go to chk_dir (hashed), SST files to chk_dir (full) or, the
- * new ones only, to shared_dir (incremental); then writes the manifest.
- * Staging first matters when chk_dir is on another file system: RocksDB
- * would copy every SST file there, shared or not. */
-int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
-                          const char *shared_dir, cs_buf *manifest, char *err,
-                          size_t errlen) {
-  errf(err, errlen, 0, "%s", "");
-  if (be == NULL || be->ops != &rdb_ops || chk_dir == NULL)
-    return errf(err, errlen, CS_EINVAL,
-                "not a RocksDB backend, or no checkpoint directory");
-  rdb *r = container_of(be, rdb, base);
-  if (r->readonly)
-    return errf(err, errlen, CS_EINVAL, "a read-only backend (%s) takes no "
-                "checkpoints", r->workdir);
-  char staging[PATH_MAX], src[PATH_MAX], dst[PATH_MAX];
-  char sname[NAME_MAX_LEN + 1];
-  if (path_join(staging, sizeof(staging), r->workdir, "checkpoint-staging"))
-    return errf(err, errlen, CS_EINVAL, "path too long: %s", r->workdir);
-  size_t start = manifest ? manifest->len : 0;
-  char **names = NULL;
-  size_t nnames = 0, nsums = 0;
-  sst_sum *sums = NULL;
-  cs_buf text = {0};
-  int rc = 0, moved = 0;
-  remove_tree(staging); /* left by a failed attempt */
-  if (cflush(r, 0))
-    return errf(err, errlen, CS_EIO, "cannot write the cached state of %s",
-                r->workdir);
-  if (mkdir(chk_dir, 0755) != 0)
-    return errf(err, errlen, CS_EIO, "cannot create checkpoint directory "
-                "%s: %s", chk_dir, strerror(errno));
-
-  char *rerr = NULL;
-  rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(r->db, &rerr);
-  if (rerr == NULL) {
-    rocksdb_checkpoint_create(cp, staging, 0, &rerr); /* 0: always flush */
-    rocksdb_checkpoint_object_destroy(cp);
-  }
-  if (rerr) {
-    rc = rocks_errf(err, errlen, CS_EIO, "checkpoint of", r->workdir, rerr);
-    goto fail;
-  }
-  rc = list_dir(staging, &names, &nnames, err, errlen);
-  if (rc) goto fail;
-  if (nnames && (sums = cs_calloc(nnames, sizeof(*sums))) == NULL) {
-    rc = errf(err, errlen, CS_ENOMEM, "out of memory");
-    goto fail;
-  }
-  rc = cs_buf_printf(&text, "%s\nlineage %s\n", MANIFEST_MAGIC, r->lineage);
-  for (size_t i = 0; rc == 0 && i < nnames; i++) {
-    const char *name = names[i];
-    uint64_t size = 0, hash = 0;
-    if (!name_ok((cs_slice){name, strlen(name)})) {
-      rc = errf(err, errlen, CS_EIO, "unexpected file %s in %s", name,
-                staging);
-      break;
-    }
-    int shared = is_sst(name) && shared_dir != NULL;
-    if (shared) shared_name_of(r, name, sname, sizeof(sname));
-    if (path_join(src, sizeof(src), staging, name) ||
-        path_join(dst, sizeof(dst), shared ? shared_dir : chk_dir,
-                  shared ? sname : name)) {
-      rc = errf(err, errlen, CS_EINVAL, "path too long for %s", name);
-      break;
-    }
-    if (is_sst(name)) {
-      rc = sst_sum_of(r, src, name, sums, &nsums, err, errlen);
-      if (rc) break;
-      size = sums[nsums - 1].size;
-      hash = sums[nsums - 1].hash;
-    }
-    if (shared) {
-      uint64_t moved_size;
-      rc = move_to_shared(src, dst, &moved_size, err, errlen);
-      moved = 1;
-      if (rc == 0)
-        rc = cs_buf_printf(&text, "shared %s %s %llu %016llx\n", name, sname,
-                           (unsigned long long)size,
-                           (unsigned long long)hash);
-    } else if (is_sst(name)) {
-      rc = move_file(src, dst, NULL, NULL, err, errlen);
-      if (rc == 0)
-        rc = cs_buf_printf(&text, "sst %s %llu %016llx\n", name,
-                           (unsigned long long)size,
-                           (unsigned long long)hash);
-    } else {
-      rc = move_file(src, dst, &size, &hash, err, errlen);
-      if (rc == 0)
-        rc = cs_buf_printf(&text, "file %s %llu %016llx\n", name,
-                           (unsigned long long)size,
-                           (unsigned long long)hash);
-    }
-  }
-  if (rc == 0)
-    rc = cs_buf_printf(&text, "end %zu %016llx\n", nnames,
-                       (unsigned long long)XXH3_64bits(text.data, text.len));
-  if (rc == CS_ENOMEM) errf(err, errlen, rc, "out of memory");
-  if (rc) goto fail;
-  if (path_join(dst, sizeof(dst), chk_dir, CS_ROCKSDB_MANIFEST_FILE)) {
-    rc = errf(err, errlen, CS_EINVAL, "path too long in %s", chk_dir);
-    goto fail;
-  }
-  rc = write_new_file(dst, text.data, text.len, err, errlen);
-  if (rc) goto fail;
-  if (moved && fsync_path(shared_dir, 1) != 0) {
-    rc = errf(err, errlen, CS_EIO, "cannot sync %s: %s", shared_dir,
-              strerror(errno));
-    goto fail;
-  }
-  if (fsync_path(chk_dir, 1) != 0 || fsync_parent(chk_dir) != 0) {
-    rc = errf(err, errlen, CS_EIO, "cannot sync %s: %s", chk_dir,
-              strerror(errno));
-    goto fail;
-  }
-  if (manifest && cs_buf_append(manifest, text.data, text.len)) {
-    rc = errf(err, errlen, CS_ENOMEM, "out of memory");
-    goto fail;
-  }
-  remove_tree(staging);
-  free_names(names, nnames);
-  free_sums(r->sums, r->nsums);
-  r->sums = sums;
-  r->nsums = nsums;
-  cs_buf_free(&text);
-  return 0;
-
-fail:
-  remove_tree(staging);
-  remove_tree(chk_dir);
-  if (manifest) manifest->len = start;
-  free_names(names, nnames);
-  free_sums(sums, nsums);
-  cs_buf_free(&text);
-  return rc;
-}
-
-/* ============================================================ restore */
-
-typedef struct build_ud {
-  const char *dir; /* NULL: only verify the files */
-  const char *chk_dir;
-  const char *shared_dir;
-  size_t nshared;
-  size_t nsst; /* SST files, in chk_dir or shared_dir */
-  char *err;
-  size_t errlen;
-} build_ud;
-
-static int visit_count_shared(void *ud, const mentry *e) {
-  build_ud *b = ud;
-  if (e->type == ENT_SHARED) b->nshared++;
-  if (e->type != ENT_FILE) b->nsst++;
-  return 0;
-}
-
-/* The path of the checkpoint file of entry e: in chk_dir, or under its
- * shared name in shared_dir. */
-static int entry_path(const build_ud *b, const mentry *e, char *src,
-                      size_t cap) {
-  char name[NAME_MAX_LEN + 1];
-  if (e->type == ENT_SHARED) {
-    snprintf(name, sizeof(name), "%.*s", (int)e->shared.len, e->shared.data);
-    return path_join(src, cap, b->shared_dir, name);
-  }
-  snprintf(name, sizeof(name), "%.*s", (int)e->name.len, e->name.data);
-  return path_join(src, cap, b->chk_dir, name);
-}
-
-/* Compares a file's size and hash with its manifest entry. Returns 0, or
- * CS_EDECODE with a message naming the file. */
-static int check_sum(build_ud *b, const char *src, uint64_t size,
-                     uint64_t hash, const mentry *e) {
-  if (size == e->size && hash == e->hash) return 0;
-  return errf(b->err, b->errlen, CS_EDECODE,
-              "checkpoint file %s is corrupt (%llu bytes, checksum "
-              "%016llx; the manifest says %llu bytes, %016llx)",
-              src, (unsigned long long)size, (unsigned long long)hash,
-              (unsigned long long)e->size, (unsigned long long)e->hash);
-}
-
-/* Checks one checkpoint file against the manifest: its size, then, when
- * the manifest has one, its XXH3-64 (reading the whole file). */
-static int visit_verify(void *ud, const mentry *e) {
-  build_ud *b = ud;
-  char src[PATH_MAX];
-  if (entry_path(b, e, src, sizeof(src)))
-    return errf(b->err, b->errlen, CS_EINVAL, "path too long: %.*s",
-                (int)e->name.len, e->name.data);
-  struct stat st;
-  if (stat(src, &st) != 0) return open_errf(b->err, b->errlen, src);
-  if ((uint64_t)st.st_size != e->size)
-    return errf(b->err, b->errlen, CS_EDECODE,
-                "checkpoint file %s is corrupt or truncated: %lld bytes, "
-                "the manifest says %llu",
-                src, (long long)st.st_size, (unsigned long long)e->size);
-  if (!e->has_hash) return 0;
-  uint64_t size, hash;
-  int rc = copy_hash(src, NULL, 0, &size, &hash, b->err, b->errlen);
-  if (rc) return rc;
-  return check_sum(b, src, size, hash, e);
-}
-
-typedef struct sums_ud {
-  sst_sum *sums;
-  size_t n;
-} sums_ud;
-
-/* Collects the size and hash of every SST file the manifest names with
- * a hash, by local name. */
-static int visit_sums(void *ud, const mentry *e) {
-  sums_ud *f = ud;
-  if (e->type == ENT_FILE || !e->has_hash) return 0;
-  char *name = cs_malloc(e->name.len + 1);
-  if (name == NULL) return CS_ENOMEM;
-  memcpy(name, e->name.data, e->name.len);
-  name[e->name.len] = '\0';
-  f->sums[f->n++] = (sst_sum){name, e->size, e->hash};
-  return 0;
-}
-
-/* Puts one checkpoint file into the directory being built: private files
- * copied and checked against their hash, SST files linked (or copied) and
- * checked against their size. */
-static int visit_build(void *ud, const mentry *e) {
-  build_ud *b = ud;
-  char name[NAME_MAX_LEN + 1], src[PATH_MAX], dst[PATH_MAX];
-  snprintf(name, sizeof(name), "%.*s", (int)e->name.len, e->name.data);
-  int bad = path_join(dst, sizeof(dst), b->dir, name);
-  bad |= entry_path(b, e, src, sizeof(src));
-  if (bad) return errf(b->err, b->errlen, CS_EINVAL, "path too long: %s", name);
-  if (e->type == ENT_FILE) {
-    uint64_t size, hash;
-    int rc = copy_hash(src, dst, 0, &size, &hash, b->err, b->errlen);
-    if (rc) return rc;
-    return check_sum(b, src, size, hash, e);
-  }
-  struct stat st;
-  if (stat(src, &st) != 0) return open_errf(b->err, b->errlen, src);
-  if ((uint64_t)st.st_size != e->size)
-    return errf(b->err, b->errlen, CS_EDECODE,
-                "checkpoint file %s is corrupt: %lld bytes, the manifest "
-                "says %llu",
-                src, (long long)st.st_size, (unsigned long long)e->size);
-  return link_or_copy(src, dst, 0, b->err, b->errlen);
-}
-
-typedef struct refs_ud {
-  shared_ref *refs;
-  size_t n;
-} refs_ud;
-
-static int visit_refs(void *ud, const mentry *e) {
-  refs_ud *f = ud;
-  if (e->type == ENT_SHARED) {
-    f->refs[f->n].local = e->name;
-    f->refs[f->n].shared = e->shared;
-    f->n++;
-  }
-  return 0;
-}
-
-/* Restore and open_readonly: reads and checks the manifest of chk_dir,
- * prepares dir, builds it, opens it. For a read-write backend, remembers
- * the shared names, sizes and hashes of the restored SST files. With dir
- * NULL (cs_rocksdb_verify), only checks every file the manifest names. */
-static int build_and_open(const char *dir, const char *chk_dir,
-                          const char *shared_dir, const cs_rocksdb_options *o,
-                          int mode, cs_backend **out, char *err,
-                          size_t errlen) {
-  errf(err, errlen, 0, "%s", "");
-  if (chk_dir == NULL || (out == NULL && dir != NULL))
-    return errf(err, errlen, CS_EINVAL, "no checkpoint directory");
-  char path[PATH_MAX];
-  if (path_join(path, sizeof(path), chk_dir, CS_ROCKSDB_MANIFEST_FILE))
-    return errf(err, errlen, CS_EINVAL, "path too long: %s", chk_dir);
-  cs_buf m = {0};
-  rdb *r = NULL;
-  shared_ref *refs = NULL;
-  sums_ud sums = {NULL, 0};
-  int rc = read_small_file(path, &m, err, errlen);
-  if (rc) goto fail_read;
-  build_ud b = {dir, chk_dir, shared_dir, 0, 0, err, errlen};
-  rc = manifest_parse(m.data, m.len, visit_count_shared, &b);
-  if (rc) {
-    rc = errf(err, errlen, rc, "checkpoint manifest %s is corrupt", path);
-    goto fail_read;
-  }
-  if (b.nshared > 0 && shared_dir == NULL) {
-    rc = errf(err, errlen, CS_EINVAL,
-              "checkpoint %s references shared files but no shared "
-              "directory was given", chk_dir);
-    goto fail_read;
-  }
-  if (dir == NULL) { /* cs_rocksdb_verify */
-    rc = manifest_parse(m.data, m.len, visit_verify, &b);
-    cs_buf_free(&m);
-    return rc;
-  }
-  if (b.nshared > 0 && mode != OPEN_READONLY) {
-    refs = cs_malloc(b.nshared * sizeof(*refs));
-    if (refs == NULL) {
-      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
-      goto fail_read;
-    }
-  }
-  if (b.nsst > 0 && mode != OPEN_READONLY) {
-    sums.sums = cs_calloc(b.nsst, sizeof(sst_sum));
-    if (sums.sums == NULL ||
-        manifest_parse(m.data, m.len, visit_sums, &sums) != 0) {
-      rc = errf(err, errlen, CS_ENOMEM, "out of memory");
-      goto fail_read;
-    }
-    qsort(sums.sums, sums.n, sizeof(sst_sum), sum_cmp);
-  }
-  rc = prepare_dir(dir, err, errlen);
-  if (rc) goto fail_read;
-  rc = manifest_parse(m.data, m.len, visit_build, &b);
-  if (rc) goto fail_build;
-  rc = open_instance(dir, o, mode, &r, err, errlen);
-  if (rc) goto fail_build;
-  if (refs != NULL) {
-    refs_ud f = {refs, 0};
-    manifest_parse(m.data, m.len, visit_refs, &f); /* checked above */
-    qsort(refs, f.n, sizeof(*refs), ref_cmp_local);
-    r->restored = refs;
-    r->nrestored = f.n;
-    r->restored_text = m.data; /* refs point into it */
-  } else {
-    cs_buf_free(&m);
-  }
-  r->sums = sums.sums;
-  r->nsums = sums.n;
-  *out = &r->base;
-  return 0;
-
-fail_build:
-  remove_workdir(dir);
-fail_read:
-  cs_free(refs);
-  free_sums(sums.sums, sums.n);
-  cs_buf_free(&m);
-  return rc;
-}
-
-int cs_rocksdb_restore(const char *workdir, const char *chk_dir,
-                       const char *shared_dir, const cs_rocksdb_options *o,
-                       cs_backend **out, char *err, size_t errlen) {
-  return build_and_open(workdir, chk_dir, shared_dir, o, OPEN_EXISTING, out,
-                        err, errlen);
-}
-
-int cs_rocksdb_verify(const char *chk_dir, const char *shared_dir, char *err,
-                      size_t errlen) {
-  return build_and_open(NULL, chk_dir, shared_dir, NULL, OPEN_READONLY, NULL,
-                        err, errlen);
-}
-
-int cs_rocksdb_open_readonly(const char *chk_dir, const char *shared_dir,
-                             const char *scratch_dir, cs_backend **out,
-                             char *err, size_t errlen) {
-  return build_and_open(scratch_dir, chk_dir, shared_dir, NULL,
-                        OPEN_READONLY, out, err, errlen);
-}
