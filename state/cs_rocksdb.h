@@ -67,7 +67,7 @@ typedef struct cs_rocksdb_options {
   size_t total_write_buffer_bytes;
   int max_open_files;      /* SST files kept open; 0: no limit */
   int max_background_jobs; /* flushes and compactions at once; 2 */
-  /* the write-back cache of VALUE states (see cs_rocksdb.c); 32 MiB;
+  /* the write-back cache of VALUE states (see cs_rocksdb_cache.c); 32 MiB;
    * SIZE_MAX: no cache */
   size_t value_cache_bytes;
 } cs_rocksdb_options;
