@@ -527,17 +527,15 @@ fail_node:
   return CS_ENOMEM;
 }
 
-static int heap_put(cs_backend *be, int state, int kg, cs_slice key,
-                    const cs_slice *ukey, cs_slice val) {
-  heap *h = container_of(be, heap, base);
-  hstate *s = state_at(h, state, kg);
-  if (s == NULL || !ukey_ok(s, ukey)) return CS_EINVAL;
-  if (ukey != NULL) return map_put(h, s, kg, key, *ukey, val);
+/* Sets (or, append: appends to) the value of (kg, key) in s, adding the
+ * entry when it is new. Returns 0 or CS_ENOMEM. */
+static int upsert(heap *h, hstate *s, int kg, cs_slice key, cs_slice val,
+                  int append) {
   uint32_t kh = key_hash(kg, key);
   size_t hint;
   size_t i = table_find(&s->t, kh, kg, key, &hint);
   if (i != NONE) {
-    int rc = slot_set(&s->t.slots[i], val);
+    int rc = append ? slot_append(&s->t.slots[i], val) : slot_set(&s->t.slots[i], val);
     if (rc) return rc;
   } else {
     slot e;
@@ -550,6 +548,15 @@ static int heap_put(cs_backend *be, int state, int kg, cs_slice key,
   }
   h->clock++;
   return 0;
+}
+
+static int heap_put(cs_backend *be, int state, int kg, cs_slice key,
+                    const cs_slice *ukey, cs_slice val) {
+  heap *h = container_of(be, heap, base);
+  hstate *s = state_at(h, state, kg);
+  if (s == NULL || !ukey_ok(s, ukey)) return CS_EINVAL;
+  if (ukey != NULL) return map_put(h, s, kg, key, *ukey, val);
+  return upsert(h, s, kg, key, val, 0);
 }
 
 /* Removes one entry; for a MAP key without ukey, or when its last user key
@@ -586,23 +593,7 @@ static int heap_append(cs_backend *be, int state, int kg, cs_slice key,
   heap *h = container_of(be, heap, base);
   hstate *s = state_at(h, state, kg);
   if (s == NULL || s->kind != CS_STATE_LIST) return CS_EINVAL;
-  uint32_t kh = key_hash(kg, key);
-  size_t hint;
-  size_t i = table_find(&s->t, kh, kg, key, &hint);
-  if (i != NONE) {
-    int rc = slot_append(&s->t.slots[i], val);
-    if (rc) return rc;
-  } else {
-    slot e;
-    if (slot_make(&e, kh, kg, key, val, val.len)) return CS_ENOMEM;
-    if (table_insert(&s->t, &e, hint, OUTER_INITIAL_CAP)) {
-      slot_release(&e);
-      return CS_ENOMEM;
-    }
-    s->entries++;
-  }
-  h->clock++;
-  return 0;
+  return upsert(h, s, kg, key, val, 1);
 }
 
 /* ========================================================== iterators */
