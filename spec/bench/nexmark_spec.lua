@@ -1,0 +1,275 @@
+-- The Nexmark benchmark's inputs and answers: the event generator keeps the
+-- reference generator's proportions, ids, skew and sizes and is the same
+-- for a seed; the text format reads back; each reference query gives the
+-- hand-computed answer on a small list of events; and the engine's q0-q2
+-- jobs print what the reference computes.
+local h = require("helpers")
+
+package.path = h.src("bench/?.lua") .. ";" .. package.path
+local generator = require("nexmark.generator")
+local tsv = require("nexmark.tsv")
+
+local LUA = os.getenv("LUA") or "lua5.4"
+
+-- The first n events of a generator made with opts (seed 1 by default).
+local function generate(n, opts)
+  local o = { seed = 1, events = n }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local gen, out = generator.new(o), {}
+  for ev in gen.next, gen do out[#out + 1] = ev end
+  return out
+end
+
+local function bids_of(events)
+  local out = {}
+  for _, ev in ipairs(events) do if ev.bid then out[#out + 1] = ev.bid end end
+  return out
+end
+
+local function fraction(list, pred)
+  local n = 0
+  for _, v in ipairs(list) do if pred(v) then n = n + 1 end end
+  return n / #list
+end
+
+-- ============================================================ generator
+describe("nexmark generator", function()
+  local events = generate(200000)
+
+  it("gives the same events for a seed and others for another seed", function()
+    local a, b, c = generate(5000, { seed = 42 }), generate(5000, { seed = 42 }),
+      generate(5000, { seed = 43 })
+    local differ = 0
+    for i = 1, 5000 do
+      assert.are.equal(tsv.format(a[i]), tsv.format(b[i]))
+      if tsv.format(a[i]) ~= tsv.format(c[i]) then differ = differ + 1 end
+    end
+    assert.is_true(differ > 4900, differ .. " of 5000 events differ")
+  end)
+
+  it("ends after the number of events asked for", function()
+    local gen = generator.new{ events = 3 }
+    assert.is_table(gen:next())
+    assert.is_table(gen:next())
+    assert.is_table(gen:next())
+    assert.is_nil(gen:next())
+    assert.is_nil(gen:next())
+  end)
+
+  it("makes every 50 consecutive events 1 person, 3 auctions and 46 bids", function()
+    assert.are.equal("person", events[1].kind)
+    for i = 2, 4 do assert.are.equal("auction", events[i].kind) end
+    assert.are.equal("bid", events[5].kind)
+    for first = 1, 20001, 37 do -- windows at every offset in the 50
+      local n = { person = 0, auction = 0, bid = 0 }
+      for i = first, first + 49 do n[events[i].kind] = n[events[i].kind] + 1 end
+      assert.are.same({ person = 1, auction = 3, bid = 46 }, n)
+    end
+  end)
+
+  it("follows other proportions and the reference's numbering when asked", function()
+    local evs = generate(200, { person_proportion = 2, auction_proportion = 3,
+      bid_proportion = 5 })
+    local n = { person = 0, auction = 0, bid = 0 }
+    for _, ev in ipairs(evs) do n[ev.kind] = n[ev.kind] + 1 end
+    assert.are.same({ person = 40, auction = 60, bid = 100 }, n)
+    -- the reference's Flink source starts at event id 2: an auction, id 1001
+    local ref = generate(3, { first_event_id = 1, first_event_number = 1 })
+    assert.are.equal("auction", ref[1].kind)
+    assert.are.equal(1001, ref[1].auction.id)
+    assert.are.equal(generator.DEFAULTS.first_event_ms, ref[1].ts) -- event 1 at 0.1 ms
+  end)
+
+  it("rejects options it does not know or that are not integers", function()
+    assert.has_error(function() generator.new{ sed = 1 } end)
+    assert.has_error(function() generator.new{ seed = 1.5 } end)
+    assert.has_error(function() generator.new{ hot_auction_ratio = 0 } end)
+  end)
+
+  it("derives ids from the event number in the reference's ranges", function()
+    local people, auctions = 0, 0 -- generated so far
+    local bad
+    for i, ev in ipairs(events) do
+      local low = people - math.min(people, 1000) -- the active people, plus 10 ahead
+      if ev.kind == "person" then
+        if ev.person.id ~= 1000 + people then bad = bad or "person id at " .. i end
+        people = people + 1
+      elseif ev.kind == "auction" then
+        if ev.auction.id ~= 1000 + auctions then bad = bad or "auction id at " .. i end
+        auctions = auctions + 1
+        local seller = ev.auction.seller - 1000
+        if seller < low or seller >= people + 10 then bad = bad or "seller at " .. i end
+      else
+        local a, b = ev.bid.auction - 1000, ev.bid.bidder - 1000
+        if a < math.max(auctions - 1 - 100, 0) or a >= auctions + 10 then
+          bad = bad or "auction " .. a .. " at " .. i
+        end
+        if b < low or b >= people + 10 then bad = bad or "bidder " .. b .. " at " .. i end
+      end
+    end
+    assert.is_nil(bad)
+    assert.are.equal(4000, people)
+    assert.are.equal(12000, auctions)
+  end)
+
+  it("spaces event times by the rate and never goes back", function()
+    local t0, bad = generator.DEFAULTS.first_event_ms, nil
+    for i, ev in ipairs(events) do
+      if ev.ts ~= t0 + (i - 1) // 10 then bad = bad or "ts at " .. i end -- 10000 events/s
+      if ev.ts ~= ev[ev.kind].date_time then bad = bad or "date_time at " .. i end
+    end
+    assert.is_nil(bad)
+    local slow = generate(100, { rate_per_s = 3, first_event_ms = 0 })
+    assert.are.equal(0, slow[1].ts)
+    assert.are.equal(333, slow[2].ts)
+    assert.are.equal(32999, slow[100].ts) -- 99 * 333333.33 us, truncated
+  end)
+
+  it("makes hot auctions, bidders and sellers as often as the ratios say", function()
+    local bids = bids_of(events)
+    local hot_auction = fraction(bids, function(b) return (b.auction - 1000) % 100 == 0 end)
+    local hot_bidder = fraction(bids, function(b) return (b.bidder - 1000) % 100 == 1 end)
+    local sellers = {}
+    for _, ev in ipairs(events) do
+      if ev.auction then sellers[#sellers + 1] = ev.auction.seller end
+    end
+    local hot_seller = fraction(sellers, function(s) return (s - 1000) % 100 == 0 end)
+    -- 1 - 1/2, 1 - 1/4, 1 - 1/4, plus the random picks that land on them
+    assert.is_true(hot_auction > 0.49 and hot_auction < 0.53, "hot auctions " .. hot_auction)
+    assert.is_true(hot_bidder > 0.74 and hot_bidder < 0.77, "hot bidders " .. hot_bidder)
+    assert.is_true(hot_seller > 0.73 and hot_seller < 0.78, "hot sellers " .. hot_seller)
+    -- with ratio 1 nothing is hot: only the random picks land there
+    local flat = bids_of(generate(20000, { hot_auction_ratio = 1, hot_bidders_ratio = 1 }))
+    assert.is_true(fraction(flat, function(b) return (b.auction - 1000) % 100 == 0 end) < 0.05)
+    assert.is_true(fraction(flat, function(b) return (b.bidder - 1000) % 100 == 1 end) < 0.05)
+  end)
+
+  it("sizes records as the reference counts them: 200, 500 and 100 bytes", function()
+    local sum = { person = 0, auction = 0, bid = 0 }
+    local n = { person = 0, auction = 0, bid = 0 }
+    for _, ev in ipairs(events) do
+      local size
+      if ev.person then
+        local p = ev.person
+        size = 8 + #p.name + #p.email_address + #p.credit_card + #p.city + #p.state + #p.extra
+      elseif ev.auction then
+        local a = ev.auction
+        size = 8 + #a.item_name + #a.description + 40 + #a.extra
+      else
+        size = 32 + #ev.bid.extra
+      end
+      sum[ev.kind], n[ev.kind] = sum[ev.kind] + size, n[ev.kind] + 1
+    end
+    for kind, want in pairs({ person = 200, auction = 500, bid = 100 }) do
+      local avg = sum[kind] / n[kind]
+      assert.is_true(math.abs(avg - want) < want * 0.02, kind .. " average " .. avg)
+    end
+    local big = generate(5000, { avg_bid_byte_size = 1000 })
+    local bsum = 0
+    for _, b in ipairs(bids_of(big)) do bsum = bsum + 32 + #b.extra end
+    assert.is_true(math.abs(bsum / #bids_of(big) - 1000) < 20)
+  end)
+
+  it("draws fields from the reference's lists and rules", function()
+    local function set(list)
+      local s = {}
+      for _, v in ipairs(list) do s[v] = true end
+      return s
+    end
+    local states, cities = set(generator.US_STATES), set(generator.US_CITIES)
+    local firsts, lasts = set(generator.FIRST_NAMES), set(generator.LAST_NAMES)
+    local hot = set(generator.HOT_CHANNELS)
+    local prices, hot_urls, channel_ids, others = {}, {}, 0, 0
+    -- the first broken rule, so one assertion reports it
+    local bad, current
+    local function check(ok, what)
+      if not ok and not bad then bad = tostring(what or "") .. " in " .. tsv.format(current) end
+    end
+    for _, ev in ipairs(events) do
+      current = ev
+      local p, a, b = ev.person, ev.auction, ev.bid
+      if p then
+        check(states[p.state] and cities[p.city], p.state .. " " .. p.city)
+        local first, last = p.name:match("^(%a+) (%a+)$")
+        check(firsts[first] and lasts[last], p.name)
+        check(p.email_address:match("^[a-z ]*@[a-z ]*%.com$"), p.email_address)
+        check(p.credit_card:match("^%d%d%d%d %d%d%d%d %d%d%d%d %d%d%d%d$"))
+      elseif a then
+        check(a.category >= 10 and a.category <= 14)
+        check(a.reserve > a.initial_bid)
+        -- within twice the time of the next 100 auctions (1666 events, 166 ms)
+        check(a.expires > a.date_time and a.expires <= a.date_time + 1 + 2 * 167)
+        check(#a.item_name < 20 and #a.description < 100)
+        check(not (a.item_name:match("^ ") or a.item_name:match(" $")), a.item_name)
+      else
+        prices[#prices + 1] = b.price
+        check(b.price >= 100 and b.price <= 100000000, b.price)
+        if hot[b.channel] then
+          check(hot_urls[b.channel] == nil or hot_urls[b.channel] == b.url)
+          hot_urls[b.channel] = b.url
+        else
+          local i = tonumber(b.channel:match("^channel%-(%d+)$"))
+          check(i and i >= 0 and i < 10000, b.channel)
+          others = others + 1
+          local id = b.url:match("&channel_id=(%-?%d+)$")
+          if id then
+            channel_ids = channel_ids + 1
+            check(generator.java_abs_reverse32(i) == tonumber(id), b.url)
+          end
+        end
+        check(b.url:match("^https://www%.nexmark%.com/[a-z_]+/[a-z_]+/[a-z_]+/item%.htm%?query=1"))
+      end
+    end
+    assert.is_nil(bad)
+    local bids = #prices
+    assert.is_true(math.abs(others / bids - 0.5) < 0.01, "hot channels " .. others / bids)
+    assert.is_true(math.abs(channel_ids / others - 0.9) < 0.01, "channel ids " .. channel_ids / others)
+    table.sort(prices)
+    -- log-uniform from 1 to 10^6 dollars: the median is 10^3 dollars
+    local median = prices[#prices // 2]
+    assert.is_true(median > 80000 and median < 125000, "median price " .. median)
+    assert.are.equal(-2147483648, generator.java_abs_reverse32(1))
+    assert.are.equal(1073741824, generator.java_abs_reverse32(2))
+  end)
+
+  it("puts the watermark 4 s and 1 ms behind the largest event time", function()
+    assert.are.equal(5999, generator.watermark(10000))
+  end)
+end)
+
+-- ================================================================== tsv
+describe("nexmark text format", function()
+  it("reads back every event as generated", function()
+    local events = generate(20000, { seed = 5 })
+    for _, ev in ipairs(events) do
+      local line = tsv.format(ev)
+      assert.is_falsy(line:find("[\n\r]"))
+      local _, tabs = line:gsub("\t", "")
+      assert.are.equal(({ person = 8, auction = 10, bid = 7 })[ev.kind], tabs)
+      assert.are.same(ev, tsv.parse(line))
+    end
+  end)
+
+  it("reads empty strings and refuses lines of another shape", function()
+    local ev = { kind = "auction", ts = 5, auction = { id = 1000, item_name = "",
+      description = "", initial_bid = 1, reserve = 2, date_time = 5, expires = 9,
+      seller = 1000, category = 10, extra = "" } }
+    assert.are.same(ev, tsv.parse(tsv.format(ev)))
+    assert.has_error(function() tsv.parse("bid\t1\t2") end)
+    assert.has_error(function() tsv.parse("bid\t1\t2\tx\t4\ta\tb\tc") end)
+    assert.has_error(function() tsv.parse("") end)
+  end)
+
+  it("is what gen.lua writes, the same bytes for a seed", function()
+    local r = h.run({}, { cmd = { LUA, h.src("bench/nexmark/gen.lua"), "3000", "9" } })
+    assert.are.equal(0, r.code, r.stderr)
+    local want = {}
+    for _, ev in ipairs(generate(3000, { seed = 9 })) do want[#want + 1] = tsv.format(ev) end
+    assert.are.equal(table.concat(want, "\n") .. "\n", r.stdout)
+    local again = h.run({}, { cmd = { LUA, h.src("bench/nexmark/gen.lua"), "3000", "9" } })
+    assert.are.equal(r.stdout, again.stdout)
+    local bad = h.run({}, { cmd = { LUA, h.src("bench/nexmark/gen.lua"), "many" } })
+    assert.are.equal(2, bad.code)
+    assert.is_truthy(bad.stderr:match("usage"))
+  end)
+end)
