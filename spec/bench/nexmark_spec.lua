@@ -180,6 +180,7 @@ describe("nexmark generator", function()
     local firsts, lasts = set(generator.FIRST_NAMES), set(generator.LAST_NAMES)
     local hot = set(generator.HOT_CHANNELS)
     local prices, hot_urls, channel_ids, others = {}, {}, 0, 0
+    local extra_min, extra_max = math.huge, 0
     -- the first broken rule, so one assertion reports it
     local bad, current
     local function check(ok, what)
@@ -203,6 +204,8 @@ describe("nexmark generator", function()
         check(not (a.item_name:match("^ ") or a.item_name:match(" $")), a.item_name)
       else
         prices[#prices + 1] = b.price
+        -- 68 bytes to make up, +-20%: 54 .. 81
+        extra_min, extra_max = math.min(extra_min, #b.extra), math.max(extra_max, #b.extra)
         check(b.price >= 100 and b.price <= 100000000, b.price)
         if hot[b.channel] then
           check(hot_urls[b.channel] == nil or hot_urls[b.channel] == b.url)
@@ -221,6 +224,7 @@ describe("nexmark generator", function()
       end
     end
     assert.is_nil(bad)
+    assert.are.same({ 54, 81 }, { extra_min, extra_max })
     local bids = #prices
     assert.is_true(math.abs(others / bids - 0.5) < 0.01, "hot channels " .. others / bids)
     assert.is_true(math.abs(channel_ids / others - 0.9) < 0.01, "channel ids " .. channel_ids / others)
@@ -273,3 +277,4 @@ describe("nexmark text format", function()
     assert.is_truthy(bad.stderr:match("usage"))
   end)
 end)
+
