@@ -278,3 +278,186 @@ describe("nexmark text format", function()
   end)
 end)
 
+-- ============================================================ reference
+describe("nexmark reference queries", function()
+  local ref = require("nexmark.ref")
+
+  -- Hand-made events; times are ms from the epoch, so windows of 10 s
+  -- start at multiples of 10000.
+  local function bid(ts, auction, bidder, price, extra)
+    return { kind = "bid", ts = ts, bid = { auction = auction, bidder = bidder, price = price,
+      channel = "Google", url = "u", date_time = ts, extra = extra or "x" } }
+  end
+  local function person(ts, id, name, city, state)
+    return { kind = "person", ts = ts, person = { id = id, name = name, email_address = "e",
+      credit_card = "c", city = city or "Boise", state = state or "ID", date_time = ts,
+      extra = "" } }
+  end
+  local function auction(ts, id, seller, category, expires)
+    return { kind = "auction", ts = ts, auction = { id = id, item_name = "i",
+      description = "d", initial_bid = 1, reserve = 2, date_time = ts,
+      expires = expires or ts + 1000, seller = seller, category = category or 10,
+      extra = "" } }
+  end
+
+  it("renders doubles as Java's Double.toString", function()
+    local jd = ref.java_double
+    assert.are.equal("1.0", jd(1.0))
+    assert.are.equal("908.0", jd(0.908 * 1000))
+    assert.are.equal("90.8", jd(0.908 * 100))
+    assert.are.equal("1120.472", jd(0.908 * 1234))
+    assert.are.equal("9999999.0", jd(9999999.0))
+    assert.are.equal("1.0E7", jd(1e7))
+    assert.are.equal("1.1209875624E7", jd(0.908 * 12345678))
+    assert.are.equal("9.079999909200001E7", jd(0.908 * 99999999))
+    assert.are.equal("0.001", jd(0.001))
+    assert.are.equal("1.5E-4", jd(1.5e-4))
+    assert.are.equal("3.6666666666666665", jd(11 / 3))
+    assert.are.equal("0.30000000000000004", jd(0.1 + 0.2))
+    assert.are.equal("-2.5", jd(-2.5))
+    assert.are.equal("0.0", jd(0.0))
+    assert.are.equal("1.0E21", jd(1e21))
+  end)
+
+  it("q0 passes bids through and q1 converts their price", function()
+    local evs = { person(0, 1000, "A B"), bid(5, 1000, 1001, 1234, "e1"),
+      bid(7, 1002, 1003, 12345678, "e2") }
+    assert.are.same({ "1000,1001,1234,5,e1", "1002,1003,12345678,7,e2" }, ref.run("q0", evs))
+    assert.are.same({ "1000,1001,1120.472,5,e1", "1002,1003,1.1209875624E7,7,e2" },
+      ref.run("q1", evs))
+  end)
+
+  it("q2 keeps the bids on auctions whose id is a multiple of 123", function()
+    local evs = { bid(1, 123, 1, 10), bid(2, 124, 1, 20), bid(3, 246, 1, 30),
+      bid(4, 1107, 1, 40), auction(5, 0, 1) }
+    assert.are.same({ "1107,40", "123,10", "246,30" }, ref.run("q2", evs))
+  end)
+
+  it("q3 joins category 10 auctions to sellers in OR, ID and CA, in any order", function()
+    local evs = {
+      auction(1, 13, 3, 10),          -- its seller comes later: still joined
+      person(2, 1, "Ann One", "Bend", "OR"),
+      person(3, 2, "Bob Two", "Kent", "WA"),
+      person(4, 3, "Cid Three", "Los Angeles", "CA"),
+      auction(5, 10, 1, 10),
+      auction(6, 11, 2, 10),          -- seller in WA
+      auction(7, 12, 3, 11),          -- category 11
+      auction(8, 14, 1, 10),
+      auction(9, 15, 4, 10),          -- no such person
+    }
+    assert.are.same({ "Ann One,Bend,OR,10", "Ann One,Bend,OR,14",
+      "Cid Three,Los Angeles,CA,13" }, ref.run("q3", evs))
+  end)
+
+  it("q4 averages per category the highest bid within each auction's time", function()
+    local evs = {
+      bid(999, 1, 7, 50),                 -- before auction 1 opens
+      auction(1000, 1, 7, 10, 2000),
+      bid(1000, 1, 7, 5),                 -- at the opening: counts
+      auction(1500, 2, 7, 10, 3000),
+      bid(1600, 2, 7, 4),
+      auction(1700, 3, 7, 11, 1800),      -- no bids: no row for category 11
+      bid(2000, 1, 7, 9),                 -- at the expiry: counts
+      bid(2001, 1, 7, 100),               -- after it
+      auction(4000, 4, 7, 12, 4100),
+      bid(4050, 4, 7, 7),
+    }
+    -- category 10: (9 + 4) / 2 truncated, as AVG of BIGINT is
+    assert.are.same({ "10,6", "12,7" }, ref.run("q4", evs))
+  end)
+
+  it("q5 finds the auctions with the most bids in each hopping window", function()
+    local evs = {
+      bid(0, 1, 9, 1),
+      bid(9999, 1, 9, 1),     -- the last ms of [0, 10000)
+      bid(10000, 2, 9, 1),    -- the first of [10000, 20000)
+      bid(10001, 2, 9, 1),
+      -- late: the watermark is 10001 - 4001 = 6000, so [-4000, 6000) has
+      -- fired and drops it; [-2000, 8000) .. [4000, 14000) take it
+      bid(5000, 3, 9, 1),
+    }
+    -- windows: [-8000, 2000) .. [-4000, 6000): auction 1 once;
+    -- [-2000, 8000): 1 and 3 once; [0, 10000): 1 twice, 3 once;
+    -- [2000, 12000) .. [8000, 18000): 2 twice; [10000, 20000): 2 twice
+    assert.are.same({ "1,1", "1,1", "1,1", "1,1", "1,2", "2,2", "2,2", "2,2", "2,2", "2,2",
+      "3,1" }, ref.run("q5", evs))
+  end)
+
+  it("q7 returns the bids at each tumbling window's highest price, both ends included", function()
+    local evs = {
+      bid(0, 1, 9, 5, "a"),
+      bid(9999, 2, 9, 7, "b"),    -- highest of [0, 10000)
+      bid(10000, 3, 9, 7, "c"),   -- highest of [10000, 20000), and at the end of [0, 10000)
+      bid(15000, 4, 9, 3, "d"),
+      bid(20000, 5, 9, 2, "e"),   -- alone in [20000, 30000)
+      bid(5000, 6, 9, 100, "f"),  -- late (watermark 15999): not a window's highest
+    }
+    assert.are.same({ "2,7,9,9999,b", "3,7,9,10000,c", "3,7,9,10000,c", "5,2,9,20000,e" },
+      ref.run("q7", evs))
+  end)
+
+  it("q8 finds the people who opened an auction in the window they registered in", function()
+    local evs = {
+      person(1000, 1, "Ann"),
+      auction(3000, 20, 3),       -- seller 3 registers later in the same window
+      auction(4000, 21, 3),       -- a second auction: still one row
+      person(5000, 3, "Cid"),
+      person(9999, 2, "Bob"),
+      auction(9999, 22, 1),       -- the window's last ms
+      auction(10000, 23, 2),      -- the next window: Bob is not new there
+      auction(10001, 24, 99),     -- nobody
+    }
+    assert.are.same({ "1,Ann,0", "3,Cid,0" }, ref.run("q8", evs))
+  end)
+
+  it("q11 counts each bidder's bids per session of 10 s gaps", function()
+    local evs = {
+      bid(0, 1, 1, 1),
+      bid(0, 1, 3, 1),
+      bid(1000, 1, 2, 1),
+      bid(10000, 1, 1, 1),   -- touches [0, 10000): one session [0, 20000)
+      bid(11001, 1, 2, 1),   -- 1 ms past [1000, 11000): a new session
+      bid(20000, 1, 3, 1),
+      -- would bridge bidder 3's [0, 10000) and [20000, 30000), but the
+      -- watermark (15999) has fired the first: it joins only the second
+      bid(10000, 1, 3, 1),
+      bid(30001, 1, 1, 1),   -- after [0, 20000): a new session
+      bid(1000, 1, 4, 1),    -- late (watermark 26000): dropped
+      bid(40000, 1, 5, 1),
+      bid(50002, 1, 5, 1),
+      bid(45000, 1, 5, 1),   -- bridges [40000, 50000) and [50002, 60002)
+    }
+    assert.are.same({ "1,1,30001,40001", "1,2,0,20000", "2,1,1000,11000", "2,1,11001,21001",
+      "3,1,0,10000", "3,2,10000,30000", "5,3,40000,60002" }, ref.run("q11", evs))
+  end)
+
+  it("q12 counts each bidder's bids per tumbling window of event time", function()
+    local evs = {
+      bid(0, 1, 1, 1),
+      bid(5000, 1, 2, 1),
+      bid(9999, 1, 1, 1),
+      bid(10000, 1, 1, 1),
+      bid(20000, 1, 1, 1),
+      bid(5000, 1, 2, 1),    -- late (watermark 15999): dropped
+    }
+    assert.are.same({ "1,1,10000,20000", "1,1,20000,30000", "1,2,0,10000", "2,1,0,10000" },
+      ref.run("q12", evs))
+  end)
+
+  it("reads an iterator as well as a list, and its CLI prints the rows", function()
+    local dir = h.tmpdir()
+    local path = dir .. "/events.tsv"
+    local events = generate(5000, { seed = 3 })
+    local lines = {}
+    for i, ev in ipairs(events) do lines[i] = tsv.format(ev) end
+    h.write_file(path, table.concat(lines, "\n") .. "\n")
+    for _, q in ipairs(ref.QUERIES) do
+      local want = ref.run(q, events)
+      assert.are.same(want, ref.run(q, tsv.read_file(path)))
+      local r = h.run({}, { cmd = { LUA, h.src("bench/nexmark/ref.lua"), q, path } })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.same(want, h.lines(r.stdout))
+    end
+    assert.are.equal(2, h.run({}, { cmd = { LUA, h.src("bench/nexmark/ref.lua"), "q6", path } }).code)
+  end)
+end)
