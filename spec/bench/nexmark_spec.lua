@@ -461,3 +461,69 @@ describe("nexmark reference queries", function()
     assert.are.equal(2, h.run({}, { cmd = { LUA, h.src("bench/nexmark/ref.lua"), "q6", path } }).code)
   end)
 end)
+
+-- ========================================================== engine jobs
+describe("nexmark engine jobs", function()
+  local ref = require("nexmark.ref")
+  local n = h.sanitized() and 4000 or 20000
+  local dir, path, events
+
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. h.quote(dir))
+    path = dir .. "/events.tsv"
+    events = generate(n, { seed = 11 })
+    local lines = {}
+    for i, ev in ipairs(events) do lines[i] = tsv.format(ev) end
+    h.write_file(path, table.concat(lines, "\n") .. "\n")
+  end)
+
+  teardown(function() os.execute("rm -rf " .. h.quote(dir)) end)
+  after_each(h.cleanup)
+
+  -- The lines written to out: a file, or a directory of files 1..N.
+  local function output_lines(out)
+    local lines = h.lines(h.read_file(out) or "")
+    if #lines == 0 then
+      local p = io.popen("ls " .. h.quote(out) .. " 2>/dev/null")
+      for name in p:lines() do
+        for _, l in ipairs(h.lines(h.read_file(out .. "/" .. name))) do lines[#lines + 1] = l end
+      end
+      p:close()
+    end
+    return h.sorted(lines)
+  end
+
+  -- Asserts that got and want hold the same lines, naming the first that
+  -- differs rather than printing thousands.
+  local function same_rows(want, got)
+    for i = 1, math.max(#want, #got) do
+      if want[i] ~= got[i] then
+        assert.are.equal(want[i], got[i], string.format("sorted row %d (of %d wanted, %d got)",
+          i, #want, #got))
+      end
+    end
+  end
+
+  for _, q in ipairs({ "q0", "q1", "q2" }) do
+    for _, p in ipairs({ "1", "2" }) do
+      it(q .. " writes the reference's rows at -p " .. p, function()
+        local out = h.tmpdir() .. "/out"
+        local r = h.run({ "-p", p, h.src("bench/nexmark/" .. q .. ".lua"), path, out })
+        assert.are.equal(0, r.code, r.stderr)
+        local want = ref.run(q, events)
+        assert.is_true(#want > (q == "q2" and 50 or n // 2))
+        same_rows(want, output_lines(out))
+      end)
+    end
+  end
+
+  it("q2 prints its rows without an output path", function()
+    local r = h.run({ "-p", "2", h.src("bench/nexmark/q2.lua"), path })
+    assert.are.equal(0, r.code, r.stderr)
+    local got = {}
+    for _, line in ipairs(h.lines(r.stdout)) do got[#got + 1] = (line:gsub("^%d+> ", "")) end
+    same_rows(ref.run("q2", events), h.sorted(got))
+  end)
+end)
