@@ -145,7 +145,9 @@ end
 M.java_abs_reverse32 = java_abs_reverse32
 
 -- Creates a generator from the options in opts (any of M.DEFAULTS; the rest
--- take their defaults). Returns a table whose next() method yields events.
+-- take their defaults). Returns a table whose next() method yields the
+-- events and count() tells how many it yielded. Set-up draws the string
+-- pools and the 10000 channel urls (about 0.1 s).
 function M.new(opts)
   local o = {}
   for k, v in pairs(M.DEFAULTS) do o[k] = v end
@@ -177,15 +179,6 @@ function M.new(opts)
   -- splitmix64 (Steele, Lea, Flood 2014) on wrapping Lua integers.
   local s = o.seed
   local GAMMA, MIX1, MIX2 = 0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9, 0x94d049bb133111eb
-
-  -- 64 random bits.
-  local function draw()
-    s = s + GAMMA
-    local z = s
-    z = (z ~ (z >> 30)) * MIX1
-    z = (z ~ (z >> 27)) * MIX2
-    return z ~ (z >> 31)
-  end
 
   -- A uniform integer in [0, n) for 0 < n < 2^31 (the high 31 bits scaled,
   -- a bias below n / 2^31).
@@ -261,7 +254,7 @@ function M.new(opts)
     return sub(extra_pool, off + 1, off + len)
   end
 
-  -- The extra of a bid: the same as next_extra(32, avg_bid), precomputed.
+  -- The extra of a bid: next_extra(32, avg_bid_byte_size), precomputed.
   local bid_extra_min, bid_extra_span = 0, 0
   if 32 <= o.avg_bid_byte_size then
     local want = o.avg_bid_byte_size - 32
@@ -305,8 +298,7 @@ function M.new(opts)
   local hot_channels = M.HOT_CHANNELS
   local n_states, n_cities, n_firsts, n_lasts = #states, #cities, #firsts, #lasts
   local n_hot = #hot_channels
-  local avg_person, avg_auction, avg_bid = o.avg_person_byte_size, o.avg_auction_byte_size,
-    o.avg_bid_byte_size
+  local avg_person, avg_auction = o.avg_person_byte_size, o.avg_auction_byte_size
 
   -- The last person id (from 0) generated at or before event id eid.
   local function last_person(eid)
@@ -335,14 +327,6 @@ function M.new(opts)
     return people - active + rint(active + PERSON_ID_LEAD)
   end
 
-  -- An auction among the in-flight ones, or up to AUCTION_ID_LEAD ahead.
-  local function some_auction(eid)
-    local hi = last_auction(eid)
-    local lo = hi - in_flight
-    if lo < 0 then lo = 0 end
-    return lo + rint(hi - lo + 1 + AUCTION_ID_LEAD)
-  end
-
   -- ----------------------------------------------------------- time --
   local base_ms = o.first_event_ms
   local delay_us = 1e6 / o.rate_per_s
@@ -353,8 +337,8 @@ function M.new(opts)
   end
   -- events until num_in_flight_auctions more auctions are generated
   local auction_horizon_events = (in_flight * total) // ap
-  assert(2 * (ts_of(o.first_event_number + auction_horizon_events) - base_ms) < 0x7fffffff,
-    "nexmark generator: rate_per_s too small for the auction expiry range")
+  check(2 * (ts_of(o.first_event_number + auction_horizon_events) - base_ms) < 0x7fffffff,
+    "rate_per_s too small for the auction expiry range")
 
   -- ---------------------------------------------------------- events --
   local first_id, first_number, limit = o.first_event_id, o.first_event_number, o.events
