@@ -243,6 +243,8 @@ end)
 
 -- ================================================================== tsv
 describe("nexmark text format", function()
+  after_each(h.cleanup)
+
   it("reads back every event as generated", function()
     local events = generate(20000, { seed = 5 })
     for _, ev in ipairs(events) do
@@ -281,6 +283,7 @@ end)
 -- ============================================================ reference
 describe("nexmark reference queries", function()
   local ref = require("nexmark.ref")
+  after_each(h.cleanup)
 
   -- Hand-made events; times are ms from the epoch, so windows of 10 s
   -- start at multiples of 10000.
