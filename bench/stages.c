@@ -228,7 +228,8 @@ static void consumer(void *arg) {
     size_t off = 0;
     int kg;
     cs_slice key, val;
-    while (cs_batch_next(b, &off, &kg, &key, &val) == 1) {
+    int64_t ts;
+    while (cs_batch_next(b, &off, &kg, &ts, &key, &val) == 1) {
       r->records++;
       r->bytes += (long)val.len;
     }
@@ -253,7 +254,7 @@ static double stage_channel(corpus *c) {
     if (!b && !(b = cs_batch_create(CS_BATCH_RECORDS))) die("out of memory");
     cs_slice rec = rec_of(c, i), k;
     cs_codec_array_elem(rec, 1, &k);
-    if (cs_batch_add(b, 0, k.data, k.len, rec.data, rec.len)) die("batch");
+    if (cs_batch_add(b, 0, CS_NO_TS, k.data, k.len, rec.data, rec.len)) die("batch");
   }
   cs_batch *end = cs_batch_create(CS_BATCH_END);
   while (!cs_channel_push(r.ch, end)) sched_yield();

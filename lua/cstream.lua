@@ -196,7 +196,7 @@ local function one_input(s, kind, name, fn, extra, mt)
   local node = extra or {}
   node.kind, node.name, node.fn = kind, name, fn
   node.inputs = { { node = s.node.index, partition = s.partition or "forward",
-                    key = s.key } }
+                    key = s.key, side = s.side } }
   node.keyed = s.partition == "hash"
   return new_stream(s.env, add_node(s.env, node), mt)
 end
@@ -221,17 +221,17 @@ end
 function DataStream:key_by(key)
   check_key("key_by", key, 2)
   return setmetatable({ env = self.env, node = self.node, partition = "hash",
-                        key = key }, KeyedStream)
+                        key = key, side = self.side }, KeyedStream)
 end
 
 function DataStream:rebalance()
-  return setmetatable({ env = self.env, node = self.node, partition = "rebalance" },
-                      DataStream)
+  return setmetatable({ env = self.env, node = self.node, partition = "rebalance",
+                        side = self.side }, DataStream)
 end
 
 function DataStream:broadcast()
-  return setmetatable({ env = self.env, node = self.node, partition = "broadcast" },
-                      DataStream)
+  return setmetatable({ env = self.env, node = self.node, partition = "broadcast",
+                        side = self.side }, DataStream)
 end
 
 function DataStream:name(n)
@@ -366,8 +366,9 @@ local function fingerprint(env)
     local p = { n.index, n.kind, n.uid or "", tostring(n.parallelism or ""),
                 tostring(n.agg or ""), tostring(n.count or "") }
     for _, e in ipairs(n.inputs) do
-      p[#p + 1] = string.format("%d/%s/%s", e.node, e.partition,
-                                type(e.key) == "function" and "fn" or tostring(e.key))
+      p[#p + 1] = string.format("%d/%s/%s/%s", e.node, e.partition,
+                                type(e.key) == "function" and "fn" or tostring(e.key),
+                                e.side or "")
     end
     parts[#parts + 1] = table.concat(p, ",")
   end
@@ -739,5 +740,14 @@ M.format = core.format
 M.sleep = core.sleep
 
 M.DataStream, M.KeyedStream, M.ConnectedStreams = DataStream, KeyedStream, ConnectedStreams
+
+-- What the API's other modules (cstream/time.lua, ...) build streams with;
+-- not part of the public API.
+M._internal = {
+  one_input = one_input, new_stream = new_stream, add_node = add_node,
+  kind_error = kind_error, check_fn = check_fn, check_positive_int = check_positive_int,
+}
+
+require("cstream.time").install(M)
 
 return M

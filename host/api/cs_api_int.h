@@ -14,4 +14,15 @@ void cs__state_open_types(lua_State *L);
  * is_restored to the Context method table at methods_idx (cs_state.c). */
 void cs__state_add_context_methods(lua_State *L, int methods_idx);
 
+/* The Context at index 1 (raises when it is not one, or is closed). */
+struct cs_opi *cs__check_context(lua_State *L);
+
+/* The name of the output tag at idx (cstream.output_tag(name) or a
+ * string); raises naming fn otherwise (cs_context_time.c). */
+const char *cs__tag_name(lua_State *L, int idx, const char *fn);
+
+/* Adds timestamp, timer_service and the timer methods, time_domain and
+ * output to the Context method table at methods_idx (cs_context_time.c). */
+void cs__time_add_context_methods(lua_State *L, int methods_idx);
+
 #endif /* CS_API_INT_H */

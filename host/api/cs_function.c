@@ -198,6 +198,20 @@ static int ctx_collect(lua_State *L) {
   return op->node->type->src_collect(L, op);
 }
 
+cs_opi *cs__check_context(lua_State *L) { return check_handle(L, CONTEXT_MT); }
+
+/* out:collect_to(tag, v): sends v to the side output tag. */
+static int collector_collect_to(lua_State *L) {
+  cs_opi *op = check_handle(L, COLLECTOR_MT);
+  const char *tag = cs__tag_name(L, 2, "collect_to");
+  lua_settop(L, 3);
+  if (cs_emit_to(L, op, tag)) {
+    cs_lua_push_abort(L);
+    return lua_error(L);
+  }
+  return 0;
+}
+
 static int ctx_tostring(lua_State *L) {
   lua_pushstring(L, "RuntimeContext");
   return 1;
@@ -205,6 +219,7 @@ static int ctx_tostring(lua_State *L) {
 
 void cs_api_open_types(lua_State *L) {
   static const luaL_Reg collector_methods[] = {{"collect", NULL},
+                                               {"collect_to", collector_collect_to},
                                                {NULL, NULL}};
   static const luaL_Reg ctx_methods[] = {
       {"index_of_this_subtask", ctx_index_of_this_subtask},
@@ -226,6 +241,7 @@ void cs_api_open_types(lua_State *L) {
   if (luaL_newmetatable(L, CONTEXT_MT)) {
     luaL_newlib(L, ctx_methods);
     cs__state_add_context_methods(L, -1);
+    cs__time_add_context_methods(L, -1);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, ctx_tostring);
     lua_setfield(L, -2, "__tostring");

@@ -90,6 +90,10 @@ static const keydef keys[] = {
     {"parallelism.default", NULL, K_INT, NULL, 1, 32768, NULL,
      "number of CPU cores",
      "parallelism of the operators that do not set their own"},
+    {"pipeline.auto-watermark-interval", NULL, K_DURATION, "200 ms", 1, NO_MAX,
+     NULL, NULL,
+     "how often watermark generators (assign_timestamps_and_watermarks) "
+     "emit a watermark"},
     {"pipeline.max-parallelism", NULL, K_INT, "128", 1, 32768, NULL, NULL,
      "number of key groups: the upper limit when rescaling keyed state"},
     {"restart-strategy", "restart-strategy.type", K_ENUM, NULL, 0, 0,

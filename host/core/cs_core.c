@@ -253,6 +253,7 @@ static void run_config_from(const cs_config *cfg, const cs_options *o,
   rc->rocksdb_block_cache = cs_config_int(cfg, "state.backend.rocksdb.block.cache-size");
   rc->rocksdb_write_buffer = cs_config_int(cfg, "state.backend.rocksdb.writebuffer.size");
   rc->rocksdb_value_cache = cs_config_int(cfg, "state.backend.rocksdb.value-cache.size");
+  rc->watermark_interval_ms = cs_config_int(cfg, "pipeline.auto-watermark-interval");
   if (rc->num_retained < 1) rc->num_retained = 1;
 }
 
@@ -270,6 +271,7 @@ static const cs_op_type *type_of(cs_op_kind k) {
   case CS_OP_REDUCE: return &cs_op_reduce;
   case CS_OP_CO_MAP: return &cs_op_co_map;
   case CS_OP_CO_FLAT_MAP: return &cs_op_co_flat_map;
+  case CS_OP_TIMESTAMPS: return &cs_op_timestamps;
   case CS_OP_SINK_PRINT: return &cs_sink_print;
   case CS_OP_SINK_FILE: return &cs_sink_file;
   case CS_OP_SINK_CUSTOM: return &cs_sink_custom;

@@ -8,7 +8,10 @@
  *                   versions (co_map, co_flat_map)
  *   cs_keyed.c      rolling aggregates on keyed streams: sum, min, max,
  *                   reduce (the running value per key in the backend)
- *   cs_process.c    process functions (process_element with ctx and out)
+ *   cs_process.c    process functions (process_element with ctx and out,
+ *                   on_timer with their timers)
+ *   cs_time.c       assign_timestamps_and_watermarks: event time and
+ *                   watermark generation
  *
  * Depends on host/api, host/runtime and below.
  */
@@ -24,5 +27,6 @@ extern const cs_op_type cs_op_co_map;
 extern const cs_op_type cs_op_co_flat_map;
 extern const cs_op_type cs_op_reduce;
 extern const cs_op_type cs_op_process;
+extern const cs_op_type cs_op_timestamps;
 
 #endif /* CS_OPERATORS_H */

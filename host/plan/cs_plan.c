@@ -24,7 +24,8 @@ static const struct {
     {"map", CS_OP_MAP},                      {"flat_map", CS_OP_FLAT_MAP},
     {"filter", CS_OP_FILTER},                {"process", CS_OP_PROCESS},
     {"reduce", CS_OP_REDUCE},                {"co_map", CS_OP_CO_MAP},
-    {"co_flat_map", CS_OP_CO_FLAT_MAP},      {"sink_print", CS_OP_SINK_PRINT},
+    {"co_flat_map", CS_OP_CO_FLAT_MAP},      {"timestamps", CS_OP_TIMESTAMPS},
+    {"sink_print", CS_OP_SINK_PRINT},
     {"sink_file", CS_OP_SINK_FILE},          {"sink_custom", CS_OP_SINK_CUSTOM},
 };
 
@@ -101,6 +102,7 @@ static int read_inputs(lua_State *L, cs_plan *p, cs_node *n, int i, int t,
                                                 : CS_PART_FORWARD;
     cs_free(part);
     get_selector(L, -1, "key", &in->key);
+    in->tag = get_str(L, -1, "side");
     in->edge = -1;
     lua_pop(L, 1);
     if (in->from < 0 || in->from >= i) NODE_ERR("node %d has a bad input", i + 1);
@@ -249,7 +251,10 @@ void cs_plan_destroy(cs_plan *p) {
     cs_free(n->host);
     cs_free(n->prefix);
     selector_free(&n->field);
-    for (int k = 0; k < 2; k++) selector_free(&n->in[k].key);
+    for (int k = 0; k < 2; k++) {
+      selector_free(&n->in[k].key);
+      cs_free(n->in[k].tag);
+    }
   }
   for (int i = 0; p->tasks && i < p->ntasks; i++) cs_free(p->tasks[i].nodes);
   cs_free(p->nodes);

@@ -34,6 +34,7 @@ typedef enum cs_op_kind {
   CS_OP_REDUCE,
   CS_OP_CO_MAP,
   CS_OP_CO_FLAT_MAP,
+  CS_OP_TIMESTAMPS,
   CS_OP_SINK_PRINT,
   CS_OP_SINK_FILE,
   CS_OP_SINK_CUSTOM
@@ -67,6 +68,7 @@ typedef struct cs_input {
   cs_part part;    /* as the script asked */
   cs_selector key; /* for CS_PART_HASH */
   int edge;        /* exchange edge index, or -1 when chained */
+  char *tag;       /* the producer's side output this input reads, or NULL */
 } cs_input;
 
 typedef struct cs_node {

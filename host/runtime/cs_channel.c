@@ -17,36 +17,51 @@ void cs_batch_destroy(cs_batch *b) {
   cs_free(b);
 }
 
-int cs_batch_add(cs_batch *b, int kg, const char *key, size_t keylen,
-                 const char *val, size_t vallen) {
-  size_t need = 2 + 4 + keylen + 4 + vallen;
+int cs_batch_add(cs_batch *b, int kg, int64_t ts, const char *key,
+                 size_t keylen, const char *val, size_t vallen) {
+  size_t tsl = ts == CS_NO_TS ? 0 : 8;
+  size_t need = 2 + tsl + 4 + keylen + 4 + vallen;
   if (keylen > UINT32_MAX || vallen > UINT32_MAX) return CS_EINVAL;
   int rc = cs_buf_reserve(&b->data, need);
   if (rc) return rc;
   char *p = b->data.data + b->data.len;
-  uint16_t k = (uint16_t)kg;
+  uint16_t k = (uint16_t)kg | (tsl ? 0x8000 : 0);
   uint32_t kl = (uint32_t)keylen, vl = (uint32_t)vallen;
   memcpy(p, &k, 2);
-  memcpy(p + 2, &kl, 4);
-  if (keylen) memcpy(p + 6, key, keylen);
-  memcpy(p + 6 + keylen, &vl, 4);
-  memcpy(p + 10 + keylen, val, vallen);
+  p += 2;
+  if (tsl) {
+    memcpy(p, &ts, 8);
+    p += 8;
+  }
+  memcpy(p, &kl, 4);
+  if (keylen) memcpy(p + 4, key, keylen);
+  memcpy(p + 4 + keylen, &vl, 4);
+  memcpy(p + 8 + keylen, val, vallen);
   b->data.len += need;
   b->count++;
   return 0;
 }
 
-int cs_batch_next(const cs_batch *b, size_t *off, int *kg, cs_slice *key,
-                  cs_slice *val) {
+int cs_batch_next(const cs_batch *b, size_t *off, int *kg, int64_t *ts,
+                  cs_slice *key, cs_slice *val) {
   size_t o = *off, len = b->data.len;
   const char *d = b->data.data;
   if (o >= len) return 0;
   uint16_t k;
   uint32_t kl, vl;
-  if (len - o < 6) return CS_EDECODE;
+  if (len - o < 2) return CS_EDECODE;
   memcpy(&k, d + o, 2);
-  memcpy(&kl, d + o + 2, 4);
-  o += 6;
+  o += 2;
+  *ts = CS_NO_TS;
+  if (k & 0x8000) {
+    if (len - o < 8) return CS_EDECODE;
+    memcpy(ts, d + o, 8);
+    o += 8;
+    k &= 0x7fff;
+  }
+  if (len - o < 4) return CS_EDECODE;
+  memcpy(&kl, d + o, 4);
+  o += 4;
   if (len - o < (size_t)kl + 4) return CS_EDECODE;
   key->data = d + o;
   key->len = kl;

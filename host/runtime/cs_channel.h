@@ -3,8 +3,10 @@
  * single-consumer channels that carry them between subtasks.
  *
  * A batch holds records framed as:
- *   u16 key group | u32 key length | key bytes | u32 value length | value
- * (native byte order: batches never leave the process). Control messages
+ *   u16 key group [| i64 timestamp] | u32 key length | key bytes
+ *   | u32 value length | value
+ * (native byte order: batches never leave the process). The top bit of the
+ * key group says a timestamp follows (key groups are below 32768). Control messages
  * (end of input, barriers) are batches of their own kind, so they stay
  * in order with the records around them.
  *
@@ -19,17 +21,24 @@
 
 #include "state/cs_common.h"
 
+/* A record without a timestamp; also the watermark before the first. */
+#define CS_NO_TS INT64_MIN
+/* The watermark at the end of input: every event-time timer fires. */
+#define CS_MAX_WATERMARK INT64_MAX
+
 typedef enum cs_batch_kind {
   CS_BATCH_RECORDS = 0,
-  CS_BATCH_END = 1,    /* the producer subtask has finished */
-  CS_BATCH_BARRIER = 2 /* checkpoint barrier `ckpt` */
+  CS_BATCH_END = 1,       /* the producer subtask has finished */
+  CS_BATCH_BARRIER = 2,   /* checkpoint barrier `ckpt` */
+  CS_BATCH_WATERMARK = 3, /* event time has reached `ckpt` (the watermark) */
+  CS_BATCH_IDLE = 4       /* the producer is idle until its next record */
 } cs_batch_kind;
 
 typedef struct cs_batch {
   cs_batch_kind kind;
   uint32_t count;  /* records in data */
   uint64_t born;   /* uv_hrtime() of the first record, for flush timeouts */
-  int64_t ckpt;    /* CS_BATCH_BARRIER: the checkpoint id */
+  int64_t ckpt;    /* BARRIER: the checkpoint id; WATERMARK: the watermark */
   cs_buf data;
   struct cs_batch *next; /* producer-side overflow list link */
 } cs_batch;
@@ -42,14 +51,15 @@ typedef struct cs_batch {
 cs_batch *cs_batch_create(cs_batch_kind kind);
 void cs_batch_destroy(cs_batch *b); /* accepts NULL */
 
-/* Appends one record. Returns 0 or CS_ENOMEM. */
-int cs_batch_add(cs_batch *b, int kg, const char *key, size_t keylen,
-                 const char *val, size_t vallen);
+/* Appends one record with its timestamp (CS_NO_TS: none). Returns 0 or
+ * CS_ENOMEM. */
+int cs_batch_add(cs_batch *b, int kg, int64_t ts, const char *key,
+                 size_t keylen, const char *val, size_t vallen);
 
 /* Reads the record at *off and advances *off. Returns 1, or 0 at the end,
  * or CS_EDECODE if the framing is broken. */
-int cs_batch_next(const cs_batch *b, size_t *off, int *kg, cs_slice *key,
-                  cs_slice *val);
+int cs_batch_next(const cs_batch *b, size_t *off, int *kg, int64_t *ts,
+                  cs_slice *key, cs_slice *val);
 
 /* A bounded SPSC ring of batch pointers. */
 /* head and tail are kept a cache line apart (padding rather than _Alignas,

@@ -35,7 +35,7 @@ void cs__eout_send(cs_eout *eo, int c, cs_batch *b) {
   }
 }
 
-static void eout_flush_one(cs_eout *eo, int c) {
+void cs__eout_flush(cs_eout *eo, int c) {
   cs_batch *b = eo->pending[c];
   if (b == NULL || b->count == 0) return;
   eo->pending[c] = NULL;
@@ -73,11 +73,12 @@ static int eout_add(cs_eout *eo, int c, int kg, const cs_buf *key,
     if (b == NULL) return -1;
     b->born = uv_hrtime();
   }
-  if (cs_batch_add(b, kg, key ? key->data : NULL, key ? key->len : 0,
+  if (cs_batch_add(b, kg, eo->t->w->cur_ts, key ? key->data : NULL,
+                   key ? key->len : 0,
                    val->data, val->len))
     return -1;
   if (b->count >= CS_BATCH_RECORDS_MAX || b->data.len >= CS_BATCH_BYTES_MAX)
-    eout_flush_one(eo, c);
+    cs__eout_flush(eo, c);
   return 0;
 }
 
@@ -259,6 +260,7 @@ nomem:
 int cs_emit_encoded(lua_State *L, cs_opi *op, cs_slice v) {
   for (int i = 0; i < op->nout; i++) {
     cs_out *o = &op->out[i];
+    if (o->tag) continue;
     int rc = o->chained ? cs_opi_process_encoded(L, o->chained, o->input, v)
                         : eout_write_encoded(L, op, o->eout, v);
     if (rc) return -1;
@@ -266,10 +268,14 @@ int cs_emit_encoded(lua_State *L, cs_opi *op, cs_slice v) {
   return 0;
 }
 
-int cs_emit(lua_State *L, cs_opi *op) {
+/* Emits the value on top of L (popped) through op's outputs of side output
+ * tag (NULL: the main output). */
+static int emit_tagged(lua_State *L, cs_opi *op, const char *tag) {
   int top = lua_gettop(L);
   for (int i = 0; i < op->nout; i++) {
     cs_out *o = &op->out[i];
+    if (o->tag != tag && (o->tag == NULL || tag == NULL || strcmp(o->tag, tag) != 0))
+      continue;
     if (o->chained) {
       lua_pushvalue(L, top);
       if (cs_opi_process(L, o->chained, o->input)) {
@@ -285,6 +291,11 @@ int cs_emit(lua_State *L, cs_opi *op) {
   return 0;
 }
 
+int cs_emit(lua_State *L, cs_opi *op) { return emit_tagged(L, op, NULL); }
+
+int cs_emit_to(lua_State *L, cs_opi *op, const char *tag) {
+  return emit_tagged(L, op, tag);
+}
 
 void cs__flush_outputs(cs_tinst *t, int all) {
   uint64_t now = all ? 0 : uv_hrtime();
@@ -293,7 +304,7 @@ void cs__flush_outputs(cs_tinst *t, int all) {
     for (int c = 0; c < eo->edge->ncons; c++) {
       cs_batch *b = eo->pending[c];
       if (b && b->count && (all || now - b->born >= CS__FLUSH_TIMEOUT_NS))
-        eout_flush_one(eo, c);
+        cs__eout_flush(eo, c);
     }
   }
 }

@@ -68,6 +68,14 @@ typedef struct cs_op_type {
   void (*src_cancel)(lua_State *L, struct cs_tinst *t); /* stop requested */
   void (*src_destroy)(lua_State *L, struct cs_tinst *t); /* frees t->src */
   int (*src_collect)(lua_State *L, struct cs_opi *op);  /* ctx:collect(v) */
+  /* event time */
+  /* Event time reached wm at the operator (after its inputs'), before the
+   * watermark goes on downstream: fire timers. 0 or -1. */
+  int (*on_watermark)(lua_State *L, struct cs_opi *op, int64_t wm);
+  /* A watermark generator: the watermark it would emit now (CS_NO_TS for
+   * none yet); *idle set when it has been idle for its idle timeout. Asked
+   * every pipeline.auto-watermark-interval. */
+  int64_t (*gen_watermark)(struct cs_opi *op, uint64_t now_ms, int *idle);
 } cs_op_type;
 
 /* ================================================================ runtime */
@@ -82,6 +90,7 @@ typedef struct cs_eout {
   cs_edge *edge;
   int subtask;
   struct cs_tinst *t;
+  struct cs_opi *op; /* the operator instance whose output this is */
   int key_ref; /* key selector function (registry), or LUA_NOREF */
   cs_batch **pending;  /* [ncons] batch being filled */
   cs_batch **ovf_head; /* [ncons] batches waiting for room */
@@ -94,6 +103,7 @@ typedef struct cs_out {
   struct cs_opi *chained;
   int input;
   cs_eout *eout;
+  const char *tag; /* a side output's tag (plan-owned), NULL for the main one */
 } cs_out;
 
 /* An operator instance: node x subtask, on one worker. */
@@ -116,6 +126,9 @@ typedef struct cs_opi {
   cs_backend *be; /* this operator subtask's state, created on first use */
   cs_buf rbuf;    /* an encoded result (rolling aggregates' fast path) */
   void *data; /* the operator type's own state (a sink's file), or NULL */
+  int64_t wm;          /* the newest watermark the operator has seen */
+  int wm_idle;         /* a generator that announced it is idle */
+  struct cs_timers *timers; /* its timers, or NULL (cs_timers.c) */
 } cs_opi;
 
 /* A subtask of a task, on the worker that runs it. */
@@ -131,7 +144,10 @@ typedef struct cs_tinst {
     int input;
     int ended;
     int aligned; /* delivered the barrier being aligned; held until all do */
+    int idle;    /* the producer said it is idle: not in the minimum */
+    int64_t wm;  /* the newest watermark it delivered */
   } *inch;
+  int64_t wm; /* the task's watermark: the minimum over its inputs */
   int nended;
   int64_t align_id; /* checkpoint being aligned, 0 when none */
   int naligned;
@@ -141,6 +157,7 @@ typedef struct cs_tinst {
   cs_eout **eouts;
   int ovf;      /* (eout, consumer) pairs with an overflow */
   int finished; /* close() called, END queued */
+  int cancelled; /* a source stopped before the end of its input */
   int done;     /* finished and every output delivered */
   /* sources */
   int is_source;
@@ -173,6 +190,10 @@ typedef struct cs_worker {
   int cur_kg;
   cs_slice cur_key;
   int key_valid; /* a keyed record is being processed */
+  int64_t cur_ts;  /* the current record's timestamp, or CS_NO_TS */
+  uint64_t wm_tick; /* uv_now() when the generators were last asked */
+  int cur_domain;  /* in on_timer: CS_TIME_EVENT or CS_TIME_PROCESSING, else 0 */
+  int64_t cur_timer; /* in on_timer: the timer's time */
   cs_opi *cur_op;
   int64_t trigger_seen; /* newest checkpoint trigger handled */
   atomic_int abort;
@@ -214,6 +235,7 @@ typedef struct cs_run_config {
   long long rocksdb_block_cache;
   long long rocksdb_write_buffer;
   long long rocksdb_value_cache; /* 0: off */
+  long long watermark_interval_ms; /* pipeline.auto-watermark-interval */
 } cs_run_config;
 
 typedef struct cs_job {
@@ -334,5 +356,41 @@ int cs_opi_fail(lua_State *L, cs_opi *op, int rec_idx, const char *msg);
  * through its type, as a record arriving at input `input`. Returns 0 or -1. */
 int cs_opi_process(lua_State *L, cs_opi *op, int input);
 int cs_opi_process_encoded(lua_State *L, cs_opi *op, int input, cs_slice rec);
+
+/* Emits the value on top of L to op's side output `tag` (the outputs made
+ * by get_side_output(tag)); pops it. Returns 0 or -1. */
+int cs_emit_to(lua_State *L, cs_opi *op, const char *tag);
+
+/* ================================================================== time */
+
+/* Time domains of timers (and of w->cur_domain inside on_timer). */
+#define CS_TIME_EVENT 1
+#define CS_TIME_PROCESSING 2
+
+/* Wall-clock time in milliseconds since the epoch (processing time). */
+int64_t cs_now_ms(void);
+
+/* Calls a timer's user code: the worker's keyed context is the timer's
+ * (w->cur_kg, w->cur_key, w->cur_ts = ts, w->cur_domain). 0 or -1. */
+typedef int (*cs_timer_fn)(lua_State *L, cs_opi *op, int domain, int64_t ts);
+
+/* Gives op its timers: kept per key in op's backend (a map state named
+ * "<id>/_timers", so checkpoints and restores carry them by key group)
+ * and mirrored in two queues by time; fire is called for each timer due.
+ * The first call loads the timers a restore put in the backend; a later
+ * one (a reload) only takes the new fire. Returns 0 or -1 (job failed). */
+int cs_timers_open(cs_opi *op, cs_timer_fn fire);
+/* Frees op's timers (the job is ending; the loop still runs). */
+void cs_timers_destroy(cs_opi *op);
+
+/* Registers (deduplicated) or deletes the timer at ts of the current key.
+ * Returns 0, or a negative CS_E* code (CS_EINVAL outside a keyed
+ * context, CS_ENOMEM). */
+int cs_timer_register(cs_opi *op, int domain, int64_t ts);
+int cs_timer_delete(cs_opi *op, int domain, int64_t ts);
+
+/* Fires every timer of the domain due at `upto` (ts <= upto), in time
+ * order, timers registered meanwhile included. Returns 0 or -1. */
+int cs_timers_fire(lua_State *L, cs_opi *op, int domain, int64_t upto);
 
 #endif /* CS_RUNTIME_H */

@@ -74,6 +74,7 @@ static inline void cs__src_rebind(lua_State *L, cs_tinst *t) {
 }
 static inline void cs__src_cancel(lua_State *L, cs_tinst *t) {
   t->src_done = 1;
+  t->cancelled = 1;
   if (cs__src_type(t)->src_cancel) cs__src_type(t)->src_cancel(L, t);
 }
 static inline void cs__src_destroy(lua_State *L, cs_tinst *t) {
@@ -116,6 +117,8 @@ void cs__tinst_finish(cs_tinst *t);
 
 /* Queues batch b towards consumer c of eo, behind any overflow. */
 void cs__eout_send(cs_eout *eo, int c, cs_batch *b);
+/* Sends eo's partial batch for consumer c. */
+void cs__eout_flush(cs_eout *eo, int c);
 /* Moves overflow into channels while they have room; 1 if any moved. */
 int cs__eout_drain(cs_eout *eo);
 /* Sends t's partial batches: all of them, or those past the timeout. */
@@ -165,6 +168,19 @@ int cs__restore_load(cs_job *job, cs_ckpt **out, char *err, size_t errlen);
  * it when the operator's parallelism changed; sets op->restored when the
  * checkpoint has the operator. Returns 0 or -1 (job failed). */
 int cs__restore_opi(cs_opi *op, const cs_ckpt *ck);
+
+/* ------------------------------------------------------- cs_watermark.c */
+
+/* Event time reached wm: at the generator t->ops[from] and the operators
+ * and exchanges downstream of it, or (from = -1) at every operator of t.
+ * Does nothing unless wm is newer. Returns 0 or -1 (the job failed). */
+int cs__tinst_advance_watermark(cs_tinst *t, int from, int64_t wm);
+/* An input channel's watermark, idleness or end changed: advances t to the
+ * minimum of its active inputs. Returns 0 or -1. */
+int cs__tinst_input_watermark(cs_tinst *t);
+/* Asks the worker's watermark generators for their watermarks, every
+ * pipeline.auto-watermark-interval. */
+void cs__worker_tick_watermarks(cs_worker *w);
 
 /* ------------------------------------------------------------ cs_swap.c */
 

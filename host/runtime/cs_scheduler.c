@@ -15,11 +15,18 @@
 
 #define BATCHES_PER_VISIT 4
 
-/* Ends a subtask: close() its operators, flush, and queue END downstream. */
+/* Ends a subtask: close() its operators, flush, and queue END downstream.
+ * A source that reached the end of its input (not one stopped) first
+ * brings event time to its end, so every event-time timer fires, as
+ * Flink's bounded sources do; downstream tasks get that watermark before
+ * END. */
 void cs__tinst_finish(cs_tinst *t) {
   lua_State *L = t->w->L;
   /* A checkpoint this subtask has not acknowledged gets its final state. */
   if (t->acked < t->w->trigger_seen && cs__tinst_snapshot(t, t->w->trigger_seen))
+    return;
+  if (t->is_source && !t->cancelled &&
+      cs__tinst_advance_watermark(t, -1, CS_MAX_WATERMARK))
     return;
   for (int i = 0; i < t->nops; i++) {
     if (atomic_load(&t->w->job->failed)) break;
@@ -38,7 +45,7 @@ static int process_batch(cs_tinst *t, cs_batch *b, int input) {
   int kg;
   cs_slice key, val;
   int rc;
-  while ((rc = cs_batch_next(b, &off, &kg, &key, &val)) == 1) {
+  while ((rc = cs_batch_next(b, &off, &kg, &w->cur_ts, &key, &val)) == 1) {
     w->cur_kg = kg;
     w->cur_key = key;
     w->key_valid = t->ops[0]->node->keyed;
@@ -70,9 +77,19 @@ static int tinst_visit_inputs(cs_tinst *t) {
         in->ended = 1;
         t->nended++;
         cs_batch_destroy(b);
-        if (cs__tinst_check_aligned(t)) return 1;
+        if (cs__tinst_check_aligned(t) || cs__tinst_input_watermark(t)) return 1;
         break;
       }
+      if (b->kind == CS_BATCH_WATERMARK || b->kind == CS_BATCH_IDLE) {
+        int idle = b->kind == CS_BATCH_IDLE;
+        int64_t wm = b->ckpt;
+        cs_batch_destroy(b);
+        in->idle = idle;
+        if (!idle && wm > in->wm) in->wm = wm;
+        if (cs__tinst_input_watermark(t)) return 1;
+        continue;
+      }
+      in->idle = 0;
       if (b->kind == CS_BATCH_BARRIER) {
         int64_t id = b->ckpt;
         cs_batch_destroy(b);
@@ -100,6 +117,7 @@ static int worker_round(cs_worker *w) {
   lua_State *L = w->L;
   cs__worker_handle_trigger(w);
   if (atomic_load(&w->job->reload_gen) > w->reload_seen) cs__worker_reload(w);
+  cs__worker_tick_watermarks(w);
   if (atomic_load(&w->stop) && !w->stop_seen) {
     w->stop_seen = 1;
     for (int i = 0; i < w->ntinst; i++)

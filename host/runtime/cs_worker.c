@@ -74,23 +74,32 @@ int cs_opi_fail(lua_State *L, cs_opi *op, int rec_idx, const char *msg) {
   return -1;
 }
 
+/* Both set the worker's current operator for the call, and restore the
+ * caller's after: an operator's emit runs the chained operators after it,
+ * and its own code goes on after that (its context, a source's sleep). */
 int cs_opi_process(lua_State *L, cs_opi *op, int input) {
+  cs_opi *caller = op->w->cur_op;
   op->w->cur_op = op;
-  return op->node->type->process(L, op, input);
+  int rc = op->node->type->process(L, op, input);
+  op->w->cur_op = caller;
+  return rc;
 }
 
 int cs_opi_process_encoded(lua_State *L, cs_opi *op, int input, cs_slice rec) {
   const cs_op_type *type = op->node->type;
+  cs_opi *caller = op->w->cur_op;
+  int rc = 1;
   op->w->cur_op = op;
-  if (type->process_encoded) {
-    int rc = type->process_encoded(L, op, input, rec);
-    if (rc != 1) return rc;
+  if (type->process_encoded) rc = type->process_encoded(L, op, input, rec);
+  if (rc == 1) {
+    if (cs_codec_decode(L, rec.data, rec.len, NULL))
+      rc = cs_opi_fail(L, op, 0, "internal error: a record is corrupt");
+    else
+      rc = type->process(L, op, input);
   }
-  if (cs_codec_decode(L, rec.data, rec.len, NULL))
-    return cs_opi_fail(L, op, 0, "internal error: a record is corrupt");
-  return type->process(L, op, input);
+  op->w->cur_op = caller;
+  return rc;
 }
-
 
 int cs_job_uses_rocksdb(const cs_job *job) {
   return strcmp(job->cfg->backend, "rocksdb") == 0;
@@ -233,6 +242,7 @@ static int worker_build(cs_worker *w) {
   w->opis = cs_calloc((size_t)p->nnodes, sizeof(cs_opi));
   w->tinst = cs_calloc((size_t)p->ntasks, sizeof(cs_tinst));
   if (!w->opis || !w->tinst) return CS_ENOMEM;
+  w->cur_ts = CS_NO_TS;
   /* Subtasks on this worker, sinks first (reverse graph order). */
   for (int ti = p->ntasks - 1; ti >= 0; ti--) {
     cs_task *task = &p->tasks[ti];
@@ -242,6 +252,7 @@ static int worker_build(cs_worker *w) {
     t->subtask = w->index;
     t->w = w;
     t->nops = task->nnodes;
+    t->wm = CS_NO_TS;
     t->ops = cs_calloc((size_t)task->nnodes, sizeof(cs_opi *));
     if (!t->ops) return CS_ENOMEM;
     for (int k = 0; k < task->nnodes; k++) {
@@ -252,6 +263,7 @@ static int worker_build(cs_worker *w) {
       op->subtask = w->index;
       op->self_ref = op->fn_ref[0] = op->fn_ref[1] = LUA_NOREF;
       op->ctx_ref = op->out_ref = LUA_NOREF;
+      op->wm = CS_NO_TS;
       t->ops[k] = op;
     }
     cs_node *root = &p->nodes[task->root];
@@ -269,6 +281,8 @@ static int worker_build(cs_worker *w) {
         in[t->ninch].input = k;
         in[t->ninch].ended = 0;
         in[t->ninch].aligned = 0;
+        in[t->ninch].idle = 0;
+        in[t->ninch].wm = CS_NO_TS;
         t->ninch++;
         ch->consumer = w;
       }
@@ -288,6 +302,7 @@ static int worker_build(cs_worker *w) {
         o = &op->out[op->nout++];
         memset(o, 0, sizeof(*o));
         o->input = k;
+        o->tag = n->in[k].tag;
         if (n->chained) {
           o->chained = &w->opis[j];
           continue;
@@ -299,6 +314,7 @@ static int worker_build(cs_worker *w) {
         eo->edge = e;
         eo->subtask = w->index;
         eo->t = op->t;
+        eo->op = op;
         eo->key_ref = LUA_NOREF;
         eo->rr = w->index % e->ncons;
         eo->pending = cs_calloc((size_t)e->ncons, sizeof(cs_batch *));
@@ -347,6 +363,7 @@ static void worker_teardown(cs_worker *w) {
   for (int i = 0; w->opis && i < w->nopis; i++) {
     if (w->opis[i].node == NULL) continue;
     cs__opi_destroy(&w->opis[i]);
+    cs_timers_destroy(&w->opis[i]);
     if (L) cs__opi_release(L, &w->opis[i]);
     cs_free(w->opis[i].out);
     cs_buf_free(&w->opis[i].rbuf);

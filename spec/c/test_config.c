@@ -799,7 +799,7 @@ static void test_print(void) {
     lines++;
     l = nl + 1;
   }
-  CHECK_EQ_INT(lines, 18);
+  CHECK_EQ_INT(lines, 19); /* every key, pipeline.auto-watermark-interval included */
   free(buf);
 
   buf = NULL;
