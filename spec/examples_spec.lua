@@ -11,6 +11,7 @@ local EXAMPLES = {
   { name = "aggregating_state_contains", ordered = true },
   { name = "operator_state_sink", ordered = true },
   { name = "order_enrichment", ordered = false },
+  { name = "fraud_detection", ordered = true },
 }
 
 local function strip_prefix(line) return (line:gsub("^%d+> ", "")) end
