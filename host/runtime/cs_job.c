@@ -5,8 +5,11 @@
  * after a failure the job restarts from its latest complete checkpoint as
  * the restart strategy allows.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -208,6 +211,47 @@ static int run_attempt(cs_job *job) {
   return atomic_load(&job->failed) ? CS_ELUA : 0;
 }
 
+/* Makes this process the one owner of the job's checkpoint directory: an
+ * exclusive flock() on <ckpt_base>/.lock, which holds the owner's pid. A
+ * second process running the same job on the same directory would delete
+ * and overwrite the first one's checkpoints; it is refused, naming the
+ * owner. The lock goes with the process, however it ends. Returns 0, or
+ * an error with its message in *errmsg. */
+static int lock_checkpoints(cs_job *job, char **errmsg) {
+  char err[600], path[4200];
+  cs_buf m = {0};
+  /* A directory that cannot be made holds no checkpoints to protect: each
+   * checkpoint then fails, within the tolerated failures, saying why. */
+  if (cs_mkdirs(job->ckpt_base, err, sizeof(err))) return 0;
+  snprintf(path, sizeof(path), "%s/.lock", job->ckpt_base);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    cs_buf_printf(&m, "cannot open %s: %s", path, strerror(errno));
+    *errmsg = m.data;
+    return CS_EIO;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char pid[32] = "";
+    ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    cs_buf_printf(&m, "job '%s' is already running with checkpoint directory %s "
+                  "(process %s holds %s); stop it first, or give this run another "
+                  "job name or checkpoint directory", job->name, job->ckpt_base,
+                  pid[0] ? pid : "?", path);
+    *errmsg = m.data;
+    close(fd);
+    return CS_EINVAL;
+  }
+  char pid[32];
+  int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+    /* the lock holds without the pid; only the message would lack it */
+  }
+  job->lock_fd = fd;
+  return 0;
+}
+
 /* Checks the run configuration against the job and makes what a run needs
  * before its first attempt: the checkpoint base and the RocksDB working
  * directory; loads the checkpoint to restore. Returns 0, or an error with
@@ -228,6 +272,7 @@ static int job_prepare(cs_job *job, char **errmsg) {
                         "state.checkpoints.dir, or the backend's URI)");
     return CS_EINVAL;
   }
+  if (job->ckpt_base && (rc = lock_checkpoints(job, errmsg)) != 0) return rc;
   if (strcmp(cfg->backend, "rocksdb") == 0) {
     cs_ckpt_remove_stale_workdirs(cfg->rocksdb_localdir ? cfg->rocksdb_localdir : "/tmp");
     cs_buf b = {0};
@@ -282,6 +327,7 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hook
   job.argv = argv;
   job.fingerprint = fingerprint;
   job.nworkers = plan->nworkers;
+  job.lock_fd = -1;
   uv_mutex_init(&job.lock);
   uv_mutex_init(&job.out_lock);
   uv_cond_init(&job.reload_cond);
@@ -326,6 +372,7 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hook
     }
   }
 done:
+  if (job.lock_fd >= 0) close(job.lock_fd);
   cs_free(job.error);
   cs_ckpt_destroy(job.latest);
   cs_free(job.ckpt_base);

@@ -242,6 +242,7 @@ typedef struct cs_job {
   cs_plan *plan;
   const cs_run_config *cfg;
   char *ckpt_base;   /* <checkpoint_dir>/<job name>, or NULL */
+  int lock_fd;       /* flock()ed <ckpt_base>/.lock while the job runs, or -1 */
   char *workdir;     /* local working directory (RocksDB), or NULL */
   cs_ckpt *restore;  /* the checkpoint this attempt starts from, or NULL */
   atomic_llong trigger;   /* newest checkpoint id sources must inject */
