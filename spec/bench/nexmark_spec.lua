@@ -516,7 +516,9 @@ describe("nexmark engine jobs", function()
         local r = h.run({ "-p", p, h.src("bench/nexmark/" .. q .. ".lua"), path, out })
         assert.are.equal(0, r.code, r.stderr)
         local want = ref.run(q, events)
-        assert.is_true(#want > (q == "q2" and 50 or n // 2))
+        -- q2 keeps the bids on auctions whose id is a multiple of 123: a few in
+        -- a thousand events
+        assert.is_true(#want > (q == "q2" and n // 1000 or n // 2), #want .. " rows")
         same_rows(want, output_lines(out))
       end)
     end
