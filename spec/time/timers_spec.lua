@@ -263,6 +263,72 @@ env:execute("timer-restore")
   end)
 end)
 
+describe("processing-time timers across a kill and a restore", function()
+  after_each(h.cleanup)
+
+  -- 40 keys register a processing-time timer 1.5 s ahead; the source then
+  -- idles. Killed after a checkpoint that holds the timers, the job is
+  -- restored at -p 2: the timers fire there (late, as Flink fires timers
+  -- whose time passed during the outage), once each.
+  local JOB = [[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+env:add_source({
+  initialize_state = function(self, ctx)
+    self.state = ctx:get_operator_state_store():get_list_state(
+      cstream.list_state_descriptor("done"))
+    self.done = self.state:get()[1] or 0
+  end,
+  snapshot_state = function(self, ctx) self.state:update({ self.done }) end,
+  run = function(self, ctx)
+    for i = self.done + 1, 40 do
+      ctx:collect("k" .. i)
+      self.done = i
+    end
+    cstream.sleep(tonumber(arg[1]))
+  end,
+}):uid("src")
+  :key_by(function(k) return k end)
+  :process({
+    process_element = function(self, k, ctx, out)
+      local t = ctx:timer_service()
+      t:register_processing_time_timer(t:current_processing_time() + 1500)
+    end,
+    on_timer = function(self, ts, ctx, out)
+      out:collect(ctx:get_current_key() .. " " .. ctx:time_domain())
+    end,
+  }):uid("timers")
+  :print()
+env:execute("proc-restore")
+]]
+
+  it("fire once each after a restore at another parallelism", function()
+    local dir = h.tmpdir()
+    local job = h.write_job(JOB)
+    local ckpt = dir .. "/ckpt"
+    local backend = os.getenv("CSTREAM_SPEC_BACKEND") or "filesystem"
+    local p = h.spawn({ h.bin(), "-p", "1", "--state-backend", backend, "--checkpoint-dir",
+                        ckpt, "--checkpoint-interval", "50ms", job, "5000" })
+    local ok = h.wait_for(function()
+      local l = io.popen("ls " .. h.quote(ckpt) .. "/proc-restore/chk-*/_metadata 2>/dev/null")
+      local found = l:read("l")
+      l:close()
+      return found
+    end, 30)
+    assert.is_truthy(ok, "no checkpoint completed")
+    h.signal(p, "KILL")
+    h.wait(p, 10)
+    assert.are.equal("", h.read_file(p.stdout))
+    local r = h.run({ "-p", "2", "--state-backend", backend, "--checkpoint-dir", ckpt,
+                      "--restore", "latest", job, "2500" })
+    assert.are.equal(0, r.code, r.stderr)
+    local want = {}
+    for i = 1, 40 do want[#want + 1] = "k" .. i .. " processing_time" end
+    table.sort(want)
+    assert.are.same(want, rows(r.stdout))
+  end)
+end)
+
 describe("bad input to event time", function()
   after_each(h.cleanup)
 
