@@ -159,6 +159,57 @@ env:execute("late")
   end)
 end)
 
+describe("idle sources", function()
+  after_each(h.cleanup)
+
+  -- Two sources meet in a connected operator: "a" ticks, "b" sends one
+  -- record and goes quiet. The downstream watermark is the minimum of the
+  -- two, so it only moves on if "b" is declared idle.
+  local function job(idleness)
+    return [[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+local function src(name, n)
+  return env:add_source({ run = function(self, ctx)
+    for i = 1, n do ctx:collect({ name, i * 1000 }) cstream.sleep(40) end
+    cstream.sleep(600)
+  end })
+end
+local strategy = cstream.watermark_strategy.for_monotonous_timestamps(function(v) return v[2] end)
+local b_strategy = ]] .. (idleness and "strategy:with_idleness(" .. idleness .. ")" or "strategy") .. [[
+
+local a = src("a", 12):assign_timestamps_and_watermarks(strategy)
+local b = src("b", 1):assign_timestamps_and_watermarks(b_strategy)
+a:connect(b):map({ map1 = function(_, v) return v end, map2 = function(_, v) return v end })
+  :key_by(1)
+  :process({ process_element = function(self, v, ctx, out)
+    if v[1] == "a" then out:collect(ctx:timer_service():current_watermark()) end
+  end })
+  :print()
+env:execute("idle")
+]]
+  end
+
+  local function last_watermark(out)
+    local last
+    for _, l in ipairs(h.lines(out)) do last = tonumber((l:gsub("^%d+> ", ""))) end
+    return last
+  end
+
+  it("hold event time back without with_idleness", function()
+    local r = run_job(job(nil), { "-p", "1", "-D", "pipeline.auto-watermark-interval=10" })
+    assert.are.equal(0, r.code, r.stderr)
+    -- b's only record (1000) holds the minimum at 999
+    assert.is_true(last_watermark(r.stdout) <= 999, r.stdout)
+  end)
+
+  it("let event time go on once declared idle", function()
+    local r = run_job(job(100), { "-p", "1", "-D", "pipeline.auto-watermark-interval=10" })
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_true(last_watermark(r.stdout) >= 5000, r.stdout)
+  end)
+end)
+
 describe("processing-time timers", function()
   after_each(h.cleanup)
 
