@@ -6,6 +6,7 @@
 -- be deterministic: node ids are positions in creation order.
 
 local core = require("cstream.core")
+local window = require("cstream.window")
 
 local M = {}
 
@@ -284,6 +285,46 @@ function KeyedStream:max(field) return rolling(self, "max", field, 2) end
 function KeyedStream:reduce(fn)
   check_fn("reduce", fn, "reduce", 2)
   return one_input(self, "reduce", "Keyed Reduce", fn, { agg = "reduce" })
+end
+
+-- -------------------------------------------------------------- windows --
+-- Keyed windows (cstream/window.lua): k:window(assigner) and
+-- k:count_window(n[, slide]) give a WindowedStream whose window function
+-- (reduce, aggregate, process) becomes one process operator.
+
+function DataStream:window()
+  error("window() needs a keyed stream (use key_by first)", 2)
+end
+
+function DataStream:count_window()
+  error("count_window() needs a keyed stream (use key_by first)", 2)
+end
+
+local function window_operator(k)
+  return function(name, fn) return one_input(k, "process", name, fn) end
+end
+
+function KeyedStream:window(assigner)
+  window.check_assigner("window", assigner, 2)
+  return window.windowed_stream(self, assigner, window_operator(self))
+end
+
+-- Tumbling count windows of n records, or with slide, windows of the last
+-- n records every slide records (Flink's countWindow).
+function KeyedStream:count_window(n, slide)
+  if math.type(n) ~= "integer" or n < 1 then
+    error("count_window: the size must be a positive integer, got " .. tostring(n), 2)
+  end
+  if slide ~= nil and (math.type(slide) ~= "integer" or slide < 1) then
+    error("count_window: the slide must be a positive integer, got " .. tostring(slide), 2)
+  end
+  return window.windowed_stream(self, nil, window_operator(self), n, slide)
+end
+
+for _, name in ipairs({ "tumbling_event_time_windows", "sliding_event_time_windows",
+                        "event_time_session_windows", "tumbling_processing_time_windows",
+                        "sliding_processing_time_windows", "processing_time_session_windows" }) do
+  M[name] = window[name]
 end
 
 -- --------------------------------------------------- connected streams --
@@ -740,6 +781,7 @@ M.format = core.format
 M.sleep = core.sleep
 
 M.DataStream, M.KeyedStream, M.ConnectedStreams = DataStream, KeyedStream, ConnectedStreams
+M.WindowedStream = window.WindowedStream
 
 -- What the API's other modules (cstream/time.lua, ...) build streams with;
 -- not part of the public API.
