@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config
-  liblua5.4-dev lua5.4 lua-busted
+  liblua5.4-dev lua5.4 lua-busted lua-cjson
   librocksdb-dev libuv1-dev libmsgpack-dev libxxhash-dev libyaml-dev
   libmimalloc-dev
   time

@@ -12,6 +12,8 @@ local EXAMPLES = {
   { name = "operator_state_sink", ordered = true },
   { name = "order_enrichment", ordered = false },
   { name = "fraud_detection", ordered = true },
+  { name = "http_status_per_minute", ordered = false },
+  { name = "click_sessions", ordered = false },
 }
 
 local function strip_prefix(line) return (line:gsub("^%d+> ", "")) end
