@@ -47,6 +47,10 @@ int cs__tinst_snapshot(cs_tinst *t, int64_t id) {
     cs_ckpt_destroy(parts);
     return 0;
   }
+  /* Lines printed before the barrier are out before the checkpoint can
+   * complete: a restore from it never replays them, so a line still in the
+   * buffer at a SIGKILL would be lost for good. */
+  cs_worker_flush_stdio(w);
   for (int i = 0; i < t->nops; i++) {
     cs_opi *op = t->ops[i];
     if (!t->finished && cs__opi_snapshot_state(w->L, op)) {
