@@ -212,6 +212,25 @@ static int collector_collect_to(lua_State *L) {
   return 0;
 }
 
+/* out:_timestamp(ts): sets the timestamp what is collected next carries
+ * (ts nil: none) and returns the one it replaces (nil: none). Not public:
+ * the window operator gives results its window's max_timestamp, as
+ * Flink's TimestampedCollector does. */
+static int collector_set_timestamp(lua_State *L) {
+  cs_opi *op = check_handle(L, COLLECTOR_MT);
+  cs_worker *w = op->w;
+  int64_t prev = w->cur_ts;
+  if (lua_isnoneornil(L, 2))
+    w->cur_ts = CS_NO_TS;
+  else
+    w->cur_ts = luaL_checkinteger(L, 2);
+  if (prev == CS_NO_TS)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, prev);
+  return 1;
+}
+
 static int ctx_tostring(lua_State *L) {
   lua_pushstring(L, "RuntimeContext");
   return 1;
@@ -220,6 +239,7 @@ static int ctx_tostring(lua_State *L) {
 void cs_api_open_types(lua_State *L) {
   static const luaL_Reg collector_methods[] = {{"collect", NULL},
                                                {"collect_to", collector_collect_to},
+                                               {"_timestamp", collector_set_timestamp},
                                                {NULL, NULL}};
   static const luaL_Reg ctx_methods[] = {
       {"index_of_this_subtask", ctx_index_of_this_subtask},

@@ -550,14 +550,17 @@ local function elements_of(op, sk, first, last)
 end
 
 -- Fires the window (entry e, key key) with what it holds, if anything.
+-- Results carry the window's max_timestamp (a count window's is
+-- math.maxinteger, Flink's GlobalWindow), whatever fired it.
 local function fire(op, ctx, out, e, key)
+  local prev = out:_timestamp(e.s == nil and math.maxinteger or e.e - 1)
   if op._spec.mode == "process" then
     local n = e.n or 0
-    if n == 0 then return end
-    call_process(op, ctx, out, e, key, elements_of(op, e.sk or key, 1, n))
+    if n > 0 then call_process(op, ctx, out, e, key, elements_of(op, e.sk or key, 1, n)) end
   elseif e.acc ~= nil then
     emit_acc(op, ctx, out, e, key, e.acc)
   end
+  out:_timestamp(prev)
 end
 
 -- Clears everything of a window: the user's clear(ctx), its elements, its

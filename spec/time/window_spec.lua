@@ -216,6 +216,20 @@ show(result:get_side_output(LATE), "late")
     end)
   end
 
+  it("gives a late firing's result the window's max_timestamp too", function()
+    local r, lines = run_job([[
+local keyed = source({
+  { "a", 1, 1 }, { "a", 12, 3 }, { wait = "m1" }, { "a", 8, 4 } }):key_by(1)
+local result = keyed:window(cstream.tumbling_event_time_windows(10))
+  :allowed_lateness(5):process(elements)
+show(result, "win", { ["(win,a,0,10,1)"] = "m1" })
+show(result:process(function(v, ctx, out) out:collect({ v[4], ctx:timestamp() }) end), "ts")
+]], 1)
+    ok(r)
+    assert.are.same(h.sorted({ "(win,a,0,10,1)", "(win,a,0,10,1 4)", "(win,a,10,20,3)",
+                               "(ts,1,9)", "(ts,1 4,9)", "(ts,3,19)" }), lines)
+  end)
+
   it("drops late records without a side output, counting them, and says so with CSTREAM_VERBOSE", function()
     local r, lines = run_job([[
 local keyed = source({ { "a", 1, 1 }, { "a", 12, 2 }, { wait = "m1" }, { "a", 3, 3 }, { "a", 4, 4 },
