@@ -133,10 +133,16 @@ int cs_backend_snapshot(cs_backend *be, int kg_first, int kg_last,
 
 /* Loads the entries of a snapshot whose key group is in [kg_first, kg_last]
  * into be (registering states as needed). Other key groups are skipped, so a
- * snapshot can be restored at another parallelism. A truncated or corrupt
+ * snapshot can be restored at another parallelism, and so are entries of
+ * TTL states that have expired by now (cs_ttl.h). A truncated or corrupt
  * snapshot is CS_EDECODE and may leave be partly filled. */
 int cs_backend_restore(cs_backend *be, const char *data, size_t len,
                        int kg_first, int kg_last);
+
+/* As cs_backend_restore, keeping the entries of TTL states that have
+ * expired: for tools that show what a snapshot holds. */
+int cs_backend_restore_all(cs_backend *be, const char *data, size_t len,
+                           int kg_first, int kg_last);
 
 /* Operator state lives under this key group, outside every keyed range
  * (max parallelism is at most 32768). */

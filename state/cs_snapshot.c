@@ -411,7 +411,8 @@ static int same_key(const snap_entry *a, const snap_entry *b) {
 static int load_entry(cs_backend *be, const snap_state *s, const snap_entry *e,
                       const snap_entry *prev, int64_t now, cs_buf *tmp) {
   cs_slice val = e->val;
-  int keep = s->m.has_ttl ? cs_ttl_unexpired(&s->m.ttl, s->m.kind, now, &val, tmp) : 1;
+  int keep = s->m.has_ttl && now != INT64_MIN
+                 ? cs_ttl_unexpired(&s->m.ttl, s->m.kind, now, &val, tmp) : 1;
   if (keep <= 0) return keep;
   if (s->m.kind == CS_STATE_MAP)
     return be->ops->put(be, s->id, e->kg, e->key, &e->ukey, val);
@@ -425,8 +426,8 @@ static int load_entry(cs_backend *be, const snap_state *s, const snap_entry *e,
  * and loads the entries in [kg_first, kg_last] (pass 2). Only pass 2 touches
  * be, and it fails only when be does (CS_ENOMEM, or CS_ESTATE when a name is
  * registered with another kind or TTL configuration). */
-int cs_backend_restore(cs_backend *be, const char *data, size_t len,
-                       int kg_first, int kg_last) {
+static int restore(cs_backend *be, const char *data, size_t len, int kg_first,
+                   int kg_last, int64_t now) {
   if (be == NULL || kg_first < 0 || kg_last > KG_MAX || kg_first > kg_last)
     return CS_EINVAL;
   const unsigned char *d = (const unsigned char *)data;
@@ -464,7 +465,6 @@ int cs_backend_restore(cs_backend *be, const char *data, size_t len,
   if (rc) goto done;
   c.p = entries;
   snap_entry prev = {.state = UINT64_MAX};
-  int64_t now = cs_ttl_now();
   cs_buf tmp = {0};
   while (c.p < c.end && rc == 0) {
     (void)read_entry(&c, nstates, &e); /* checked by pass 1 */
@@ -477,4 +477,15 @@ int cs_backend_restore(cs_backend *be, const char *data, size_t len,
 done:
   cs_free(st);
   return rc;
+}
+
+int cs_backend_restore(cs_backend *be, const char *data, size_t len,
+                       int kg_first, int kg_last) {
+  return restore(be, data, len, kg_first, kg_last, cs_ttl_now());
+}
+
+/* INT64_MIN: no time at which anything has expired. */
+int cs_backend_restore_all(cs_backend *be, const char *data, size_t len,
+                           int kg_first, int kg_last) {
+  return restore(be, data, len, kg_first, kg_last, INT64_MIN);
 }

@@ -472,6 +472,11 @@ static void test_snapshot(make_fn make) {
   CHECK_EQ_INT(cs_backend_restore(r, snap.data, snap.len, 0, 65535), 0);
   CHECK_EQ_INT(scan_count(r), 1);
   r->ops->destroy(r);
+  /* ... unless a tool asks for everything the snapshot holds */
+  r = make();
+  CHECK_EQ_INT(cs_backend_restore_all(r, snap.data, snap.len, 0, 65535), 0);
+  CHECK_EQ_INT(scan_count(r), 4);
+  r->ops->destroy(r);
 
   /* a snapshot registers its states with their TTL: a backend that has
    * the name without one refuses it */
