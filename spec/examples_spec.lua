@@ -11,6 +11,7 @@ local EXAMPLES = {
   { name = "aggregating_state_contains", ordered = true },
   { name = "operator_state_sink", ordered = true },
   { name = "order_enrichment", ordered = false },
+  { name = "dedup_ttl", ordered = true },
 }
 
 local function strip_prefix(line) return (line:gsub("^%d+> ", "")) end
