@@ -474,7 +474,9 @@ local function opaque_values()
     end
   end
   for name, mt in pairs({ Env = Env, DataStream = DataStream, KeyedStream = KeyedStream,
-                          ConnectedStreams = ConnectedStreams }) do
+                          ConnectedStreams = ConnectedStreams,
+                          StateDescriptor = M._StateDescriptor,
+                          StateTtlConfig = M._StateTtlConfig }) do
     opaque[mt] = name
   end
   return opaque
@@ -711,6 +713,84 @@ end
 -- A descriptor names a state and carries what the state needs; it is handed
 -- to ctx:get_state(d), ctx:get_list_state(d), ... in open().
 
+local StateDescriptor = {}
+StateDescriptor.__index = StateDescriptor
+
+local StateTtlConfig = {}
+StateTtlConfig.__index = StateTtlConfig
+
+-- How a bad argument reads in a message: a number as itself, anything else
+-- by its type.
+local function shown(v)
+  if type(v) == "number" then return tostring(v) end
+  if getmetatable(v) == StateTtlConfig then return "a state_ttl_config" end
+  return type(v)
+end
+
+local UPDATE_TYPES = { "on_create_and_write", "on_read_and_write" }
+local VISIBILITIES = { "never_return_expired", "return_expired_if_not_cleaned_up" }
+
+-- Checks that options[field] is one of allowed (or nil: the first).
+local function ttl_option(options, field, allowed)
+  local v = options[field]
+  if v == nil then return allowed[1] end
+  for _, a in ipairs(allowed) do
+    if v == a then return v end
+  end
+  error(string.format('state_ttl_config: %s must be "%s" or "%s", got %s', field,
+                      allowed[1], allowed[2],
+                      type(v) == "string" and string.format("%q", v) or shown(v)), 3)
+end
+
+-- Flink's StateTtlConfig: entries of a state that enables it expire ttl
+-- milliseconds of processing time after their last write (update_type
+-- "on_create_and_write", the default) or their last read or write
+-- ("on_read_and_write"); an expired entry is never returned (visibility
+-- "never_return_expired", the default), or returned until it is cleaned up
+-- ("return_expired_if_not_cleaned_up").
+function M.state_ttl_config(ttl, options)
+  if type(ttl) ~= "number" or not (ttl > 0) then
+    error("state_ttl_config: the time to live must be a positive number of "
+          .. "milliseconds, got " .. shown(ttl), 2)
+  end
+  local ms = math.tointeger(ttl)
+  if ms == nil then
+    error("state_ttl_config: the time to live must be a whole number of "
+          .. "milliseconds, got " .. shown(ttl), 2)
+  end
+  if options ~= nil and type(options) ~= "table" then
+    kind_error("state_ttl_config", "a table of options", options, 2)
+  end
+  options = options or {}
+  for k in pairs(options) do
+    if k ~= "update_type" and k ~= "visibility" then
+      error(string.format("state_ttl_config: unknown option %s (the options are "
+                          .. "update_type and visibility)",
+                          type(k) == "string" and string.format("%q", k) or shown(k)), 2)
+    end
+  end
+  return setmetatable({ ttl = ms, update_type = ttl_option(options, "update_type", UPDATE_TYPES),
+                        visibility = ttl_option(options, "visibility", VISIBILITIES) },
+                      StateTtlConfig)
+end
+
+-- descriptor:enable_time_to_live(cstream.state_ttl_config(ms, ...)): the
+-- state's entries expire (keyed state only). Returns the descriptor.
+function StateDescriptor:enable_time_to_live(config)
+  if getmetatable(self) ~= StateDescriptor then
+    error("enable_time_to_live: expected a state descriptor (call it as "
+          .. "descriptor:enable_time_to_live(config)), got " .. shown(self), 2)
+  end
+  if getmetatable(config) ~= StateTtlConfig then
+    error("enable_time_to_live: expected a cstream.state_ttl_config(ms), got "
+          .. shown(config), 2)
+  end
+  self.ttl_config = config
+  return self
+end
+
+local function descriptor(t) return setmetatable(t, StateDescriptor) end
+
 local function check_name(what, name, level)
   if type(name) ~= "string" or name == "" then
     kind_error(what, "a state name (non-empty string)", name, level + 1)
@@ -719,17 +799,17 @@ end
 
 function M.value_state_descriptor(name)
   check_name("value_state_descriptor", name, 2)
-  return { kind = "value", name = name }
+  return descriptor({ kind = "value", name = name })
 end
 
 function M.list_state_descriptor(name)
   check_name("list_state_descriptor", name, 2)
-  return { kind = "list", name = name }
+  return descriptor({ kind = "list", name = name })
 end
 
 function M.map_state_descriptor(name)
   check_name("map_state_descriptor", name, 2)
-  return { kind = "map", name = name }
+  return descriptor({ kind = "map", name = name })
 end
 
 -- reduce_function(a, b) returns the combination of two values.
@@ -738,7 +818,7 @@ function M.reducing_state_descriptor(name, reduce_function)
   if type(reduce_function) ~= "function" then
     kind_error("reducing_state_descriptor", "a reduce function", reduce_function, 2)
   end
-  return { kind = "reducing", name = name, reduce_function = reduce_function }
+  return descriptor({ kind = "reducing", name = name, reduce_function = reduce_function })
 end
 
 -- aggregate_function: { create_accumulator = function() return acc end,
@@ -757,7 +837,8 @@ function M.aggregating_state_descriptor(name, aggregate_function)
             "' function", 2)
     end
   end
-  return { kind = "aggregating", name = name, aggregate_function = aggregate_function }
+  return descriptor({ kind = "aggregating", name = name,
+                      aggregate_function = aggregate_function })
 end
 
 -- fold_function(acc, value) returns the new accumulator, starting from a
@@ -767,8 +848,8 @@ function M.folding_state_descriptor(name, initial_value, fold_function)
   if type(fold_function) ~= "function" then
     kind_error("folding_state_descriptor", "a fold function", fold_function, 2)
   end
-  return { kind = "folding", name = name, initial_value = initial_value,
-           fold_function = fold_function }
+  return descriptor({ kind = "folding", name = name, initial_value = initial_value,
+                      fold_function = fold_function })
 end
 
 -- ------------------------------------------------------------ utilities --
@@ -791,5 +872,6 @@ M._internal = {
 }
 
 require("cstream.time").install(M)
+M._StateDescriptor, M._StateTtlConfig = StateDescriptor, StateTtlConfig
 
 return M

@@ -14,6 +14,7 @@ local EXAMPLES = {
   { name = "fraud_detection", ordered = true },
   { name = "http_status_per_minute", ordered = false },
   { name = "click_sessions", ordered = false },
+  { name = "dedup_ttl", ordered = true },
 }
 
 local function strip_prefix(line) return (line:gsub("^%d+> ", "")) end

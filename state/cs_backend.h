@@ -26,6 +26,7 @@ typedef enum cs_state_kind {
 
 typedef struct cs_backend cs_backend;
 typedef struct cs_backend_iter cs_backend_iter;
+typedef struct cs_ttl_config cs_ttl_config; /* cs_ttl.h */
 
 /* One entry seen by iteration; all slices borrowed until the next call on
  * the iterator. ukey is empty for non-map states. */
@@ -43,6 +44,16 @@ typedef struct cs_backend_ops {
   /* Registers (or finds) a state by name. A name registered again with
    * another kind is CS_ESTATE. Returns the id (>= 0) or a negative error. */
   int (*register_state)(cs_backend *be, const char *name, cs_state_kind kind);
+
+  /* Registers (or finds) a state whose entries expire (cs_ttl.h: the
+   * format of its values, and how it is read and written). The TTL
+   * configuration is part of the registration: the name registered again
+   * with another kind or another configuration, or without one
+   * (register_state), is CS_ESTATE, and so is register_state of the name of
+   * a TTL state. A persistent backend keeps it with the state, so that it
+   * comes back on restore. ttl NULL is register_state. */
+  int (*register_ttl_state)(cs_backend *be, const char *name,
+                            cs_state_kind kind, const cs_ttl_config *ttl);
 
   /* Looks up an entry. ukey is NULL except for MAP states. On a hit stores a
    * borrowed view in *val (valid until the next mutating call on be) and
@@ -82,6 +93,18 @@ typedef struct cs_backend_ops {
   int (*state_info)(cs_backend *be, int state, const char **name,
                     cs_state_kind *kind);
   int (*state_count)(cs_backend *be);
+  /* The TTL configuration of a registered state: returns 1 with *ttl
+   * filled (ttl may be NULL), 0 when it has none, CS_EINVAL for a bad id. */
+  int (*state_ttl)(cs_backend *be, int state, cs_ttl_config *ttl);
+
+  /* TTL states: checks about budget entries, going round the whole state
+   * over successive calls, and removes those expired at now (for a LIST,
+   * its expired elements): the heap backend's incremental cleanup, called
+   * at each access of the state. A backend that drops expired entries in
+   * another way (RocksDB: in compactions) does nothing. It mutates as del
+   * does, so no map iterator may be live on the state. Returns 0 or a
+   * negative error. */
+  int (*cleanup_expired)(cs_backend *be, int state, int64_t now, int budget);
 
   /* Forgets the states registered from id first on, with their entries:
    * undoes the registrations of code that was rolled back (a hot reload
@@ -110,10 +133,16 @@ int cs_backend_snapshot(cs_backend *be, int kg_first, int kg_last,
 
 /* Loads the entries of a snapshot whose key group is in [kg_first, kg_last]
  * into be (registering states as needed). Other key groups are skipped, so a
- * snapshot can be restored at another parallelism. A truncated or corrupt
+ * snapshot can be restored at another parallelism, and so are entries of
+ * TTL states that have expired by now (cs_ttl.h). A truncated or corrupt
  * snapshot is CS_EDECODE and may leave be partly filled. */
 int cs_backend_restore(cs_backend *be, const char *data, size_t len,
                        int kg_first, int kg_last);
+
+/* As cs_backend_restore, keeping the entries of TTL states that have
+ * expired: for tools that show what a snapshot holds. */
+int cs_backend_restore_all(cs_backend *be, const char *data, size_t len,
+                           int kg_first, int kg_last);
 
 /* Operator state lives under this key group, outside every keyed range
  * (max parallelism is at most 32768). */

@@ -36,6 +36,7 @@
  * A scan iterator is invalidated by any mutation of the backend.
  */
 #include "cs_backend.h"
+#include "cs_ttl.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -98,6 +99,9 @@ typedef struct hstate {
   cs_state_kind kind;
   table t;        /* (kg, key) -> entry */
   size_t entries; /* keys, or (key, user key) pairs for MAP states */
+  int has_ttl;
+  cs_ttl_config ttl;
+  size_t cursor; /* TTL states: the next slot incremental cleanup checks */
 } hstate;
 
 typedef struct heap {
@@ -106,6 +110,7 @@ typedef struct heap {
   int nstates;
   int cap;
   uint64_t clock; /* bumped by every mutation */
+  cs_buf tmp;     /* incremental cleanup: a LIST value being filtered */
 } heap;
 
 enum { ITER_MAP = 1, ITER_SCAN = 2 };
@@ -433,15 +438,20 @@ static inline int ukey_ok(const hstate *s, const cs_slice *ukey) {
  * keeps meaning "kind conflict" or "modified during iteration". */
 
 /* Finds a state by name (linear: operators register a handful) or adds it;
- * ids are dense and stable. */
-static int heap_register_state(cs_backend *be, const char *name,
-                               cs_state_kind kind) {
+ * ids are dense and stable. A name comes back only with its kind and TTL
+ * configuration. */
+static int heap_register_ttl_state(cs_backend *be, const char *name,
+                                   cs_state_kind kind,
+                                   const cs_ttl_config *ttl) {
   heap *h = container_of(be, heap, base);
-  if (name == NULL || kind < CS_STATE_VALUE || kind > CS_STATE_MAP)
+  if (name == NULL || kind < CS_STATE_VALUE || kind > CS_STATE_MAP ||
+      (ttl != NULL && !cs_ttl_config_valid(ttl)))
     return CS_EINVAL;
   for (int i = 0; i < h->nstates; i++) {
-    if (strcmp(h->states[i].name, name) == 0)
-      return h->states[i].kind == kind ? i : CS_ESTATE;
+    hstate *s = &h->states[i];
+    if (strcmp(s->name, name) == 0)
+      return s->kind == kind && cs_ttl_config_eq(s->has_ttl ? &s->ttl : NULL, ttl)
+                 ? i : CS_ESTATE;
   }
   if (h->nstates == h->cap) {
     if (h->cap > INT32_MAX / 2) return CS_ENOMEM;
@@ -457,7 +467,16 @@ static int heap_register_state(cs_backend *be, const char *name,
   memset(s, 0, sizeof(*s));
   s->name = copy;
   s->kind = kind;
+  if (ttl != NULL) {
+    s->has_ttl = 1;
+    s->ttl = *ttl;
+  }
   return h->nstates++;
+}
+
+static int heap_register_state(cs_backend *be, const char *name,
+                               cs_state_kind kind) {
+  return heap_register_ttl_state(be, name, kind, NULL);
 }
 
 static int heap_get(cs_backend *be, int state, int kg, cs_slice key,
@@ -717,6 +736,91 @@ static int heap_iter_next(cs_backend_iter *bit, cs_backend_entry *e) {
 /* Touches only the iterator, so it may run after the backend is gone. */
 static void heap_iter_destroy(cs_backend_iter *it) { cs_free(it); }
 
+/* ======================================================== TTL cleanup */
+
+/* Incremental cleanup (Flink's for heap state): each access of a TTL state
+ * lets cleanup_expired check a few entries from a cursor that goes round the
+ * state's table, so expired entries that are never read again go too. A
+ * rehash moves the entries under the cursor; it goes on from the same index,
+ * which at worst checks some entries twice or late. */
+
+/* Removes the expired user keys of the MAP key in slot i, counting those
+ * checked in *checked; returns 1 when the key went with its last one. */
+static int expire_map_key(heap *h, hstate *s, size_t i, int64_t now,
+                          int *checked) {
+  mapval *m = s->t.slots[i].u.n->map;
+  size_t before = m->t.count;
+  for (size_t j = 0; m->t.slots != NULL && j <= m->t.mask;) {
+    slot *u = &m->t.slots[j];
+    if (u->tag == SLOT_EMPTY) {
+      j++;
+      continue;
+    }
+    ++*checked;
+    if (cs_ttl_check(&s->ttl, now, slot_val(u), NULL) == 1) {
+      slot_release(u);
+      table_remove_at(&m->t, j); /* j now holds the next entry, if any */
+      s->entries--;
+    } else {
+      j++;
+    }
+  }
+  if (m->t.count == before) return 0;
+  m->stamp = ++h->clock;
+  if (m->t.count > 0) return 0;
+  slot_release(&s->t.slots[i]);
+  table_remove_at(&s->t, i);
+  return 1;
+}
+
+/* Checks the VALUE or LIST entry in slot i (a LIST loses its expired
+ * elements); returns 1 when the entry went, so that the slot now holds
+ * another entry (or none). */
+static int expire_entry(heap *h, hstate *s, size_t i, int64_t now) {
+  slot *e = &s->t.slots[i];
+  size_t kept = 0, dropped = 1;
+  if (s->kind == CS_STATE_LIST) {
+    cs_buf_reset(&h->tmp);
+    if (cs_ttl_list_filter(&s->ttl, now, slot_val(e), 0, &h->tmp, &kept,
+                           &dropped) != 0)
+      return 0; /* a malformed list stays as it is */
+  } else if (cs_ttl_check(&s->ttl, now, slot_val(e), NULL) != 1) {
+    return 0;
+  }
+  if (dropped == 0) return 0;
+  h->clock++;
+  if (kept > 0) {
+    cs_slice v = {h->tmp.data, h->tmp.len};
+    (void)slot_set(e, v); /* out of memory: the old value stays */
+    return 0;
+  }
+  slot_release(e);
+  table_remove_at(&s->t, i);
+  s->entries--;
+  return 1;
+}
+
+/* Checks about budget entries from the cursor (a MAP key's user keys count
+ * one each and are checked together), looking at no more than 4 * budget
+ * slots so that a sparse table costs a bounded walk. */
+static int heap_cleanup_expired(cs_backend *be, int state, int64_t now,
+                                int budget) {
+  heap *h = container_of(be, heap, base);
+  hstate *s = state_at(h, state, 0);
+  if (s == NULL || budget < 0) return CS_EINVAL;
+  if (!s->has_ttl) return 0;
+  int checked = 0;
+  for (long n = 0; n < 4L * budget && checked < budget && s->t.count > 0; n++) {
+    size_t i = s->cursor & s->t.mask;
+    int gone = 0;
+    if (s->t.slots[i].tag != SLOT_EMPTY)
+      gone = s->kind == CS_STATE_MAP ? expire_map_key(h, s, i, now, &checked)
+                                     : (checked++, expire_entry(h, s, i, now));
+    if (!gone) s->cursor = i + 1;
+  }
+  return 0;
+}
+
 /* ============================================================== state */
 
 static int heap_state_info(cs_backend *be, int state, const char **name,
@@ -730,6 +834,14 @@ static int heap_state_info(cs_backend *be, int state, const char **name,
 
 static int heap_state_count(cs_backend *be) {
   return container_of(be, heap, base)->nstates;
+}
+
+static int heap_state_ttl(cs_backend *be, int state, cs_ttl_config *ttl) {
+  heap *h = container_of(be, heap, base);
+  if (state < 0 || state >= h->nstates) return CS_EINVAL;
+  const hstate *s = &h->states[state];
+  if (s->has_ttl && ttl) *ttl = s->ttl;
+  return s->has_ttl;
 }
 
 static int heap_forget_states(cs_backend *be, int first) {
@@ -751,12 +863,14 @@ static void heap_destroy(cs_backend *be) {
     cs_free(h->states[i].name);
   }
   cs_free(h->states);
+  cs_buf_free(&h->tmp);
   cs_free(h);
 }
 
 static const cs_backend_ops heap_ops = {
     .name = "heap",
     .register_state = heap_register_state,
+    .register_ttl_state = heap_register_ttl_state,
     .get = heap_get,
     .put = heap_put,
     .del = heap_del,
@@ -767,6 +881,8 @@ static const cs_backend_ops heap_ops = {
     .iter_destroy = heap_iter_destroy,
     .state_info = heap_state_info,
     .state_count = heap_state_count,
+    .state_ttl = heap_state_ttl,
+    .cleanup_expired = heap_cleanup_expired,
     .forget_states = heap_forget_states,
     .destroy = heap_destroy,
 };

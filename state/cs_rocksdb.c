@@ -225,15 +225,20 @@ static void touch(cs__rocksdb *r, int state, int kg, cs_slice key) {
  * CS_EINVAL; a RocksDB failure is logged and CS_EIO. */
 
 /* Finds a state by name or creates its column family; ids are dense, in
- * creation order, as the column family ids are. */
-static int rdb_register_state(cs_backend *be, const char *name,
-                              cs_state_kind kind) {
+ * creation order, as the column family ids are. A name comes back only with
+ * its kind and TTL configuration; a TTL state's column family gets the
+ * compaction filter of its configuration. */
+static int rdb_register_ttl_state(cs_backend *be, const char *name,
+                                  cs_state_kind kind, const cs_ttl_config *ttl) {
   cs__rocksdb *r = container_of(be, cs__rocksdb, base);
-  if (name == NULL || kind < CS_STATE_VALUE || kind > CS_STATE_MAP)
+  if (name == NULL || kind < CS_STATE_VALUE || kind > CS_STATE_MAP ||
+      (ttl != NULL && !cs_ttl_config_valid(ttl)))
     return CS_EINVAL;
   for (int i = 0; i < r->nstates; i++) {
-    if (strcmp(r->states[i].name, name) == 0)
-      return r->states[i].kind == kind ? i : CS_ESTATE;
+    cs__rocksdb_state *s = &r->states[i];
+    if (strcmp(s->name, name) == 0)
+      return s->kind == kind && cs_ttl_config_eq(s->has_ttl ? &s->ttl : NULL, ttl)
+                 ? i : CS_ESTATE;
   }
   if (r->readonly) return CS_EINVAL;
   if (r->nstates == r->cap) {
@@ -245,29 +250,40 @@ static int rdb_register_state(cs_backend *be, const char *name,
     r->states = ns;
     r->cap = cap;
   }
-  size_t nlen = strlen(name);
+  cs_buf cfname = {0};
   char *copy = cs_strdup(name);
-  char *cfname = cs_malloc(nlen + 8);
-  if (copy == NULL || cfname == NULL) {
+  rocksdb_options_t *o = ttl ? cs__rocksdb_ttl_options(r->opts, kind, ttl) : r->opts;
+  if (copy == NULL || o == NULL || cs__rocksdb_cf_name(kind, ttl, name, &cfname)) {
+    if (o && o != r->opts) rocksdb_options_destroy(o);
     cs_free(copy);
-    cs_free(cfname);
+    cs_buf_free(&cfname);
     return CS_ENOMEM;
   }
-  snprintf(cfname, nlen + 8, "%s%s", cs__rocksdb_cf_prefix(kind), name);
   char *rerr = NULL;
   rocksdb_column_family_handle_t *cf =
-      rocksdb_create_column_family(r->db, r->opts, cfname, &rerr);
-  cs_free(cfname);
+      rocksdb_create_column_family(r->db, o, cfname.data, &rerr);
+  if (o != r->opts) rocksdb_options_destroy(o); /* the family keeps its filter */
+  cs_buf_free(&cfname);
   if (rerr) {
     if (cf) rocksdb_column_family_handle_destroy(cf); /* NULL inside */
     cs_free(copy);
     return cs__rocksdb_rocks_fail(r, "create column family", rerr);
   }
   cs__rocksdb_state *s = &r->states[r->nstates];
+  memset(s, 0, sizeof(*s));
   s->name = copy;
   s->kind = kind;
+  if (ttl) {
+    s->has_ttl = 1;
+    s->ttl = *ttl;
+  }
   s->cf = cf;
   return r->nstates++;
+}
+
+static int rdb_register_state(cs_backend *be, const char *name,
+                              cs_state_kind kind) {
+  return rdb_register_ttl_state(be, name, kind, NULL);
 }
 
 static int rdb_get(cs_backend *be, int state, int kg, cs_slice key,
@@ -629,6 +645,22 @@ static int rdb_state_count(cs_backend *be) {
   return container_of(be, cs__rocksdb, base)->nstates;
 }
 
+static int rdb_state_ttl(cs_backend *be, int state, cs_ttl_config *ttl) {
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  if (state < 0 || state >= r->nstates) return CS_EINVAL;
+  const cs__rocksdb_state *s = &r->states[state];
+  if (s->has_ttl && ttl) *ttl = s->ttl;
+  return s->has_ttl;
+}
+
+/* Expired entries go in compactions (cs_rocksdb_ttl.c), not here. */
+static int rdb_cleanup_expired(cs_backend *be, int state, int64_t now,
+                               int budget) {
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  (void)now;
+  return state < 0 || state >= r->nstates || budget < 0 ? CS_EINVAL : 0;
+}
+
 /* Drops the column families of the states from first on. The value cache
  * is written out and emptied first, so no entry of theirs stays in it. */
 static int rdb_forget_states(cs_backend *be, int first) {
@@ -680,6 +712,7 @@ static void rdb_destroy(cs_backend *be) {
 const cs_backend_ops cs__rocksdb_ops = {
     .name = "rocksdb",
     .register_state = rdb_register_state,
+    .register_ttl_state = rdb_register_ttl_state,
     .get = rdb_get,
     .put = rdb_put,
     .del = rdb_del,
@@ -690,6 +723,8 @@ const cs_backend_ops cs__rocksdb_ops = {
     .iter_destroy = rdb_iter_destroy,
     .state_info = rdb_state_info,
     .state_count = rdb_state_count,
+    .state_ttl = rdb_state_ttl,
+    .cleanup_expired = rdb_cleanup_expired,
     .forget_states = rdb_forget_states,
     .destroy = rdb_destroy,
 };

@@ -18,9 +18,10 @@
  *     closes the RocksDB side of live iterators when it goes).
  *
  * Layout. One column family per state, named "<kind>:<name>" (value:, list:
- * or map:), so the registry of states (name, kind) lives in RocksDB's own
- * MANIFEST and comes back with a checkpoint; state ids are the order of
- * creation (the column family ids). Keys:
+ * or map:), or "<kind>/ttl=<ms>,<update>,<visibility>:<name>" for a state
+ * with a time to live, so the registry of states (name, kind, TTL) lives in
+ * RocksDB's own MANIFEST and comes back with a checkpoint; state ids are the
+ * order of creation (the column family ids). Keys:
  *   VALUE, LIST  kg (2 bytes, big-endian) ++ key
  *   MAP          kg ++ varint(key length) ++ key ++ user key
  * The length makes kg ++ varint ++ key an exact prefix for the user keys of
@@ -126,6 +127,19 @@ int cs_rocksdb_backend_open(const char *workdir, const cs_rocksdb_options *o,
 int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
                           const char *shared_dir, cs_buf *manifest, char *err,
                           size_t errlen);
+
+/* State TTL (cs_ttl.h). The column family of a TTL state has a compaction
+ * filter that drops expired entries (and the expired elements of lists) as
+ * RocksDB compacts; cleanup_expired does nothing. A checkpoint is RocksDB's
+ * own files, so it holds the expired entries that no compaction has
+ * dropped yet: reads never return them (every timestamp is checked), and
+ * the backend restored from it drops them in its own compactions.
+ *
+ * Compacts every column family, memtables and the value cache included, so
+ * that every entry passes the compaction filters: for tests and tools
+ * (RocksDB compacts on its own as data grows). Views returned by get end,
+ * as after a mutating call. */
+int cs_rocksdb_compact(cs_backend *be, char *err, size_t errlen);
 
 /* Calls fn once per shared file a manifest references (the shared name, a
  * NUL-terminated file name inside shared_dir). Returns 0, or CS_EDECODE

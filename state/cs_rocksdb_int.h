@@ -14,6 +14,8 @@
  *                            hashing, syncing and listing files
  *   cs_rocksdb_checkpoint.c  manifests; taking a native checkpoint
  *   cs_rocksdb_restore.c     restore, verify, open a checkpoint read-only
+ *   cs_rocksdb_ttl.c         column family names (kind, TTL), the TTL
+ *                            compaction filter, compacting on request
  *
  * Every RocksDB call gets its own `char *rerr = NULL` (rerr, because err is
  * the caller's message buffer in the backend's API); an error is mapped to
@@ -26,6 +28,7 @@
 #include <rocksdb/c.h>
 
 #include "cs_rocksdb.h"
+#include "cs_ttl.h"
 
 #define CS__ROCKSDB_PIN_RING 16      /* get views kept alive at once */
 #define CS__ROCKSDB_NAME_MAX_LEN 255 /* a file name in a checkpoint */
@@ -36,6 +39,8 @@
 typedef struct cs__rocksdb_state {
   char *name;
   cs_state_kind kind;
+  int has_ttl;
+  cs_ttl_config ttl; /* when has_ttl */
   rocksdb_column_family_handle_t *cf;
 } cs__rocksdb_state;
 
@@ -135,8 +140,26 @@ extern const cs_backend_ops cs__rocksdb_ops;
 int cs__rocksdb_open_instance(const char *dir, const cs_rocksdb_options *o,
                               int mode, cs__rocksdb **out, char *err,
                               size_t errlen);
-/* The prefix of the column family names of a kind of state ("value:"). */
-const char *cs__rocksdb_cf_prefix(cs_state_kind kind);
+
+/* ============================================ TTL (cs_rocksdb_ttl.c) */
+
+/* Writes the column family name of a state into out (reset first):
+ * "<kind>:<name>", or "<kind>/ttl=<ms>,<update>,<visibility>:<name>" for a
+ * TTL state. Returns 0 or CS_ENOMEM. */
+int cs__rocksdb_cf_name(cs_state_kind kind, const cs_ttl_config *ttl,
+                        const char *name, cs_buf *out);
+/* Parses a column family name: returns the state's kind, with *name the
+ * state name (inside cfname) and *has_ttl, *ttl its TTL configuration, or
+ * 0 when the name is not one of ours. */
+int cs__rocksdb_parse_cf_name(const char *cfname, const char **name,
+                              int *has_ttl, cs_ttl_config *ttl);
+/* The options of the column family of a TTL state: a copy of base with
+ * the compaction filter that drops entries expired under ttl. The caller
+ * destroys it once the column family is created or opened (which keeps
+ * what it needs). NULL when out of memory. */
+rocksdb_options_t *cs__rocksdb_ttl_options(rocksdb_options_t *base,
+                                           cs_state_kind kind,
+                                           const cs_ttl_config *ttl);
 
 /* =================================== value cache (cs_rocksdb_cache.c) */
 

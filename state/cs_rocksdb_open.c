@@ -166,29 +166,6 @@ static void new_lineage(char out[17]) {
 
 /* =========================================================== instance */
 
-static int kind_of_cf(const char *cfname, const char **name) {
-  static const struct {
-    const char *prefix;
-    cs_state_kind kind;
-  } kinds[] = {{"value:", CS_STATE_VALUE},
-               {"list:", CS_STATE_LIST},
-               {"map:", CS_STATE_MAP}};
-  for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-    size_t n = strlen(kinds[i].prefix);
-    if (strncmp(cfname, kinds[i].prefix, n) == 0) {
-      *name = cfname + n;
-      return kinds[i].kind;
-    }
-  }
-  return 0;
-}
-
-const char *cs__rocksdb_cf_prefix(cs_state_kind kind) {
-  return kind == CS_STATE_VALUE ? "value:"
-         : kind == CS_STATE_LIST ? "list:"
-                                 : "map:";
-}
-
 typedef struct cfent {
   uint32_t id;
   rocksdb_column_family_handle_t *cf;
@@ -198,6 +175,61 @@ typedef struct cfent {
 static int cfent_cmp(const void *pa, const void *pb) {
   const cfent *a = pa, *b = pb;
   return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* Fills cfopts[i] with the options of column family names[i]: the
+ * instance's, or for a TTL state a copy with its compaction filter.
+ * Returns 0 or CS_ENOMEM; free with free_cf_options either way. */
+static int cf_options(cs__rocksdb *r, char **names, size_t n,
+                      const rocksdb_options_t **cfopts) {
+  for (size_t i = 0; i < n; i++) {
+    const char *name;
+    int has_ttl = 0;
+    cs_ttl_config ttl;
+    int kind = cs__rocksdb_parse_cf_name(names[i], &name, &has_ttl, &ttl);
+    cfopts[i] = r->opts;
+    if (kind && has_ttl) {
+      cfopts[i] = cs__rocksdb_ttl_options(r->opts, (cs_state_kind)kind, &ttl);
+      if (cfopts[i] == NULL) return CS_ENOMEM;
+    }
+  }
+  return 0;
+}
+
+static void free_cf_options(cs__rocksdb *r, const rocksdb_options_t **cfopts,
+                            size_t n) {
+  for (size_t i = 0; cfopts && i < n; i++)
+    if (cfopts[i] && cfopts[i] != r->opts)
+      rocksdb_options_destroy((rocksdb_options_t *)cfopts[i]);
+  cs_free(cfopts);
+}
+
+/* Makes the state of the column family e (its name parsed) the next of r;
+ * the handle becomes the state's. Returns 0, CS_EDECODE for a name that is
+ * not ours or a state name seen twice, or CS_ENOMEM. */
+static int add_state(cs__rocksdb *r, cfent *e, char *err, size_t errlen) {
+  const char *name;
+  int has_ttl = 0;
+  cs_ttl_config ttl;
+  int kind = cs__rocksdb_parse_cf_name(e->cfname, &name, &has_ttl, &ttl);
+  int dup = 0;
+  for (int j = 0; kind && j < r->nstates; j++)
+    dup |= strcmp(r->states[j].name, name) == 0;
+  if (kind == 0 || dup)
+    return cs__rocksdb_errf(err, errlen, CS_EDECODE,
+                            "unexpected column family '%s' in %s", e->cfname,
+                            r->workdir);
+  cs__rocksdb_state *s = &r->states[r->nstates];
+  memset(s, 0, sizeof(*s));
+  if ((s->name = cs_strdup(name)) == NULL)
+    return cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
+  s->kind = (cs_state_kind)kind;
+  s->has_ttl = has_ttl;
+  if (has_ttl) s->ttl = ttl;
+  s->cf = e->cf;
+  e->cf = NULL; /* now the state's */
+  r->nstates++;
+  return 0;
 }
 
 /* Opens the instance in r->workdir with every column family it has and
@@ -219,7 +251,10 @@ static int open_existing(cs__rocksdb *r, char *err, size_t errlen) {
     rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
     goto fail_alloc;
   }
-  for (size_t i = 0; i < n; i++) cfopts[i] = r->opts;
+  if (cf_options(r, names, n, cfopts)) {
+    rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
+    goto fail_alloc;
+  }
   if (r->readonly)
     r->db = rocksdb_open_for_read_only_column_families(
         r->opts, dir, (int)n, (const char *const *)names, cfopts, handles, 0,
@@ -255,31 +290,11 @@ static int open_existing(cs__rocksdb *r, char *err, size_t errlen) {
     }
     r->cap = (int)ns;
   }
-  for (size_t i = 0; i < ns; i++) {
-    const char *name;
-    int kind = kind_of_cf(ents[i].cfname, &name);
-    int dup = 0;
-    for (int j = 0; kind && j < r->nstates; j++)
-      dup |= strcmp(r->states[j].name, name) == 0;
-    if (kind == 0 || dup) {
-      rc = cs__rocksdb_errf(err, errlen, CS_EDECODE,
-                            "unexpected column family '%s' in %s",
-                            ents[i].cfname, dir);
-      goto fail_states;
-    }
-    cs__rocksdb_state *s = &r->states[r->nstates];
-    if ((s->name = cs_strdup(name)) == NULL) {
-      rc = cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
-      goto fail_states;
-    }
-    s->kind = (cs_state_kind)kind;
-    s->cf = ents[i].cf;
-    ents[i].cf = NULL; /* now the state's */
-    r->nstates++;
-  }
+  for (size_t i = 0; i < ns; i++)
+    if ((rc = add_state(r, &ents[i], err, errlen)) != 0) goto fail_states;
   cs_free(ents);
   cs_free(handles);
-  cs_free(cfopts);
+  free_cf_options(r, cfopts, n);
   rocksdb_list_column_families_destroy(names, n);
   return 0;
 
@@ -298,7 +313,7 @@ fail_states:
 fail_alloc:
   cs_free(ents);
   cs_free(handles);
-  cs_free(cfopts);
+  free_cf_options(r, cfopts, n);
   rocksdb_list_column_families_destroy(names, n);
   return rc;
 }

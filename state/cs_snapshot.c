@@ -1,7 +1,7 @@
 /*
  * cs_snapshot.c - snapshot and restore of a key-group range, for any backend
- * (only the vtable is used: state_count, state_info, scan_iter, then
- * register_state, put and append on restore).
+ * (only the vtable is used: state_count, state_info, state_ttl, scan_iter,
+ * then register_ttl_state, put and append on restore).
  *
  * Format, version 1. Integers are little-endian; "varint" is unsigned LEB128
  * (at most 10 bytes).
@@ -9,18 +9,25 @@
  *   header, 32 bytes
  *     magic      8   "CSSNAP1\0"
  *     version    u32 1
- *     flags      u32 0 (reserved; a reader rejects bits it does not know)
+ *     flags      u32 bit 0: the state table has TTL configurations; a
+ *                    reader rejects bits it does not know
  *     total_len  u64 length of the whole snapshot, footer included
  *     kg_first   u16 the key-group range the snapshot was taken of
  *     kg_last    u16
  *     nstates    u32
  *   state table, nstates times
- *     id varint (< nstates, unique) | kind u8 | name_len varint | name
+ *     id varint (< nstates, unique) | kind u8 | [ttl] | name_len varint | name
+ *     With flag bit 0, kind has bit 7 set for a TTL state and ttl follows:
+ *     ttl_ms varint | update u8 | visibility u8 (cs_ttl.h). The flag is set
+ *     only when a state has a TTL, so other snapshots are as they were.
  *   entries, up to the footer
  *     state varint (a table id) | kg u16 | key_len varint | ukey_len varint
  *     | val_len varint | key | ukey | val
  *     MAP states: one entry per user key. VALUE and LIST: one entry per key,
  *     ukey_len 0; a LIST value is the concatenation of its encoded items.
+ *     TTL states' values carry their timestamps (cs_ttl.h); entries expired
+ *     when the snapshot is taken are left out, and so are those expired
+ *     when it is restored.
  *   footer, 16 bytes
  *     count      u64 number of entries
  *     checksum   u64 XXH3_64 of every byte before it
@@ -30,6 +37,7 @@
  * corrupt snapshot is CS_EDECODE and leaves the backend as it was.
  */
 #include "cs_backend.h"
+#include "cs_ttl.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +50,8 @@
 #define SNAP_FOOTER_LEN 16
 #define SNAP_TOTAL_OFF 16
 #define KG_MAX 65535
+#define SNAP_FLAG_TTL 1u
+#define KIND_TTL 0x80
 
 /* ============================================================ writing */
 
@@ -93,10 +103,13 @@ static int write_entry(cs_buf *out, int state, int kg, cs_slice key,
 /* Writes the header and the state table. */
 static int write_head(cs_backend *be, int kg_first, int kg_last, int nstates,
                       cs_buf *out) {
+  unsigned flags = 0;
+  for (int id = 0; id < nstates; id++)
+    if (be->ops->state_ttl(be, id, NULL) == 1) flags = SNAP_FLAG_TTL;
   unsigned char hdr[SNAP_HEADER_LEN];
   memcpy(hdr, SNAP_MAGIC, SNAP_MAGIC_LEN);
   put_le(hdr + 8, SNAP_VERSION, 4);
-  put_le(hdr + 12, 0, 4);
+  put_le(hdr + 12, flags, 4);
   put_le(hdr + SNAP_TOTAL_OFF, 0, 8); /* patched at the end */
   put_le(hdr + 24, (uint64_t)kg_first, 2);
   put_le(hdr + 26, (uint64_t)kg_last, 2);
@@ -107,15 +120,77 @@ static int write_head(cs_backend *be, int kg_first, int kg_last, int nstates,
     cs_state_kind kind;
     rc = be->ops->state_info(be, id, &name, &kind);
     if (rc) break;
-    unsigned char st[1 + 2 * 10];
+    cs_ttl_config ttl;
+    int has_ttl = be->ops->state_ttl(be, id, &ttl) == 1;
+    unsigned char st[3 + 3 * 10];
     size_t nlen = strlen(name);
     size_t n = put_varint(st, (uint64_t)id);
-    st[n++] = (unsigned char)kind;
+    st[n++] = (unsigned char)(kind | (has_ttl ? KIND_TTL : 0));
+    if (has_ttl) {
+      n += put_varint(st + n, (uint64_t)ttl.ttl_ms);
+      st[n++] = (unsigned char)ttl.update;
+      st[n++] = (unsigned char)ttl.visibility;
+    }
     n += put_varint(st + n, nlen);
     rc = cs_buf_append(out, st, n);
     if (rc == 0) rc = cs_buf_append(out, name, nlen);
   }
   return rc;
+}
+
+/* What the entries of a state need: its kind and TTL configuration. */
+typedef struct state_meta {
+  cs_state_kind kind;
+  int has_ttl;
+  cs_ttl_config ttl;
+} state_meta;
+
+/* The kind and TTL of every state of be, in *out (caller frees). */
+static int read_meta(cs_backend *be, int nstates, state_meta **out) {
+  state_meta *m = cs_calloc(nstates > 0 ? (size_t)nstates : 1, sizeof(*m));
+  if (m == NULL) return CS_ENOMEM;
+  for (int id = 0; id < nstates; id++) {
+    int rc = be->ops->state_info(be, id, NULL, &m[id].kind);
+    if (rc == 0) rc = be->ops->state_ttl(be, id, &m[id].ttl);
+    if (rc < 0) {
+      cs_free(m);
+      return rc;
+    }
+    m[id].has_ttl = rc;
+  }
+  *out = m;
+  return 0;
+}
+
+/* Writes every scanned entry in [kg_first, kg_last] except the expired ones
+ * of TTL states, counting them in *count. */
+static int write_entries(cs_backend *be, int kg_first, int kg_last,
+                         const state_meta *meta, int nstates, cs_buf *out,
+                         uint64_t *count) {
+  cs_backend_iter *it = NULL;
+  cs_buf tmp = {0};
+  int64_t now = cs_ttl_now();
+  int rc = be->ops->scan_iter(be, kg_first, kg_last, &it);
+  cs_backend_entry e;
+  while (rc == 0 && (rc = be->ops->iter_next(it, &e)) == 1) {
+    rc = 0;
+    if (e.state < 0 || e.state >= nstates) {
+      rc = CS_ESTATE; /* the backend scanned a state it did not report */
+      break;
+    }
+    if (e.kg < kg_first || e.kg > kg_last) continue;
+    const state_meta *m = &meta[e.state];
+    cs_slice ukey = e.ukey, val = e.val;
+    if (m->kind != CS_STATE_MAP) ukey.len = 0;
+    int keep = m->has_ttl ? cs_ttl_unexpired(&m->ttl, m->kind, now, &val, &tmp) : 1;
+    if (keep < 0) rc = keep;
+    if (keep <= 0) continue;
+    rc = write_entry(out, e.state, e.kg, e.key, ukey, val);
+    ++*count;
+  }
+  if (it) be->ops->iter_destroy(it);
+  cs_buf_free(&tmp);
+  return rc < 0 ? rc : 0;
 }
 
 /* Writes header and state table, then one entry per scanned entry, then
@@ -129,31 +204,13 @@ int cs_backend_snapshot(cs_backend *be, int kg_first, int kg_last,
   int nstates = be->ops->state_count(be);
   if (nstates < 0) return nstates;
   size_t start = out->len;
-  cs_backend_iter *it = NULL;
-  int rc = write_head(be, kg_first, kg_last, nstates, out);
-  if (rc) goto fail;
-  rc = be->ops->scan_iter(be, kg_first, kg_last, &it);
-  if (rc) goto fail;
+  state_meta *meta = NULL;
   uint64_t count = 0;
-  cs_backend_entry e;
-  while ((rc = be->ops->iter_next(it, &e)) == 1) {
-    if (e.state < 0 || e.state >= nstates) {
-      rc = CS_ESTATE; /* the backend scanned a state it did not report */
-      goto fail;
-    }
-    if (e.kg < kg_first || e.kg > kg_last) continue;
-    cs_state_kind kind;
-    rc = be->ops->state_info(be, e.state, NULL, &kind);
-    if (rc) goto fail;
-    cs_slice ukey = e.ukey;
-    if (kind != CS_STATE_MAP) ukey.len = 0;
-    rc = write_entry(out, e.state, e.kg, e.key, ukey, e.val);
-    if (rc) goto fail;
-    count++;
-  }
-  if (rc < 0) goto fail;
-  be->ops->iter_destroy(it);
-  it = NULL;
+  int rc = read_meta(be, nstates, &meta);
+  if (rc == 0) rc = write_head(be, kg_first, kg_last, nstates, out);
+  if (rc == 0) rc = write_entries(be, kg_first, kg_last, meta, nstates, out, &count);
+  cs_free(meta);
+  if (rc) goto fail;
 
   unsigned char foot[SNAP_FOOTER_LEN];
   put_le(foot, count, 8);
@@ -167,7 +224,6 @@ int cs_backend_snapshot(cs_backend *be, int kg_first, int kg_last,
   return 0;
 
 fail:
-  be->ops->iter_destroy(it);
   out->len = start;
   return rc;
 }
@@ -220,7 +276,7 @@ static int read_bytes(cursor *c, uint64_t n, cs_slice *s) {
 
 typedef struct snap_state {
   cs_slice name;
-  cs_state_kind kind;
+  state_meta m;
   int seen;
   int id; /* in the target backend, once registered */
 } snap_state;
@@ -247,7 +303,7 @@ static int read_entry(cursor *c, uint32_t nstates, snap_entry *e) {
 static int check_frame(const unsigned char *d, size_t len) {
   if (d == NULL || len < SNAP_HEADER_LEN + SNAP_FOOTER_LEN) return CS_EDECODE;
   if (memcmp(d, SNAP_MAGIC, SNAP_MAGIC_LEN) != 0) return CS_EDECODE;
-  if (get_le(d + 8, 4) != SNAP_VERSION || get_le(d + 12, 4) != 0)
+  if (get_le(d + 8, 4) != SNAP_VERSION || (get_le(d + 12, 4) & ~SNAP_FLAG_TTL))
     return CS_EDECODE;
   if (get_le(d + SNAP_TOTAL_OFF, 8) != (uint64_t)len) return CS_EDECODE;
   if (XXH3_64bits(d, len - 8) != get_le(d + len - 8, 8)) return CS_EDECODE;
@@ -262,8 +318,28 @@ static int name_cmp(const void *pa, const void *pb) {
   return a->name.len < b->name.len ? -1 : a->name.len > b->name.len;
 }
 
+/* Reads the kind byte of a state, and its TTL configuration when the
+ * snapshot has them (ttls) and the kind says so. */
+static int read_kind(cursor *c, int ttls, state_meta *m) {
+  uint64_t kind, ms, upd, vis;
+  if (read_fixed(c, 1, &kind)) return CS_EDECODE;
+  m->has_ttl = ttls && (kind & KIND_TTL);
+  kind &= m->has_ttl ? ~(uint64_t)KIND_TTL : ~(uint64_t)0;
+  if (kind < CS_STATE_VALUE || kind > CS_STATE_MAP) return CS_EDECODE;
+  m->kind = (cs_state_kind)kind;
+  if (!m->has_ttl) return 0;
+  if (read_varint(c, &ms) || ms > INT64_MAX || read_fixed(c, 1, &upd) ||
+      read_fixed(c, 1, &vis))
+    return CS_EDECODE;
+  m->ttl.ttl_ms = (int64_t)ms;
+  m->ttl.update = (cs_ttl_update)upd;
+  m->ttl.visibility = (cs_ttl_visibility)vis;
+  return cs_ttl_config_valid(&m->ttl) ? 0 : CS_EDECODE;
+}
+
 /* Parses the state table into *out (caller frees with cs_free). */
-static int read_states(cursor *c, uint32_t nstates, snap_state **out) {
+static int read_states(cursor *c, uint32_t nstates, int ttls,
+                       snap_state **out) {
   *out = NULL;
   /* Each state takes at least 3 bytes: bound the allocation by the data. */
   if (nstates > (uint64_t)(c->end - c->p) / 3) return CS_EDECODE;
@@ -271,18 +347,18 @@ static int read_states(cursor *c, uint32_t nstates, snap_state **out) {
   snap_state *st = cs_calloc(nstates, sizeof(snap_state));
   if (st == NULL) return CS_ENOMEM;
   for (uint32_t i = 0; i < nstates; i++) {
-    uint64_t id, kind, nlen;
+    uint64_t id, nlen;
     cs_slice name;
+    state_meta m;
     if (read_varint(c, &id) || id >= nstates || st[id].seen ||
-        read_fixed(c, 1, &kind) || kind < CS_STATE_VALUE ||
-        kind > CS_STATE_MAP || read_varint(c, &nlen) ||
+        read_kind(c, ttls, &m) || read_varint(c, &nlen) ||
         read_bytes(c, nlen, &name) ||
         (name.len && memchr(name.data, 0, name.len))) {
       cs_free(st);
       return CS_EDECODE;
     }
     st[id].seen = 1;
-    st[id].kind = (cs_state_kind)kind;
+    st[id].m = m;
     st[id].name = name;
   }
   /* Names are unique: two states must not load into one. */
@@ -313,7 +389,9 @@ static int register_states(cs_backend *be, snap_state *st, uint32_t nstates) {
     cs_buf_reset(&name);
     rc = cs_buf_append(&name, st[i].name.data, st[i].name.len);
     if (rc == 0) rc = cs_buf_append(&name, "", 1);
-    if (rc == 0) rc = be->ops->register_state(be, name.data, st[i].kind);
+    if (rc == 0)
+      rc = be->ops->register_ttl_state(be, name.data, st[i].m.kind,
+                                       st[i].m.has_ttl ? &st[i].m.ttl : NULL);
     if (rc >= 0) {
       st[i].id = rc;
       rc = 0;
@@ -328,12 +406,28 @@ static int same_key(const snap_entry *a, const snap_entry *b) {
          (a->key.len == 0 || memcmp(a->key.data, b->key.data, a->key.len) == 0);
 }
 
+/* Loads one entry of the snapshot into be; an entry of a TTL state that
+ * has expired at now is left out (a LIST keeps its unexpired elements). */
+static int load_entry(cs_backend *be, const snap_state *s, const snap_entry *e,
+                      const snap_entry *prev, int64_t now, cs_buf *tmp) {
+  cs_slice val = e->val;
+  int keep = s->m.has_ttl && now != INT64_MIN
+                 ? cs_ttl_unexpired(&s->m.ttl, s->m.kind, now, &val, tmp) : 1;
+  if (keep <= 0) return keep;
+  if (s->m.kind == CS_STATE_MAP)
+    return be->ops->put(be, s->id, e->kg, e->key, &e->ukey, val);
+  if (s->m.kind == CS_STATE_LIST && same_key(e, prev))
+    /* A backend may scan a list in pieces: join them. */
+    return be->ops->append(be, s->id, e->kg, e->key, val);
+  return be->ops->put(be, s->id, e->kg, e->key, NULL, val);
+}
+
 /* Checks the frame, parses everything (pass 1), then registers the states
  * and loads the entries in [kg_first, kg_last] (pass 2). Only pass 2 touches
  * be, and it fails only when be does (CS_ENOMEM, or CS_ESTATE when a name is
- * registered with another kind). */
-int cs_backend_restore(cs_backend *be, const char *data, size_t len,
-                       int kg_first, int kg_last) {
+ * registered with another kind or TTL configuration). */
+static int restore(cs_backend *be, const char *data, size_t len, int kg_first,
+                   int kg_last, int64_t now) {
   if (be == NULL || kg_first < 0 || kg_last > KG_MAX || kg_first > kg_last)
     return CS_EINVAL;
   const unsigned char *d = (const unsigned char *)data;
@@ -346,7 +440,7 @@ int cs_backend_restore(cs_backend *be, const char *data, size_t len,
 
   cursor c = {d + SNAP_HEADER_LEN, d + len - SNAP_FOOTER_LEN};
   snap_state *st;
-  rc = read_states(&c, nstates, &st);
+  rc = read_states(&c, nstates, (get_le(d + 12, 4) & SNAP_FLAG_TTL) != 0, &st);
   if (rc) return rc;
 
   /* Pass 1: the whole snapshot must parse before anything is loaded. */
@@ -355,7 +449,7 @@ int cs_backend_restore(cs_backend *be, const char *data, size_t len,
   snap_entry e;
   while (c.p < c.end) {
     if (read_entry(&c, nstates, &e) || e.kg < snap_first || e.kg > snap_last ||
-        (st[e.state].kind != CS_STATE_MAP && e.ukey.len != 0)) {
+        (st[e.state].m.kind != CS_STATE_MAP && e.ukey.len != 0)) {
       rc = CS_EDECODE;
       goto done;
     }
@@ -371,23 +465,27 @@ int cs_backend_restore(cs_backend *be, const char *data, size_t len,
   if (rc) goto done;
   c.p = entries;
   snap_entry prev = {.state = UINT64_MAX};
-  while (c.p < c.end) {
+  cs_buf tmp = {0};
+  while (c.p < c.end && rc == 0) {
     (void)read_entry(&c, nstates, &e); /* checked by pass 1 */
     if (e.kg < kg_first || e.kg > kg_last) continue;
-    snap_state *s = &st[e.state];
-    if (s->kind == CS_STATE_MAP) {
-      rc = be->ops->put(be, s->id, e.kg, e.key, &e.ukey, e.val);
-    } else if (s->kind == CS_STATE_LIST && same_key(&e, &prev)) {
-      /* A backend may scan a list in pieces: join them. */
-      rc = be->ops->append(be, s->id, e.kg, e.key, e.val);
-    } else {
-      rc = be->ops->put(be, s->id, e.kg, e.key, NULL, e.val);
-    }
-    if (rc) goto done;
+    rc = load_entry(be, &st[e.state], &e, &prev, now, &tmp);
     prev = e;
   }
+  cs_buf_free(&tmp);
 
 done:
   cs_free(st);
   return rc;
+}
+
+int cs_backend_restore(cs_backend *be, const char *data, size_t len,
+                       int kg_first, int kg_last) {
+  return restore(be, data, len, kg_first, kg_last, cs_ttl_now());
+}
+
+/* INT64_MIN: no time at which anything has expired. */
+int cs_backend_restore_all(cs_backend *be, const char *data, size_t len,
+                           int kg_first, int kg_last) {
+  return restore(be, data, len, kg_first, kg_last, INT64_MIN);
 }

@@ -6,7 +6,9 @@
  *
  * A state object is a full userdata remembering its operator and backend
  * state id. Keyed state reads and writes the entry of the key of the record
- * being processed; operator state lives under a reserved key group.
+ * being processed; operator state lives under a reserved key group. A state
+ * with a time to live goes through cs_state_ttl.c wherever a value is read
+ * or written (one flag test here for the others).
  */
 #include <lauxlib.h>
 #include <string.h>
@@ -16,7 +18,14 @@
 #include "host/runtime/cs_runtime.h"
 #include "host/api/cs_api_int.h"
 
-enum kind { K_VALUE, K_LIST, K_MAP, K_REDUCING, K_AGGREGATING, K_FOLDING };
+enum kind {
+  K_VALUE = CS__K_VALUE,
+  K_LIST = CS__K_LIST,
+  K_MAP = CS__K_MAP,
+  K_REDUCING = CS__K_REDUCING,
+  K_AGGREGATING = CS__K_AGGREGATING,
+  K_FOLDING = CS__K_FOLDING
+};
 
 static const char *const kind_names[] = {"value",    "list",        "map",
                                          "reducing", "aggregating", "folding"};
@@ -27,15 +36,7 @@ static const char *const kind_mts[] = {
 #define OPSTATE_MT "cstream.OperatorStateStore"
 #define MAPITER_MT "cstream.MapStateIterator"
 
-typedef struct kstate {
-  cs_opi *op;
-  int id;
-  int kind;
-  int op_state; /* operator list state: fixed key group and key */
-  int fn_ref;   /* reduce / fold function, or aggregate table */
-  int init_ref; /* folding initial value (encoded once, as a string) */
-  char name[128];
-} kstate;
+typedef cs__kstate kstate;
 
 /* =========================================================== helpers */
 
@@ -100,12 +101,16 @@ static cs_slice encode(lua_State *L, kstate *s, int idx, cs_buf *b, int as_key) 
   return sl;
 }
 
+static int load_ttl(lua_State *L, kstate *s, cs_backend *be, int kg, cs_slice key,
+                    const cs_slice *ukey);
+
 /* Pushes the decoded stored value, or nothing; returns whether found. */
 static int load(lua_State *L, kstate *s, const cs_slice *ukey) {
   int kg;
   cs_slice key, val;
   current_key(L, s, &kg, &key);
   cs_backend *be = be_of(s);
+  if (s->ttl_on) return load_ttl(L, s, be, kg, key, ukey);
   int rc = be->ops->get(be, s->id, kg, key, ukey, &val);
   if (rc == CS_ENOTFOUND) return 0;
   check_rc(L, s, rc);
@@ -114,13 +119,27 @@ static int load(lua_State *L, kstate *s, const cs_slice *ukey) {
   return 1;
 }
 
+/* load() for a TTL state: the read, then (done with its view) the
+ * incremental cleanup. */
+static int load_ttl(lua_State *L, kstate *s, cs_backend *be, int kg, cs_slice key,
+                    const cs_slice *ukey) {
+  cs_slice val;
+  int rc = cs__ttl_get(s, be, kg, key, ukey, &val);
+  if (rc != CS_ENOTFOUND) check_rc(L, s, rc);
+  if (rc == 0 && cs_codec_decode(L, val.data, val.len, NULL))
+    luaL_error(L, "%s state '%s': the stored value is corrupt", kind_names[s->kind], s->name);
+  check_rc(L, s, cs__ttl_touch(s, be));
+  return rc == 0;
+}
+
 static void store(lua_State *L, kstate *s, const cs_slice *ukey, int idx) {
   int kg;
   cs_slice key;
   current_key(L, s, &kg, &key);
   cs_slice v = encode(L, s, idx, &s->op->w->valbuf, 0);
   cs_backend *be = be_of(s);
-  check_rc(L, s, be->ops->put(be, s->id, kg, key, ukey, v));
+  check_rc(L, s, s->ttl_on ? cs__ttl_put(s, be, kg, key, ukey, v)
+                           : be->ops->put(be, s->id, kg, key, ukey, v));
 }
 
 static int state_clear(lua_State *L, kstate *s) {
@@ -171,7 +190,16 @@ static int list_get(lua_State *L) {
   current_key(L, s, &kg, &key);
   cs_backend *be = be_of(s);
   lua_newtable(L);
-  int rc = be->ops->get(be, s->id, kg, key, NULL, &val);
+  int rc;
+  if (s->ttl_on) { /* the visible items, without their timestamps */
+    cs_buf *items = &s->op->w->valbuf;
+    cs_buf_reset(items);
+    rc = cs__ttl_list_get(s, be, kg, key, items);
+    val.data = items->data;
+    val.len = items->len;
+  } else {
+    rc = be->ops->get(be, s->id, kg, key, NULL, &val);
+  }
   if (rc == CS_ENOTFOUND) return 1;
   check_rc(L, s, rc);
   size_t off = 0;
@@ -215,7 +243,8 @@ static void list_append(lua_State *L, kstate *s, int idx, int single, int replac
   if (replace) check_rc(L, s, be->ops->del(be, s->id, kg, key, NULL));
   if (b->len == 0) return;
   cs_slice v = {b->data, b->len};
-  check_rc(L, s, be->ops->append(be, s->id, kg, key, v));
+  check_rc(L, s, s->ttl_on ? cs__ttl_list_append(s, be, kg, key, v)
+                           : be->ops->append(be, s->id, kg, key, v));
 }
 
 static int list_add(lua_State *L) {
@@ -265,7 +294,8 @@ static int map_contains(lua_State *L) {
   int kg;
   current_key(L, s, &kg, &key);
   cs_backend *be = be_of(s);
-  int rc = be->ops->get(be, s->id, kg, key, &uk, &val);
+  int rc = s->ttl_on ? cs__ttl_contains(s, be, kg, key, &uk)
+                     : be->ops->get(be, s->id, kg, key, &uk, &val);
   check_rc(L, s, rc);
   lua_pushboolean(L, rc == 0);
   return 1;
@@ -309,26 +339,64 @@ typedef struct mapiter {
   cs_backend *be;
   kstate *s;
   int mode; /* 0 entries, 1 keys, 2 values */
+  /* TTL states: the key iterated, and the writes its reads asked for
+   * (cs_state_ttl.c), applied when the iteration ends */
+  int kg;
+  cs_buf key;
+  cs_buf pending;
 } mapiter;
+
+/* Ends the iteration once: the backend iterator goes and, for a TTL state,
+ * the queued writes are applied (apply) or dropped. Returns 0 or the error
+ * of a write. */
+static int mapiter_end(mapiter *mi, int apply) {
+  int rc = 0;
+  if (mi->it != NULL) {
+    mi->be->ops->iter_destroy(mi->it);
+    mi->it = NULL;
+    if (mi->s->ttl_on) {
+      mi->s->iterating--;
+      cs_slice key = {mi->key.data, mi->key.len};
+      if (apply) rc = cs__ttl_apply(mi->s, mi->be, mi->kg, key, &mi->pending);
+    }
+  }
+  cs_buf_free(&mi->pending);
+  cs_buf_free(&mi->key);
+  return rc;
+}
 
 static int mapiter_close(lua_State *L) {
   mapiter *mi = luaL_checkudata(L, 1, MAPITER_MT);
-  if (mi->it) mi->be->ops->iter_destroy(mi->it);
-  mi->it = NULL;
+  check_rc(L, mi->s, mapiter_end(mi, 1));
   return 0;
 }
 
-/* The generic-for step: returns the next entry, key or value. */
+static int mapiter_gc(lua_State *L) {
+  mapiter *mi = luaL_checkudata(L, 1, MAPITER_MT);
+  (void)mapiter_end(mi, 0); /* no writes from a finalizer */
+  return 0;
+}
+
+/* The generic-for step: returns the next entry, key or value (for a TTL
+ * state, of the entries that are visible). */
 static int mapiter_step(lua_State *L) {
   mapiter *mi = luaL_checkudata(L, 1, MAPITER_MT);
   if (mi->it == NULL) return 0;
   cs_backend_entry e;
-  int rc = mi->be->ops->iter_next(mi->it, &e);
-  if (rc <= 0) {
-    mi->be->ops->iter_destroy(mi->it);
-    mi->it = NULL;
-    if (rc < 0) check_rc(L, mi->s, rc);
-    return 0;
+  for (;;) {
+    int rc = mi->be->ops->iter_next(mi->it, &e);
+    if (rc <= 0) {
+      int wrc = mapiter_end(mi, rc == 0);
+      check_rc(L, mi->s, rc < 0 ? rc : wrc);
+      return 0;
+    }
+    if (!mi->s->ttl_on) break;
+    rc = cs__ttl_map_entry(mi->s, &e, &mi->pending, &e.val);
+    if (rc < 0) {
+      (void)mapiter_end(mi, 0);
+      check_rc(L, mi->s, rc);
+    }
+    if (rc == 1) break;
   }
   int n = 0;
   if (mi->mode != 2) {
@@ -358,7 +426,11 @@ static int map_iterate(lua_State *L, int mode) {
   mi->be = be_of(s);
   mi->s = s;
   mi->mode = mode;
+  mi->kg = kg;
+  if (s->ttl_on && cs_buf_append(&mi->key, key.data, key.len))
+    check_rc(L, s, CS_ENOMEM);
   check_rc(L, s, mi->be->ops->map_iter(mi->be, s->id, kg, key, &mi->it));
+  if (s->ttl_on) s->iterating++;
   lua_pushnil(L);
   lua_pushvalue(L, -2); /* to-be-closed value: closes on break */
   return 4;
@@ -374,6 +446,12 @@ static int map_is_empty(lua_State *L) {
   cs_slice key;
   current_key(L, s, &kg, &key);
   cs_backend *be = be_of(s);
+  if (s->ttl_on) {
+    int empty;
+    check_rc(L, s, cs__ttl_map_is_empty(s, be, kg, key, &empty));
+    lua_pushboolean(L, empty);
+    return 1;
+  }
   cs_backend_iter *it = NULL;
   check_rc(L, s, be->ops->map_iter(be, s->id, kg, key, &it));
   cs_backend_entry e;
@@ -497,8 +575,74 @@ static int state_tostring(lua_State *L) {
 
 static const char states_key = 's';
 
+/* One kind and one function per state name in an operator: checks the
+ * registration of the state named at index fullname against the ones
+ * before it in this Lua state (recording it when it is the first), and
+ * pushes the descriptor's function (false for kinds without one).
+ * [-0, +1, e] */
+static void check_registry(lua_State *L, cs_opi *op, int kind, const char *getter,
+                           const char *name, int fullname, const char *fnfield) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &states_key);
+  }
+  int reg = lua_gettop(L);
+  if (fnfield) {
+    lua_getfield(L, 2, fnfield);
+    if (lua_isnil(L, -1))
+      luaL_error(L, "%s('%s'): the descriptor has no %s", getter, name, fnfield);
+  } else {
+    lua_pushboolean(L, 0);
+  }
+  int fn = lua_gettop(L);
+  if (lua_getfield(L, reg, lua_tostring(L, fullname)) == LUA_TTABLE) {
+    lua_getfield(L, -1, "kind");
+    if (lua_tointeger(L, -1) != kind) {
+      lua_Integer old = lua_tointeger(L, -1);
+      luaL_error(L, "%s('%s'): operator '%s' already has a %s state named '%s'",
+                 getter, name, op->node->name, kind_names[old], name);
+    }
+    lua_getfield(L, -2, "fn");
+    if (!lua_rawequal(L, -1, fn))
+      luaL_error(L, "%s('%s'): state '%s' of operator '%s' is already registered "
+                    "with another %s", getter, name, name, op->node->name, fnfield);
+    lua_pop(L, 3);
+  } else {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushvalue(L, fn);
+    lua_setfield(L, -2, "fn");
+    lua_setfield(L, reg, lua_tostring(L, fullname));
+  }
+  lua_remove(L, reg);
+}
+
+/* Keeps the encoded initial value of a folding state's descriptor. */
+static void keep_initial_value(lua_State *L, kstate *s, const char *getter,
+                               const char *name) {
+  char err[256];
+  cs_buf b = {0};
+  lua_getfield(L, 2, "initial_value");
+  int rc = cs_codec_encode(L, -1, &b, err, sizeof(err));
+  lua_pop(L, 1);
+  if (rc) {
+    cs_buf_free(&b);
+    luaL_error(L, "%s('%s'): the initial value cannot be stored: %s", getter, name,
+               err);
+  }
+  lua_pushlstring(L, b.data ? b.data : "", b.len);
+  cs_buf_free(&b);
+  s->init_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* ctx:get_<kind>_state(descriptor): checks the descriptor, registers the
- * state with the backend and returns a state object. */
+ * state with the backend (with the descriptor's time to live, which is
+ * part of the registration) and returns a state object. */
 static int get_state(lua_State *L, int kind, int op_state) {
   cs_opi **pp = op_state ? lua_touserdata(L, 1) : luaL_checkudata(L, 1, "cstream.Context");
   cs_opi *op = pp ? *pp : NULL;
@@ -521,54 +665,22 @@ static int get_state(lua_State *L, int kind, int op_state) {
     return luaL_error(L, "%s('%s'): operator '%s' is not on a keyed stream; keyed state "
                          "needs key_by() before the operator (or use operator state)",
                       getter, name, op->node->name);
+  cs_ttl_config ttl;
+  int ttl_on = cs__ttl_read_config(L, 2, getter, name, &ttl);
+  if (ttl_on && op_state)
+    return luaL_error(L, "%s('%s'): a time to live is for keyed state; operator state "
+                         "does not expire", getter, name);
   cs_buf full = {0};
   cs_buf_printf(&full, "%s/%s%s", op->node->id,
                 op_state == 2 ? "#uop/" : op_state ? "#op/" : "", name);
   lua_pushlstring(L, full.data, full.len);
   cs_buf_free(&full);
   int fullname = lua_gettop(L);
-
-  /* One kind and one function per state name in this operator. */
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &states_key);
-  }
-  int reg = lua_gettop(L);
   const char *fnfield = kind == K_REDUCING ? "reduce_function"
                         : kind == K_AGGREGATING ? "aggregate_function"
                         : kind == K_FOLDING ? "fold_function" : NULL;
-  if (fnfield) {
-    lua_getfield(L, 2, fnfield);
-    if (lua_isnil(L, -1))
-      return luaL_error(L, "%s('%s'): the descriptor has no %s", getter, name, fnfield);
-  } else {
-    lua_pushboolean(L, 0);
-  }
+  check_registry(L, op, kind, getter, name, fullname, fnfield);
   int fn = lua_gettop(L);
-  if (lua_getfield(L, reg, lua_tostring(L, fullname)) == LUA_TTABLE) {
-    lua_getfield(L, -1, "kind");
-    if (lua_tointeger(L, -1) != kind) {
-      lua_Integer old = lua_tointeger(L, -1);
-      return luaL_error(L, "%s('%s'): operator '%s' already has a %s state named '%s'",
-                        getter, name, op->node->name, kind_names[old], name);
-    }
-    lua_getfield(L, -2, "fn");
-    if (!lua_rawequal(L, -1, fn))
-      return luaL_error(L, "%s('%s'): state '%s' of operator '%s' is already registered "
-                           "with another %s", getter, name, name, op->node->name, fnfield);
-    lua_pop(L, 3);
-  } else {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 2);
-    lua_pushinteger(L, kind);
-    lua_setfield(L, -2, "kind");
-    lua_pushvalue(L, fn);
-    lua_setfield(L, -2, "fn");
-    lua_setfield(L, reg, lua_tostring(L, fullname));
-  }
   cs_state_kind bk = kind == K_LIST ? CS_STATE_LIST : kind == K_MAP ? CS_STATE_MAP
                                                                     : CS_STATE_VALUE;
   cs_backend *be = cs_opi_backend(op);
@@ -576,11 +688,12 @@ static int get_state(lua_State *L, int kind, int op_state) {
     cs_lua_push_abort(L);
     return lua_error(L);
   }
-  int id = be->ops->register_state(be, lua_tostring(L, fullname), bk);
-  if (id < 0)
-    return luaL_error(L, "%s('%s'): %s", getter, name,
-                      id == CS_ESTATE ? "the name is used by a state of another kind"
-                                      : cs_strerror(id));
+  int id = be->ops->register_ttl_state(be, lua_tostring(L, fullname), bk,
+                                       ttl_on ? &ttl : NULL);
+  if (id == CS_ESTATE)
+    return cs__ttl_register_error(L, be, lua_tostring(L, fullname), getter, name,
+                                  op->node->name, ttl_on ? &ttl : NULL);
+  if (id < 0) return luaL_error(L, "%s('%s'): %s", getter, name, cs_strerror(id));
   kstate *s = lua_newuserdatauv(L, sizeof(*s), 0);
   memset(s, 0, sizeof(*s));
   s->op = op;
@@ -588,27 +701,15 @@ static int get_state(lua_State *L, int kind, int op_state) {
   s->kind = kind;
   s->op_state = op_state;
   s->fn_ref = s->init_ref = LUA_NOREF;
+  s->ttl_on = ttl_on;
+  if (ttl_on) s->ttl = ttl;
   snprintf(s->name, sizeof(s->name), "%s", name);
   luaL_setmetatable(L, kind_mts[kind]);
   if (fnfield) {
     lua_pushvalue(L, fn);
     s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  if (kind == K_FOLDING) {
-    char err[256];
-    cs_buf b = {0};
-    lua_getfield(L, 2, "initial_value");
-    int rc = cs_codec_encode(L, -1, &b, err, sizeof(err));
-    lua_pop(L, 1);
-    if (rc) {
-      cs_buf_free(&b);
-      return luaL_error(L, "%s('%s'): the initial value cannot be stored: %s", getter,
-                        name, err);
-    }
-    lua_pushlstring(L, b.data ? b.data : "", b.len);
-    cs_buf_free(&b);
-    s->init_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  }
+  if (kind == K_FOLDING) keep_initial_value(L, s, getter, name);
   return 1;
 }
 
@@ -680,7 +781,7 @@ void cs__state_open_types(lua_State *L) {
     lua_pop(L, 1);
   }
   if (luaL_newmetatable(L, MAPITER_MT)) {
-    lua_pushcfunction(L, mapiter_close);
+    lua_pushcfunction(L, mapiter_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, mapiter_close);
     lua_setfield(L, -2, "__close");

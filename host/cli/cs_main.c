@@ -16,6 +16,7 @@
 #include "host/core/cs_core.h"
 #include "host/dev/cs_reload.h"
 #include "host/lua/cs_lua.h"
+#include "state/cs_ttl.h"
 
 #define EXIT_USAGE 2
 
@@ -249,6 +250,11 @@ int main(int argc, char **argv) {
   opts.script_index = i;
   opts.argc = argc - i - 1;
   opts.argv = argv + i + 1;
+
+  /* Test only: CSTREAM_TEST_CLOCK_MS=<ms> starts the processing-time clock
+   * of state TTL at ms, and only cstream.sleep(d) moves it (by d, at once). */
+  const char *test_clock = getenv("CSTREAM_TEST_CLOCK_MS");
+  if (test_clock && *test_clock) cs_ttl_clock_set(strtoll(test_clock, NULL, 10));
 
   if (opts.watch) opts.dev_hooks = &cs_reload_hooks;
   lua_State *L = cs_lua_newstate(cs_core_open);

@@ -10,7 +10,11 @@
  *   {"operator":"source_file_1","subtask":0,"source_position":"file a120:4096"}
  *
  * Map state prints one line per user key ("user_key"); list state prints
- * the whole list as an array. Every backend: a heap snapshot file is read
+ * the whole list as an array. A state with a time to live adds the time of
+ * each entry's last access ("last_access", milliseconds; for a list, one
+ * per element); expired entries that the checkpoint holds are printed too
+ * (a RocksDB checkpoint keeps those no compaction has dropped yet; restore
+ * leaves them out). Every backend: a heap snapshot file is read
  * as it is; a RocksDB part (full, or incremental with its SST files under
  * <job>/shared/) is checked against its manifest and opened read-only from
  * hard links (or copies) in a scratch directory under $TMPDIR or /tmp. The
@@ -28,6 +32,7 @@
 #include "state/cs_backend.h"
 #include "state/cs_codec.h"
 #include "state/cs_rocksdb.h"
+#include "state/cs_ttl.h"
 #include "host/checkpoint/cs_checkpoint.h"
 #include "host/cli/cs_cli.h"
 #include "host/lua/cs_lua.h"
@@ -148,6 +153,37 @@ static void json_encoded(lua_State *L, cs_slice v, int list, cs_buf *b) {
   lua_settop(L, top);
 }
 
+/* Appends ,"value":...,"last_access":... for a value of a TTL state: the
+ * value (for a list, its items) without the timestamps, and those. */
+static void json_ttl_value(lua_State *L, cs_slice v, int list, cs_buf *b) {
+  cs_buf items = {0}, times = {0};
+  cs_slice user = v;
+  if (!list && v.len >= CS_TTL_TS_LEN) {
+    cs_buf_printf(&times, "%lld", (long long)cs_ttl_get_ts(v.data));
+    user.data += CS_TTL_TS_LEN;
+    user.len -= CS_TTL_TS_LEN;
+  }
+  for (size_t off = 0; list && off < v.len;) {
+    long n = cs_ttl_list_elem_len(v.data + off, v.len - off);
+    if (n < 0) break;
+    cs_buf_printf(&times, "%s%lld", off ? "," : "[", (long long)cs_ttl_get_ts(v.data + off));
+    cs_buf_append(&items, v.data + off + CS_TTL_TS_LEN, (size_t)n - CS_TTL_TS_LEN);
+    off += (size_t)n;
+  }
+  if (list) {
+    user.data = items.data;
+    user.len = items.len;
+    cs_buf_append(&times, times.len ? "]" : "[]", times.len ? 1 : 2);
+  }
+  cs_buf_append(b, ",\"value\":", 9);
+  json_encoded(L, user, list, b);
+  cs_buf_append(b, ",\"last_access\":", 15);
+  if (times.len) cs_buf_append(b, times.data, times.len);
+  else cs_buf_append(b, "null", 4);
+  cs_buf_free(&items);
+  cs_buf_free(&times);
+}
+
 /* Opens the RocksDB checkpoint of a part (the directory path) read-only:
  * its files are checked against its manifest, then hard-linked (or copied)
  * into a fresh scratch directory under $TMPDIR or /tmp, which the backend
@@ -190,7 +226,7 @@ static cs_backend *open_heap_part(const char *path) {
     return NULL;
   }
   cs_backend *be = cs_heap_backend_create();
-  int rc = be ? cs_backend_restore(be, data.data, data.len, 0, 65535) : CS_ENOMEM;
+  int rc = be ? cs_backend_restore_all(be, data.data, data.len, 0, 65535) : CS_ENOMEM;
   cs_buf_free(&data);
   if (rc) {
     fprintf(stderr, "cstream-lua: the state file '%s' cannot be read: %s\n", path,
@@ -247,8 +283,12 @@ static int dump_part(lua_State *L, const cs_ckpt *ck, const cs_ckpt_part *p,
       cs_buf_append(&line, ",\"user_key\":", 12);
       json_encoded(L, e.ukey, 0, &line);
     }
-    cs_buf_append(&line, ",\"value\":", 9);
-    json_encoded(L, e.val, kind == CS_STATE_LIST, &line);
+    if (be->ops->state_ttl(be, e.state, NULL) == 1) {
+      json_ttl_value(L, e.val, kind == CS_STATE_LIST, &line);
+    } else {
+      cs_buf_append(&line, ",\"value\":", 9);
+      json_encoded(L, e.val, kind == CS_STATE_LIST, &line);
+    }
     cs_buf_append(&line, "}\n", 2);
     fwrite(line.data, 1, line.len, stdout);
   }

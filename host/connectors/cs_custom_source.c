@@ -12,6 +12,7 @@
 #include "host/api/cs_api.h"
 #include "host/connectors/cs_connectors_int.h"
 #include "host/lua/cs_lua.h"
+#include "state/cs_ttl.h"
 
 #define COLLECTS_PER_YIELD 256
 
@@ -79,6 +80,10 @@ static int cs_source_collect(lua_State *L, cs_opi *op) {
 int cs_source_sleep(lua_State *L) {
   lua_Number ms = luaL_checknumber(L, 1);
   if (ms < 0) ms = 0;
+  if (cs_ttl_clock_is_test()) { /* CSTREAM_TEST_CLOCK_MS: time moves at once */
+    cs_ttl_clock_advance((int64_t)ms);
+    ms = 0; /* and a source still yields to the engine */
+  }
   cs_worker *w = cs_worker_of(L);
   cs_source *s = w && w->cur_op && w->cur_op->t && w->cur_op->node->type == &cs_src_custom
                       ? w->cur_op->t->src : NULL;

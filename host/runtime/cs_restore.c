@@ -17,6 +17,7 @@
 
 #include "state/cs_codec.h"
 #include "state/cs_rocksdb.h"
+#include "state/cs_ttl.h"
 #include "host/runtime/cs_runtime_int.h"
 
 /* Loads the snapshot bytes of a part into out (a view of the inline bytes,
@@ -60,9 +61,12 @@ static int open_rocksdb_part(cs_opi *op, const cs_ckpt *ck, const cs_ckpt_part *
 }
 
 /* Copies the entries of src whose key group is in [first, last] into dst,
- * registering states by name and kind. */
+ * registering states by name, kind and TTL configuration; entries of TTL
+ * states that have expired are left out. */
 static int copy_range(cs_backend *src, cs_backend *dst, int first, int last) {
   cs_backend_iter *it = NULL;
+  cs_buf tmp = {0};
+  int64_t now = cs_ttl_now();
   int rc = src->ops->scan_iter(src, first, last, &it);
   cs_backend_entry e;
   int n;
@@ -73,17 +77,27 @@ static int copy_range(cs_backend *src, cs_backend *dst, int first, int last) {
     }
     const char *name;
     cs_state_kind kind;
+    cs_ttl_config ttl;
     rc = src->ops->state_info(src, e.state, &name, &kind);
-    if (rc) break;
-    int sid = dst->ops->register_state(dst, name, kind);
+    int has_ttl = rc ? rc : src->ops->state_ttl(src, e.state, &ttl);
+    if (has_ttl < 0) {
+      rc = has_ttl;
+      break;
+    }
+    int sid = dst->ops->register_ttl_state(dst, name, kind, has_ttl ? &ttl : NULL);
     if (sid < 0) {
       rc = sid;
       break;
     }
-    rc = dst->ops->put(dst, sid, e.kg, e.key, kind == CS_STATE_MAP ? &e.ukey : NULL,
-                       e.val);
+    cs_slice val = e.val;
+    int keep = has_ttl ? cs_ttl_unexpired(&ttl, kind, now, &val, &tmp) : 1;
+    if (keep < 0) rc = keep;
+    if (keep > 0)
+      rc = dst->ops->put(dst, sid, e.kg, e.key, kind == CS_STATE_MAP ? &e.ukey : NULL,
+                         val);
   }
   if (it) src->ops->iter_destroy(it);
+  cs_buf_free(&tmp);
   return rc;
 }
 
