@@ -43,6 +43,10 @@ struct cs_opi *cs__check_context(lua_State *L);
  * string); raises naming fn otherwise (cs_context_time.c). */
 const char *cs__tag_name(lua_State *L, int idx, const char *fn);
 
+/* Sends the value at 3 to the side output whose tag is at 2 (the method
+ * fn of a Context or Collector): [ctx|out, tag, v]. Raises on a bad tag. */
+int cs__output(lua_State *L, struct cs_opi *op, const char *fn);
+
 /* Adds timestamp, timer_service and the timer methods, time_domain and
  * output to the Context method table at methods_idx (cs_context_time.c). */
 void cs__time_add_context_methods(lua_State *L, int methods_idx);

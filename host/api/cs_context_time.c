@@ -121,16 +121,19 @@ static int ctx_time_domain(lua_State *L) {
   return 1;
 }
 
-/* ctx:output(tag, v): sends v to the side output tag. */
-static int ctx_output(lua_State *L) {
-  cs_opi *op = cs__check_context(L);
-  const char *tag = cs__tag_name(L, 2, "output");
+int cs__output(lua_State *L, cs_opi *op, const char *fn) {
+  const char *tag = cs__tag_name(L, 2, fn);
   lua_settop(L, 3);
   if (cs_emit_to(L, op, tag)) {
     cs_lua_push_abort(L);
     return lua_error(L);
   }
   return 0;
+}
+
+/* ctx:output(tag, v): sends v to the side output tag. */
+static int ctx_output(lua_State *L) {
+  return cs__output(L, cs__check_context(L), "output");
 }
 
 void cs__time_add_context_methods(lua_State *L, int methods_idx) {

@@ -202,14 +202,7 @@ cs_opi *cs__check_context(lua_State *L) { return check_handle(L, CONTEXT_MT); }
 
 /* out:collect_to(tag, v): sends v to the side output tag. */
 static int collector_collect_to(lua_State *L) {
-  cs_opi *op = check_handle(L, COLLECTOR_MT);
-  const char *tag = cs__tag_name(L, 2, "collect_to");
-  lua_settop(L, 3);
-  if (cs_emit_to(L, op, tag)) {
-    cs_lua_push_abort(L);
-    return lua_error(L);
-  }
-  return 0;
+  return cs__output(L, check_handle(L, COLLECTOR_MT), "collect_to");
 }
 
 /* out:_timestamp(ts): sets the timestamp what is collected next carries

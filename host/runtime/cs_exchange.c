@@ -309,21 +309,24 @@ void cs__flush_outputs(cs_tinst *t, int all) {
   }
 }
 
-int cs__send_control(cs_tinst *t, cs_batch_kind kind, int64_t id) {
-  cs__flush_outputs(t, 1);
-  for (int i = 0; i < t->neouts; i++) {
-    cs_eout *eo = t->eouts[i];
-    for (int c = 0; c < eo->edge->ncons; c++) {
-      if (eo->edge->ch[eo->subtask * eo->edge->ncons + c] == NULL) continue;
-      cs_batch *b = cs_batch_create(kind);
-      if (b == NULL) {
-        cs_job_fail(t->w->job, "out of memory");
-        return -1;
-      }
-      b->ckpt = id;
-      cs__eout_send(eo, c, b);
+int cs__eout_control(cs_tinst *t, cs_eout *eo, cs_batch_kind kind, int64_t v) {
+  for (int c = 0; c < eo->edge->ncons; c++) {
+    if (eo->edge->ch[eo->subtask * eo->edge->ncons + c] == NULL) continue;
+    cs__eout_flush(eo, c);
+    cs_batch *b = cs_batch_create(kind);
+    if (b == NULL) {
+      cs_job_fail(t->w->job, "out of memory");
+      return -1;
     }
+    b->ckpt = v;
+    cs__eout_send(eo, c, b);
   }
+  return 0;
+}
+
+int cs__send_control(cs_tinst *t, cs_batch_kind kind, int64_t id) {
+  for (int i = 0; i < t->neouts; i++)
+    if (cs__eout_control(t, t->eouts[i], kind, id)) return -1;
   return 0;
 }
 

@@ -123,6 +123,9 @@ void cs__eout_flush(cs_eout *eo, int c);
 int cs__eout_drain(cs_eout *eo);
 /* Sends t's partial batches: all of them, or those past the timeout. */
 void cs__flush_outputs(cs_tinst *t, int all);
+/* Sends a control batch (WATERMARK or IDLE with value v) on eo's channels,
+ * behind eo's records. Returns 0 or -1 (out of memory: the job fails). */
+int cs__eout_control(cs_tinst *t, cs_eout *eo, cs_batch_kind kind, int64_t v);
 /* Sends a control batch of the kind (END, or BARRIER with checkpoint id)
  * on every output channel of t, behind the records before it. Returns 0,
  * or -1 when out of memory (the job fails). */

@@ -214,7 +214,8 @@ void cs_timers_destroy(cs_opi *op) {
   op->timers = NULL;
 }
 
-int cs_timer_register(cs_opi *op, int domain, int64_t ts) {
+/* Registers (add) or deletes the timer of the current key at ts. */
+static int timer_change(cs_opi *op, int domain, int64_t ts, int add) {
   struct cs_timers *tm = op->timers;
   cs_worker *w = op->w;
   if (tm == NULL || !w->key_valid) return CS_EINVAL;
@@ -222,6 +223,7 @@ int cs_timer_register(cs_opi *op, int domain, int64_t ts) {
   timer_ukey(domain, ts, uk);
   cs_slice ukey = {uk, 9}, val;
   cs_backend *be = op->be;
+  if (!add) return be->ops->del(be, tm->state, w->cur_kg, w->cur_key, &ukey);
   int rc = be->ops->get(be, tm->state, w->cur_kg, w->cur_key, &ukey, &val);
   if (rc == 0) return 0; /* already registered */
   if (rc != CS_ENOTFOUND) return rc;
@@ -232,14 +234,12 @@ int cs_timer_register(cs_opi *op, int domain, int64_t ts) {
   return rc;
 }
 
+int cs_timer_register(cs_opi *op, int domain, int64_t ts) {
+  return timer_change(op, domain, ts, 1);
+}
+
 int cs_timer_delete(cs_opi *op, int domain, int64_t ts) {
-  struct cs_timers *tm = op->timers;
-  cs_worker *w = op->w;
-  if (tm == NULL || !w->key_valid) return CS_EINVAL;
-  char uk[9];
-  timer_ukey(domain, ts, uk);
-  cs_slice ukey = {uk, 9};
-  return op->be->ops->del(op->be, tm->state, w->cur_kg, w->cur_key, &ukey);
+  return timer_change(op, domain, ts, 0);
 }
 
 int cs_timers_fire(lua_State *L, cs_opi *op, int domain, int64_t upto) {

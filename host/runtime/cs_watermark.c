@@ -25,22 +25,6 @@ static int descends(const cs_plan *p, const cs_opi *op, const cs_opi *gen) {
   }
 }
 
-/* Sends a control batch on eo's channels, behind eo's records. */
-static int eout_control(cs_tinst *t, cs_eout *eo, cs_batch_kind kind, int64_t v) {
-  for (int c = 0; c < eo->edge->ncons; c++) {
-    if (eo->edge->ch[eo->subtask * eo->edge->ncons + c] == NULL) continue;
-    cs__eout_flush(eo, c);
-    cs_batch *b = cs_batch_create(kind);
-    if (b == NULL) {
-      cs_job_fail(t->w->job, "out of memory");
-      return -1;
-    }
-    b->ckpt = v;
-    cs__eout_send(eo, c, b);
-  }
-  return 0;
-}
-
 int cs__tinst_advance_watermark(cs_tinst *t, int from, int64_t wm) {
   cs_plan *p = t->w->job->plan;
   lua_State *L = t->w->L;
@@ -62,7 +46,7 @@ int cs__tinst_advance_watermark(cs_tinst *t, int from, int64_t wm) {
   for (int i = 0; i < t->neouts; i++) {
     cs_eout *eo = t->eouts[i];
     if (gen && !descends(p, eo->op, gen)) continue;
-    if (eout_control(t, eo, CS_BATCH_WATERMARK, wm)) return -1;
+    if (cs__eout_control(t, eo, CS_BATCH_WATERMARK, wm)) return -1;
   }
   return 0;
 }
@@ -107,7 +91,7 @@ void cs__worker_tick_watermarks(cs_worker *w) {
         op->wm_idle = 1;
         for (int e = 0; e < t->neouts; e++)
           if (descends(w->job->plan, t->eouts[e]->op, op))
-            eout_control(t, t->eouts[e], CS_BATCH_IDLE, 0);
+            cs__eout_control(t, t->eouts[e], CS_BATCH_IDLE, 0);
       } else if (!idle) {
         op->wm_idle = 0;
       }
