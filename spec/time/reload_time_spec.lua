@@ -1,7 +1,8 @@
--- Hot reload across event time: a job with pending event-time timers is
--- edited while it runs; the timers registered under the old code fire
--- under the new one (a reloaded on_timer takes effect), and every timer
--- fires exactly once.
+-- Hot reload across event time: a job with pending event-time timers (or
+-- open windows) is edited while it runs; the timers registered under the
+-- old code fire under the new one (a reloaded on_timer or window function
+-- takes effect), and every timer and window fires exactly once, with its
+-- contents whole.
 local h = require("helpers")
 
 -- A source that counts in its operator state (so a reload, which restarts
@@ -47,6 +48,18 @@ env:add_source({
 env:execute("reload-timers")
 ]]
 
+-- The same source, into tumbling windows of 100 ms of event time whose
+-- process function prints VERSION, the key, the window and its records.
+local WINDOW_JOB = JOB:gsub("  :key_by%(1%)\n  :process%(.-\n  }%)\n", [[
+  :key_by(1)
+  :window(cstream.tumbling_event_time_windows(100))
+  :process(function(key, ctx, elements, out)
+    local ts = {}
+    for i, v in ipairs(elements) do ts[i] = v[2] end
+    table.sort(ts)
+    out:collect("VERSION " .. key .. " " .. ctx:window().start .. " " .. table.concat(ts, ","))
+  end)
+]])
 describe("hot reload with event time", function()
   after_each(h.cleanup)
 
@@ -99,5 +112,51 @@ describe("hot reload with event time", function()
       if v == "v1" and ts > last_v1 then last_v1 = ts end
     end
     assert.is_true(first_v2 > last_v1, "a v1 timer fired after a v2 one")
+  end)
+
+  it("keeps open windows, and the reloaded window function fires them", function()
+    assert.is_truthy(WINDOW_JOB:match("tumbling_event_time_windows"))
+    local dir = h.tmpdir()
+    local job = dir .. "/job.lua"
+    local stop, countfile = dir .. "/stop", dir .. "/count"
+    h.write_file(job, (WINDOW_JOB:gsub("VERSION", "v1")))
+    local p = h.spawn({ h.bin(), "--watch", "-p", "2", "-D",
+                        "pipeline.auto-watermark-interval=20", job, stop, countfile })
+    local function out() return h.read_file(p.stdout) or "" end
+    local function fired(v)
+      local n = 0
+      for _ in out():gmatch(v .. " k%d+ %d+ ") do n = n + 1 end
+      return n
+    end
+    assert.is_truthy(h.wait_for(function() return fired("v1") >= 10 end, 20),
+                     h.read_file(p.stderr))
+    h.write_file(job, (WINDOW_JOB:gsub("VERSION", "v2")))
+    assert.is_truthy(h.wait_for(function()
+      return (h.read_file(p.stderr) or ""):match("reloaded")
+    end, 20), h.read_file(p.stderr))
+    assert.is_truthy(h.wait_for(function() return fired("v2") >= 10 end, 20),
+                     h.read_file(p.stderr))
+    h.write_file(stop, "")
+    assert.are.equal(0, h.wait(p, 30), h.read_file(p.stderr))
+    local n = tonumber(h.read_file(countfile))
+    -- the windows the records make: key -> start -> the sorted timestamps
+    local want = {}
+    for i = 1, n do
+      local k, ts = "k" .. (i % 5), i * 10
+      local start = ts - ts % 100
+      want[k .. " " .. start] = want[k .. " " .. start] or {}
+      table.insert(want[k .. " " .. start], ts)
+    end
+    local got, versions = {}, {}
+    for version, kw, list in out():gmatch("(v%d) (k%d+ %d+) ([%d,]+)") do
+      assert.is_nil(got[kw], "window fired twice: " .. kw)
+      got[kw] = list
+      versions[version] = (versions[version] or 0) + 1
+    end
+    for kw, ts in pairs(want) do
+      assert.are.equal(table.concat(ts, ","), got[kw], "window " .. kw)
+    end
+    for kw in pairs(got) do assert.is_truthy(want[kw], "unexpected window " .. kw) end
+    assert.is_true(versions.v1 > 0 and versions.v2 > 0)
   end)
 end)
