@@ -561,7 +561,7 @@ describe("nexmark engine jobs", function()
   local WM = { "-D", "pipeline.auto-watermark-interval=1ms" }
 
   -- The queries with an engine job (ref.QUERIES is every query).
-  local JOBS = { "q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q11" }
+  local JOBS = { "q0", "q1", "q2", "q3", "q4", "q5", "q7", "q8", "q11", "q12" }
 
   for _, q in ipairs(JOBS) do
     for _, p in ipairs({ "1", "2" }) do
