@@ -17,8 +17,9 @@
 # the process used in all, its other threads included. Before timing
 # anything, every job's output on 20000 events (the quick size) is checked
 # against ref.lua's as a sorted multiset of lines; a difference or a failing
-# command fails the script. The figures for Flink are per core, from the
-# Nexmark repository's README (Flink 1.13, 8 cores per machine).
+# command fails the script. The figures for Flink are the Nexmark
+# repository README's Throughput/Cores (Flink 1.13): events per second per
+# measured CPU core.
 #
 # Uses the build in $CSTREAM_BUILD (default build/); needs GNU time and
 # lua5.4.
