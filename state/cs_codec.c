@@ -341,50 +341,11 @@ static int encode_sequence(enc *e, int t, lua_Integer n, int depth) {
 }
 
 /* A map entry written at body + off: the key, then the value, len bytes in
- * all. */
-typedef struct entry {
-  size_t off, len;
-} entry;
-
-/* Orders entries by their bytes. A complete MessagePack value is never a
- * proper prefix of another, so this is the byte order of the keys, with two
- * equal keys (distinct tables with equal contents) ordered by their values. */
-static int entry_cmp(const char *body, const entry *a, const entry *b) {
-  size_t n = a->len < b->len ? a->len : b->len;
-  int c = memcmp(body + a->off, body + b->off, n);
-  if (c != 0) return c;
-  return (a->len > b->len) - (a->len < b->len);
-}
-
-/* Sorts v[0, n) with the help of tmp[0, n): insertion sort for short runs,
- * then bottom-up merges. */
-static void sort_entries(const char *body, entry *v, entry *tmp, size_t n) {
-  const size_t run = 8;
-  for (size_t lo = 0; lo < n; lo += run) {
-    size_t hi = lo + run < n ? lo + run : n;
-    for (size_t i = lo + 1; i < hi; i++) {
-      entry x = v[i];
-      size_t j = i;
-      while (j > lo && entry_cmp(body, &v[j - 1], &x) > 0) {
-        v[j] = v[j - 1];
-        j--;
-      }
-      v[j] = x;
-    }
-  }
-  for (size_t w = run; w < n; w *= 2) {
-    for (size_t lo = 0; lo < n; lo += 2 * w) {
-      size_t mid = lo + w < n ? lo + w : n;
-      size_t hi = lo + 2 * w < n ? lo + 2 * w : n;
-      size_t i = lo, j = mid, k = lo;
-      while (i < mid && j < hi)
-        tmp[k++] = entry_cmp(body, &v[j], &v[i]) < 0 ? v[j++] : v[i++];
-      while (i < mid) tmp[k++] = v[i++];
-      while (j < hi) tmp[k++] = v[j++];
-    }
-    memcpy(v, tmp, n * sizeof(*v));
-  }
-}
+ * all. Entries are ordered by their bytes (klen = len): a complete
+ * MessagePack value is never a proper prefix of another, so this is the
+ * byte order of the keys, with two equal keys (distinct tables with equal
+ * contents) ordered by their values. */
+typedef cs_kv_span entry;
 
 /* Writes one key (in the encoder's mode) for the entry whose key is at stack
  * index k, with the path pointing at the containing table. */
@@ -446,7 +407,7 @@ static int encode_map(enc *e, int t, size_t count, int depth) {
       e->path[depth].key = k;
       rc = encode_value(e, k + 1, depth + 1);
     }
-    x->len = e->out->len - body - x->off;
+    x->len = x->klen = e->out->len - body - x->off;
     lua_pop(L, 1);
     if (rc) {
       lua_pop(L, 1);
@@ -461,7 +422,7 @@ static int encode_map(enc *e, int t, size_t count, int depth) {
     goto done;
   }
   char *base = e->out->data + body;
-  sort_entries(base, v, v + count, n);
+  cs_sort_kv_spans(base, v, v + count, n);
   char *dst = base + total;
   for (size_t i = 0; i < n; i++) {
     memcpy(dst, base + v[i].off, v[i].len);

@@ -137,3 +137,45 @@ int cs_buf_printf(cs_buf *b, const char *fmt, ...) {
   b->len += (size_t)n;
   return 0;
 }
+
+/* Orders two byte strings: memcmp of the common prefix, then length. */
+static int bytes_cmp(const char *a, size_t na, const char *b, size_t nb) {
+  int c = memcmp(a, b, na < nb ? na : nb);
+  if (c != 0) return c;
+  return (na > nb) - (na < nb);
+}
+
+static int span_cmp(const char *base, const cs_kv_span *a, const cs_kv_span *b) {
+  int c = bytes_cmp(base + a->off, a->klen, base + b->off, b->klen);
+  if (c != 0) return c;
+  return bytes_cmp(base + a->off + a->klen, a->len - a->klen, base + b->off + b->klen,
+                   b->len - b->klen);
+}
+
+void cs_sort_kv_spans(const char *base, cs_kv_span *v, cs_kv_span *tmp, size_t n) {
+  const size_t run = 8;
+  for (size_t lo = 0; lo < n; lo += run) {
+    size_t hi = lo + run < n ? lo + run : n;
+    for (size_t i = lo + 1; i < hi; i++) {
+      cs_kv_span x = v[i];
+      size_t j = i;
+      while (j > lo && span_cmp(base, &v[j - 1], &x) > 0) {
+        v[j] = v[j - 1];
+        j--;
+      }
+      v[j] = x;
+    }
+  }
+  for (size_t w = run; w < n; w *= 2) {
+    for (size_t lo = 0; lo < n; lo += 2 * w) {
+      size_t mid = lo + w < n ? lo + w : n;
+      size_t hi = lo + 2 * w < n ? lo + 2 * w : n;
+      size_t i = lo, j = mid, k = lo;
+      while (i < mid && j < hi)
+        tmp[k++] = span_cmp(base, &v[j], &v[i]) < 0 ? v[j++] : v[i++];
+      while (i < mid) tmp[k++] = v[i++];
+      while (j < hi) tmp[k++] = v[j++];
+    }
+    memcpy(v, tmp, n * sizeof(*v));
+  }
+}

@@ -41,6 +41,17 @@ void *cs_calloc(size_t n, size_t size);
 void *cs_realloc(void *p, size_t n);
 void cs_free(void *p);
 char *cs_strdup(const char *s);
+
+/* A key and its value laid out at base + off: klen bytes of key, then the
+ * value, len bytes in all (map entries being encoded or rendered). */
+typedef struct cs_kv_span {
+  size_t off, klen, len;
+} cs_kv_span;
+
+/* Sorts v[0, n) by key bytes, shorter first among equal prefixes, and
+ * entries with equal keys by value bytes, using tmp[0, n) (a stable merge
+ * sort: insertion sort of short runs, then bottom-up merges). */
+void cs_sort_kv_spans(const char *base, cs_kv_span *v, cs_kv_span *tmp, size_t n);
 /* Bytes currently allocated through cs_* (approximate, for tests/metrics). */
 size_t cs_allocated_bytes(void);
 /* Test hook: make the n-th allocation from now on fail (0 disables). */

@@ -171,10 +171,10 @@ typedef struct fmt {
 } fmt;
 
 /* A map entry rendered at start + off: klen bytes of key, then the value,
- * len bytes in all. */
-typedef struct entry {
-  size_t off, klen, len;
-} entry;
+ * len bytes in all. Entries are ordered by rendered key, then (for keys
+ * that render alike, as 1 and "1") by rendered value, so the output does
+ * not depend on the order of the table. */
+typedef cs_kv_span entry;
 
 static int put(fmt *f, const char *s) {
   return cs_buf_append(f->out, s, strlen(s));
@@ -226,51 +226,6 @@ static int call_tostring(fmt *f, int idx) {
   return rc;
 }
 
-/* Orders map entries by rendered key, then (for keys that render alike, as 1
- * and "1") by rendered value, so the output does not depend on the order of
- * the table. */
-static int entry_cmp(const char *base, const entry *a, const entry *b) {
-  size_t n = a->klen < b->klen ? a->klen : b->klen;
-  int c = memcmp(base + a->off, base + b->off, n);
-  if (c != 0) return c;
-  if (a->klen != b->klen) return a->klen < b->klen ? -1 : 1;
-  size_t va = a->len - a->klen, vb = b->len - b->klen;
-  n = va < vb ? va : vb;
-  c = memcmp(base + a->off + a->klen, base + b->off + b->klen, n);
-  if (c != 0) return c;
-  return (va > vb) - (va < vb);
-}
-
-/* Sorts v[0, n) using tmp[0, n): insertion sort of short runs, then
- * bottom-up merges. */
-static void sort_entries(const char *base, entry *v, entry *tmp, size_t n) {
-  const size_t run = 8;
-  for (size_t lo = 0; lo < n; lo += run) {
-    size_t hi = lo + run < n ? lo + run : n;
-    for (size_t i = lo + 1; i < hi; i++) {
-      entry x = v[i];
-      size_t j = i;
-      while (j > lo && entry_cmp(base, &v[j - 1], &x) > 0) {
-        v[j] = v[j - 1];
-        j--;
-      }
-      v[j] = x;
-    }
-  }
-  for (size_t w = run; w < n; w *= 2) {
-    for (size_t lo = 0; lo < n; lo += 2 * w) {
-      size_t mid = lo + w < n ? lo + w : n;
-      size_t hi = lo + 2 * w < n ? lo + 2 * w : n;
-      size_t i = lo, j = mid, k = lo;
-      while (i < mid && j < hi)
-        tmp[k++] = entry_cmp(base, &v[j], &v[i]) < 0 ? v[j++] : v[i++];
-      while (i < mid) tmp[k++] = v[i++];
-      while (j < hi) tmp[k++] = v[j++];
-    }
-    memcpy(v, tmp, n * sizeof(*v));
-  }
-}
-
 static int format_value(fmt *f, int idx, int depth);
 
 /* Renders the count entries of table t as "{k=v, k2=v2}" in key order. Each
@@ -305,7 +260,7 @@ static int format_map(fmt *f, int t, size_t count, int depth) {
   rc = cs_buf_reserve(out, total);
   if (rc) goto done;
   char *base = out->data + start;
-  sort_entries(base, v, v + count, n);
+  cs_sort_kv_spans(base, v, v + count, n);
   char *p = base + body;
   *p++ = '{';
   for (size_t i = 0; i < n; i++) {
