@@ -9,8 +9,9 @@
  * records before it. A task with input channels takes the minimum over the
  * channels that have not ended and are not idle; when that rises, every
  * operator of the task sees it in chain order. An ended channel no longer
- * holds the minimum back, so at the end of a bounded input the watermark
- * reaches CS_MAX_WATERMARK and every timer fires.
+ * holds the minimum back. A source that reaches the end of its input sends
+ * CS_MAX_WATERMARK before END (cs__tinst_finish), so downstream every timer
+ * fires; a stopped source sends none.
  */
 #include "host/runtime/cs_runtime_int.h"
 
@@ -53,22 +54,16 @@ int cs__tinst_advance_watermark(cs_tinst *t, int from, int64_t wm) {
 
 int cs__tinst_input_watermark(cs_tinst *t) {
   int64_t min = CS_MAX_WATERMARK;
-  int active = 0, idle = 0;
+  int active = 0;
   for (int i = 0; i < t->ninch; i++) {
     struct cs_inch *in = &t->inch[i];
-    if (in->ended) continue;
-    if (in->idle) {
-      idle++;
-      continue;
-    }
+    if (in->ended || in->idle) continue;
     active++;
     if (in->wm < min) min = in->wm;
   }
   /* All idle: event time stands. All ended: the watermark came before END
    * from a source that ended (a stopped one sends none). */
-  if (active == 0) return 0;
-  (void)idle;
-  if (min == CS_NO_TS) return 0;
+  if (active == 0 || min == CS_NO_TS) return 0;
   return cs__tinst_advance_watermark(t, -1, min);
 }
 
