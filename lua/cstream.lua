@@ -343,7 +343,8 @@ end
 
 local function two_input(c, kind, name, fn)
   local function edge(s)
-    return { node = s.node.index, partition = s.partition or "forward", key = s.key }
+    return { node = s.node.index, partition = s.partition or "forward", key = s.key,
+             side = s.side }
   end
   local node = { kind = kind, name = name, fn = fn,
                  inputs = { edge(c.a), edge(c.b) },
@@ -364,6 +365,18 @@ function ConnectedStreams:map(fn)
     error("connect(...):map: expected a table with 'map1' and 'map2' methods", 2)
   end
   return two_input(self, "co_map", "Co-Map", fn)
+end
+
+-- Flink's (Keyed)CoProcessFunction: process_element1(self, v, ctx, out)
+-- and process_element2, with state and, on keyed streams, timers
+-- (on_timer(self, ts, ctx, out)) shared by both inputs.
+function ConnectedStreams:process(fn)
+  if type(fn) ~= "table" or type(fn.process_element1) ~= "function"
+     or type(fn.process_element2) ~= "function" then
+    error("connect(...):process: expected a table with 'process_element1' and"
+          .. " 'process_element2' methods", 2)
+  end
+  return two_input(self, "co_process", "Co-Process", fn)
 end
 
 function ConnectedStreams:key_by(k1, k2)

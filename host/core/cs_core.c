@@ -272,6 +272,7 @@ static const cs_op_type *type_of(cs_op_kind k) {
   case CS_OP_CO_MAP: return &cs_op_co_map;
   case CS_OP_CO_FLAT_MAP: return &cs_op_co_flat_map;
   case CS_OP_TIMESTAMPS: return &cs_op_timestamps;
+  case CS_OP_CO_PROCESS: return &cs_op_co_process;
   case CS_OP_SINK_PRINT: return &cs_sink_print;
   case CS_OP_SINK_FILE: return &cs_sink_file;
   case CS_OP_SINK_CUSTOM: return &cs_sink_custom;

@@ -9,7 +9,8 @@
  *   cs_keyed.c      rolling aggregates on keyed streams: sum, min, max,
  *                   reduce (the running value per key in the backend)
  *   cs_process.c    process functions (process_element with ctx and out,
- *                   on_timer with their timers)
+ *                   on_timer with their timers), and their connected-stream
+ *                   version (process_element1/process_element2)
  *   cs_time.c       assign_timestamps_and_watermarks: event time and
  *                   watermark generation
  *
@@ -27,6 +28,7 @@ extern const cs_op_type cs_op_co_map;
 extern const cs_op_type cs_op_co_flat_map;
 extern const cs_op_type cs_op_reduce;
 extern const cs_op_type cs_op_process;
+extern const cs_op_type cs_op_co_process;
 extern const cs_op_type cs_op_timestamps;
 
 #endif /* CS_OPERATORS_H */

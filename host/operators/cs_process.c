@@ -54,6 +54,14 @@ static int process_on_watermark(lua_State *L, cs_opi *op, int64_t wm) {
   return cs_timers_fire(L, op, CS_TIME_EVENT, wm);
 }
 
+const cs_op_type cs_op_co_process = {
+    .name = "co_process", .method = {"process_element1", "process_element2"},
+    .bind = cs_api_bind, .open = process_open,
+    .snapshot_state = cs_api_snapshot_state, .close = cs_api_close,
+    .release = cs_api_release,
+    .process = process_element,
+    .on_watermark = process_on_watermark};
+
 const cs_op_type cs_op_process = {
     .name = "process", .method = {"process_element", NULL},
     .bind = cs_api_bind, .open = process_open,

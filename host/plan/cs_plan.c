@@ -25,6 +25,7 @@ static const struct {
     {"filter", CS_OP_FILTER},                {"process", CS_OP_PROCESS},
     {"reduce", CS_OP_REDUCE},                {"co_map", CS_OP_CO_MAP},
     {"co_flat_map", CS_OP_CO_FLAT_MAP},      {"timestamps", CS_OP_TIMESTAMPS},
+    {"co_process", CS_OP_CO_PROCESS},
     {"sink_print", CS_OP_SINK_PRINT},
     {"sink_file", CS_OP_SINK_FILE},          {"sink_custom", CS_OP_SINK_CUSTOM},
 };

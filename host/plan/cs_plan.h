@@ -34,6 +34,7 @@ typedef enum cs_op_kind {
   CS_OP_REDUCE,
   CS_OP_CO_MAP,
   CS_OP_CO_FLAT_MAP,
+  CS_OP_CO_PROCESS,
   CS_OP_TIMESTAMPS,
   CS_OP_SINK_PRINT,
   CS_OP_SINK_FILE,

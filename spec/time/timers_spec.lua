@@ -159,6 +159,59 @@ env:execute("late")
   end)
 end)
 
+describe("connected streams", function()
+  after_each(h.cleanup)
+
+  it("have state and timers shared by both inputs in process(), at -p 1 and -p 2", function()
+    local job = [[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+local function stamped(s)
+  return s:assign_timestamps_and_watermarks(
+    cstream.watermark_strategy.for_monotonous_timestamps(function(v) return v[3] end))
+end
+local orders = stamped(env:from_elements({ 1, "o1", 1000 }, { 2, "o2", 2000 }, { 3, "o3", 3000 }))
+local notes = stamped(env:from_elements({ 2, "n2", 2500 }, { 4, "n4", 4000 }))
+orders:connect(notes):key_by(1, 1):process({
+  open = function(self, ctx) self.seen = ctx:get_list_state(cstream.list_state_descriptor("seen")) end,
+  process_element1 = function(self, v, ctx, out)
+    self.seen:add(v[2])
+    ctx:timer_service():register_event_time_timer(v[3] + 5000)
+  end,
+  process_element2 = function(self, v, ctx, out)
+    self.seen:add(v[2])
+    ctx:timer_service():register_event_time_timer(v[3] + 5000)
+  end,
+  on_timer = function(self, ts, ctx, out)
+    local seen = self.seen:get()
+    table.sort(seen)
+    out:collect({ ctx:get_current_key(), ts, table.concat(seen, " ") })
+  end,
+}):print()
+env:execute("co")
+]]
+    for _, p in ipairs({ "1", "2" }) do
+      local r = run_job(job, { "-p", p })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.same({ "(1,6000,o1)", "(2,7000,n2 o2)", "(2,7500,n2 o2)", "(3,8000,o3)",
+                        "(4,9000,n4)" }, rows(r.stdout))
+    end
+  end)
+
+  it("need both process methods", function()
+    local r = run_job([[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+env:from_elements(1):connect(env:from_elements(2)):process({ process_element1 = print })
+  :print()
+env:execute("co")
+]])
+    assert.are.equal(1, r.code)
+    assert.matches("job.lua:3: connect(...):process: expected a table with 'process_element1'"
+                   .. " and 'process_element2' methods", r.stderr, 1, true)
+  end)
+end)
+
 describe("idle sources", function()
   after_each(h.cleanup)
 
