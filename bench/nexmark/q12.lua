@@ -14,29 +14,13 @@
 local cstream = require("cstream")
 local dir = arg[0]:match("^(.*)/nexmark/[^/]*$") or ".."
 package.path = dir .. "/?.lua;" .. package.path
-local parse = require("nexmark.tsv").parse
-
-local COUNT = {
-  create_accumulator = function() return 0 end,
-  add = function(_, n) return n + 1 end,
-  get_result = function(n) return n end,
-  merge = function(a, b) return a + b end,
-}
+local bids = require("nexmark.bids")
 
 local env = cstream.get_execution_environment()
-local rows = env:read_text_file(arg[1])
-  :flat_map(function(line, out)
-    if line:byte(1) == 98 then -- a bid: {bidder, dateTime}
-      local b = parse(line).bid
-      out:collect({ b.bidder, b.date_time })
-    end
-  end)
-  :name("parse bids")
-  :assign_timestamps_and_watermarks(cstream.watermark_strategy.for_bounded_out_of_orderness(
-    4000, function(b) return b[2] end))
+local rows = bids.timed(env, arg[1], "bidder")
   :key_by(1)
   :window(cstream.tumbling_event_time_windows(10000))
-  :aggregate(COUNT, function(bidder, ctx, counts, out)
+  :aggregate(bids.COUNT, function(bidder, ctx, counts, out)
     local w = ctx:window()
     out:collect(bidder .. "," .. counts[1] .. "," .. w.start .. "," .. w.finish)
   end)

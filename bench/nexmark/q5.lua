@@ -17,15 +17,9 @@
 local cstream = require("cstream")
 local dir = arg[0]:match("^(.*)/nexmark/[^/]*$") or ".."
 package.path = dir .. "/?.lua;" .. package.path
-local parse = require("nexmark.tsv").parse
+local bids = require("nexmark.bids")
 
 local SIZE, SLIDE = 10000, 2000
-
-local COUNT = {
-  create_accumulator = function() return 0 end,
-  add = function(_, n) return n + 1 end,
-  get_result = function(n) return n end,
-}
 
 -- The highest count and the auctions that have it: {num, auction...}.
 local HOTTEST = {
@@ -40,19 +34,10 @@ local HOTTEST = {
 }
 
 local env = cstream.get_execution_environment()
-local rows = env:read_text_file(arg[1])
-  :flat_map(function(line, out)
-    if line:byte(1) == 98 then -- a bid: {auction, dateTime}
-      local b = parse(line).bid
-      out:collect({ b.auction, b.date_time })
-    end
-  end)
-  :name("parse bids")
-  :assign_timestamps_and_watermarks(cstream.watermark_strategy.for_bounded_out_of_orderness(
-    4000, function(b) return b[2] end))
+local rows = bids.timed(env, arg[1], "auction")
   :key_by(1)
   :window(cstream.sliding_event_time_windows(SIZE, SLIDE))
-  :aggregate(COUNT, function(auction, ctx, counts, out)
+  :aggregate(bids.COUNT, function(auction, ctx, counts, out)
     out:collect({ auction, counts[1], ctx:window().finish })
   end)
   :name("bids per auction")
