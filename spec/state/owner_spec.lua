@@ -31,12 +31,7 @@ describe("a checkpoint directory", function()
                    -- keep every checkpoint, so the one state dump reads stays
                    "-D", "state.checkpoints.num-retained=1000", job, stop }
     local first = h.spawn(args)
-    local metadata = h.wait_for(function()
-      local l = io.popen("ls " .. h.quote(dir) .. "/ckpt/owned/chk-*/_metadata 2>/dev/null")
-      local found = l:read("l")
-      l:close()
-      return found
-    end, 30)
+    local metadata = h.wait_for_checkpoint(dir .. "/ckpt/owned", 30)
     assert.is_truthy(metadata, "no checkpoint completed")
     local r = h.run({ table.unpack(args, 2) })
     assert.are.equal(1, r.code)

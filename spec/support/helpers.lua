@@ -147,6 +147,18 @@ function M.wait_for(fn, timeout)
   return nil
 end
 
+-- Waits until job_dir (<checkpoint dir>/<job name>) holds a completed
+-- checkpoint; returns the path of its _metadata, or nil after timeout
+-- seconds.
+function M.wait_for_checkpoint(job_dir, timeout)
+  return M.wait_for(function()
+    local l = io.popen("ls " .. q(job_dir) .. "/chk-*/_metadata 2>/dev/null")
+    local found = l:read("l")
+    l:close()
+    return found
+  end, timeout or 30)
+end
+
 function M.alive(p)
   return os.execute("kill -0 " .. p.pid .. " 2>/dev/null") == true
 end

@@ -350,12 +350,7 @@ env:execute("timer-restore")
     local p = h.spawn({ h.bin(), "-p", "1", "--state-backend", backend, "--checkpoint-dir", ckpt,
                         "--checkpoint-interval", "50ms", job, input })
     -- wait for a completed checkpoint, then kill it hard
-    local ok = h.wait_for(function()
-      local l = io.popen("ls " .. h.quote(ckpt) .. "/timer-restore/chk-*/_metadata 2>/dev/null")
-      local found = l:read("l")
-      l:close()
-      return found
-    end, 60)
+    local ok = h.wait_for_checkpoint(ckpt .. "/timer-restore", 60)
     assert.is_truthy(ok, "no checkpoint completed")
     h.signal(p, "KILL")
     h.wait(p, 10)
@@ -413,12 +408,7 @@ env:execute("proc-restore")
     local backend = os.getenv("CSTREAM_SPEC_BACKEND") or "filesystem"
     local p = h.spawn({ h.bin(), "-p", "1", "--state-backend", backend, "--checkpoint-dir",
                         ckpt, "--checkpoint-interval", "50ms", job, "5000" })
-    local ok = h.wait_for(function()
-      local l = io.popen("ls " .. h.quote(ckpt) .. "/proc-restore/chk-*/_metadata 2>/dev/null")
-      local found = l:read("l")
-      l:close()
-      return found
-    end, 30)
+    local ok = h.wait_for_checkpoint(ckpt .. "/proc-restore", 30)
     assert.is_truthy(ok, "no checkpoint completed")
     h.signal(p, "KILL")
     h.wait(p, 10)
