@@ -120,6 +120,10 @@ function M.spawn(argv, opts)
   local dir = M.tmpdir()
   local p = { stdout = dir .. "/stdout", stderr = dir .. "/stderr", codefile = dir .. "/code" }
   local pidfile = dir .. "/pid"
+  -- The files exist before the shell opens them, so a reader polling them
+  -- right after spawn() returns never finds them missing.
+  M.write_file(p.stdout, "")
+  M.write_file(p.stderr, "")
   -- The inner command's own pid is recorded, so signals reach it; the
   -- wrapper waits for it and records its exit status.
   local script = string.format("%s %s < %s > %s 2> %s & echo $! > %s; wait $!; echo $? > %s",
