@@ -96,6 +96,15 @@ static const keydef keys[] = {
      "emit a watermark"},
     {"pipeline.max-parallelism", NULL, K_INT, "128", 1, 32768, NULL, NULL,
      "number of key groups: the upper limit when rescaling keyed state"},
+    {"pipeline.max-record-size", NULL, K_SIZE, "128 mb", 1, NO_MAX, NULL, NULL,
+     "largest record, encoded, that may cross to another subtask; a larger "
+     "one fails the job naming the operator and the record"},
+    {"source.max-line-length", NULL, K_SIZE, "64 mb", 1, NO_MAX, NULL, NULL,
+     "longest line read_text_file and socket_text_stream accept; a longer "
+     "one fails the job naming the source and where the line starts"},
+    {"taskmanager.memory.lua.max", NULL, K_SIZE, "1 gb", 0, NO_MAX, NULL, NULL,
+     "memory each worker's Lua state may hold; user code that needs more "
+     "fails the job naming the operator and the record; 0 turns the cap off"},
     {"restart-strategy", "restart-strategy.type", K_ENUM, NULL, 0, 0,
      restart_choices, "fixed-delay with checkpointing, else none",
      "what to do when a task fails: none (off, disable) or fixed-delay "

@@ -37,6 +37,7 @@ typedef struct cs_source {
   uv_connect_t conn;
   struct addrinfo *ai, *ai_cur;
   int tcp_open, tcp_closed, reading, connected;
+  long long nlines; /* lines emitted so far */
   cs_buf line;
   char rbuf[CS__FILE_CHUNK];
   /* custom */
@@ -47,6 +48,14 @@ typedef struct cs_source {
   int timer_open, timer_closed;
   uint64_t sleep_until;
 } cs_source;
+
+/* Fails the source t because a line is longer than source.max-line-length:
+ * what names the source and where the line is ("line 3 of 'in.txt'"), line
+ * its first bytes (n of them, or fewer). Returns -1. */
+int cs__source_line_too_long(cs_tinst *t, const char *what, const char *line,
+                             size_t n);
+/* The job's source.max-line-length, in bytes. */
+size_t cs__source_max_line(const cs_tinst *t);
 
 /* Creates t's source state (t->src). Returns it, or NULL after failing. */
 cs_source *cs__source_new(cs_tinst *t);

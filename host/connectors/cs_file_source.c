@@ -142,7 +142,28 @@ static int file_start(cs_tinst *t, cs_source *s) {
   return 0;
 }
 
+/* Fails the source on the line starting at file offset at (the first n
+ * bytes of it in line), naming its number: the newlines before it are
+ * counted now, on the way out, not on every line read. */
+static int file_line_too_long(cs_tinst *t, cs_source *s, off_t at,
+                              const char *line, size_t n) {
+  long long lineno = 1;
+  char buf[CS__FILE_CHUNK];
+  for (off_t pos = 0; pos < at;) {
+    size_t want = at - pos < (off_t)sizeof(buf) ? (size_t)(at - pos) : sizeof(buf);
+    ssize_t r = pread(s->fd, buf, want, pos);
+    if (r <= 0) break;
+    for (ssize_t i = 0; i < r; i++) lineno += buf[i] == '\n';
+    pos += r;
+  }
+  char what[600];
+  snprintf(what, sizeof(what), "read_text_file: line %lld of '%s' (at byte %lld)",
+           lineno, t->ops[0]->node->path, (long long)at);
+  return cs__source_line_too_long(t, what, line, n);
+}
+
 static int file_step(lua_State *L, cs_tinst *t, cs_source *s) {
+  size_t max = cs__source_max_line(t);
   for (int k = 0; k < CS__LINES_PER_STEP && !cs_tinst_blocked(t); k++) {
     if (s->cur < 0 || s->buf_pos + (off_t)s->off >= s->hi ||
         (s->eof && s->off == s->len)) {
@@ -157,6 +178,9 @@ static int file_step(lua_State *L, cs_tinst *t, cs_source *s) {
     }
     char *nl = memchr(s->buf + s->off, '\n', s->len - s->off);
     if (nl == NULL && !s->eof) {
+      if (s->len - s->off > max)
+        return file_line_too_long(t, s, s->buf_pos + (off_t)s->off, s->buf + s->off,
+                                  s->len - s->off), 1;
       if (file_fill(s)) return fail(t, "read_text_file: read error"), 1;
       k--;
       continue;
@@ -165,6 +189,8 @@ static int file_step(lua_State *L, cs_tinst *t, cs_source *s) {
     if (nl == NULL && end == s->off) continue; /* end of file */
     size_t l = end - s->off;
     if (l > 0 && s->buf[s->off + l - 1] == '\r') l--;
+    if (l > max)
+      return file_line_too_long(t, s, s->buf_pos + (off_t)s->off, s->buf + s->off, l), 1;
     lua_pushlstring(L, s->buf + s->off, l);
     s->off = nl ? end + 1 : end;
     if (cs_emit(L, s->op)) return 1;

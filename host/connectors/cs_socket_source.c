@@ -32,6 +32,14 @@ static void sock_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof(s->rbuf);
 }
 
+/* Fails the source on its next line (n bytes of it at line). */
+static void sock_line_too_long(cs_source *s, const char *line, size_t n) {
+  char what[400];
+  snprintf(what, sizeof(what), "socket_text_stream: line %lld from %s:%d",
+           s->nlines + 1, s->op->node->host, s->op->node->port);
+  cs__source_line_too_long(s->t, what, line, n);
+}
+
 /* Emits complete lines from s->line. */
 static void sock_emit_lines(cs_source *s, int final) {
   cs_tinst *t = s->t;
@@ -43,8 +51,13 @@ static void sock_emit_lines(cs_source *s, int final) {
     if (d == NULL) break;
     size_t l = (size_t)(d - (s->line.data + off));
     if (delim == '\n' && l > 0 && s->line.data[off + l - 1] == '\r') l--;
+    if (l > cs__source_max_line(t)) {
+      sock_line_too_long(s, s->line.data + off, l);
+      return;
+    }
     lua_pushlstring(L, s->line.data + off, l);
     off = (size_t)(d - s->line.data) + 1;
+    s->nlines++;
     if (cs_emit(L, s->op)) return;
   }
   if (final && off < s->line.len) {
@@ -65,7 +78,14 @@ static void sock_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
       return;
     }
     sock_emit_lines(s, 0);
-    if (cs_tinst_blocked(t) && s->reading) {
+    int too_long = !t->src_done && s->line.len > cs__source_max_line(t);
+    if (too_long) sock_line_too_long(s, s->line.data, s->line.len);
+    if (too_long || atomic_load(&t->w->job->failed)) {
+      /* failed: stop reading */
+      uv_read_stop(st);
+      s->reading = 0;
+      if (!uv_is_closing((uv_handle_t *)&s->tcp)) uv_close((uv_handle_t *)&s->tcp, sock_closed);
+    } else if (cs_tinst_blocked(t) && s->reading) {
       uv_read_stop(st);
       s->reading = 0;
     }

@@ -5,6 +5,7 @@
  * stepped by the worker's scheduler and paused while its outputs are full.
  */
 #include <lauxlib.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include "host/connectors/cs_connectors_int.h"
@@ -12,6 +13,29 @@
 int cs__source_fail(cs_tinst *t, const char *msg) {
   t->src_done = 1;
   return cs_opi_fail(t->w->L, t->ops[0], 0, msg);
+}
+
+size_t cs__source_max_line(const cs_tinst *t) {
+  long long max = t->w->job->cfg->max_line_length;
+  return max > 0 ? (size_t)max : SIZE_MAX;
+}
+
+int cs__source_line_too_long(cs_tinst *t, const char *what, const char *line,
+                             size_t n) {
+  cs_buf b = {0};
+  cs_buf_printf(&b, "%s is longer than source.max-line-length (%lld bytes); it "
+                "starts \"", what, t->w->job->cfg->max_line_length);
+  for (size_t i = 0; i < n && i < 40; i++) {
+    unsigned char c = (unsigned char)line[i];
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+      cs_buf_append(&b, line + i, 1);
+    else
+      cs_buf_printf(&b, "\\x%02x", c);
+  }
+  cs_buf_printf(&b, "%s\"", n > 40 ? "..." : "");
+  int rc = cs__source_fail(t, b.data ? b.data : "a line is too long");
+  cs_buf_free(&b);
+  return rc;
 }
 
 cs_source *cs__source_new(cs_tinst *t) {

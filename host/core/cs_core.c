@@ -254,6 +254,9 @@ static void run_config_from(const cs_config *cfg, const cs_options *o,
   rc->rocksdb_write_buffer = cs_config_int(cfg, "state.backend.rocksdb.writebuffer.size");
   rc->rocksdb_value_cache = cs_config_int(cfg, "state.backend.rocksdb.value-cache.size");
   rc->watermark_interval_ms = cs_config_int(cfg, "pipeline.auto-watermark-interval");
+  rc->max_line_length = cs_config_int(cfg, "source.max-line-length");
+  rc->max_record_size = cs_config_int(cfg, "pipeline.max-record-size");
+  rc->lua_memory_max = cs_config_int(cfg, "taskmanager.memory.lua.max");
   if (rc->num_retained < 1) rc->num_retained = 1;
 }
 

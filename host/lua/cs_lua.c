@@ -35,6 +35,41 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return lua_realloc_(ptr, nsize);
 }
 
+/* A worker's Lua memory cap (taskmanager.memory.lua.max): the bytes the
+ * state holds, counted by its own thread, and whether an allocation was
+ * refused. Allocations are refused only while user code runs (armed, set
+ * by cs_lua_pcall), where the error is caught by that pcall; the engine's
+ * own calls between two user calls never fail on the cap, so a state
+ * over its cap never reaches Lua's panic handler (an abort). */
+typedef struct lua_cap {
+  size_t used, max;
+  int armed;   /* cs_lua_pcall depth */
+  int refused; /* an allocation over max was refused */
+} lua_cap;
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  lua_cap *c = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    lua_free_(ptr);
+    c->used -= old;
+    return NULL;
+  }
+  if (nsize > old && c->armed > 0 && c->used - old + nsize > c->max) {
+    c->refused = 1;
+    return NULL; /* Lua collects garbage and retries once before failing */
+  }
+  void *p = lua_realloc_(ptr, nsize);
+  if (p != NULL) c->used = c->used - old + nsize;
+  return p;
+}
+
+/* L's cap, or NULL when it has none. */
+static lua_cap *cap_of(lua_State *L) {
+  void *ud;
+  return lua_getallocf(L, &ud) == capped_alloc ? ud : NULL;
+}
+
 static int file_exists(const char *dir, const char *name) {
   char path[4096];
   struct stat st;
@@ -80,15 +115,31 @@ static int msghandler(lua_State *L) {
 }
 
 int cs_lua_pcall(lua_State *L, int nargs, int nresults) {
+  lua_cap *cap = cap_of(L);
+  if (cap) cap->armed++;
+  int rc;
   /* A worker keeps the handler at index 1 of its main stack (see
    * cs_lua_worker_setup): then no stack shuffling per call. */
-  if (lua_tocfunction(L, 1) == msghandler)
-    return lua_pcall(L, nargs, nresults, 1);
-  int base = lua_gettop(L) - nargs; /* function index */
-  lua_pushcfunction(L, msghandler);
-  lua_insert(L, base);
-  int rc = lua_pcall(L, nargs, nresults, base);
-  lua_remove(L, base);
+  if (lua_tocfunction(L, 1) == msghandler) {
+    rc = lua_pcall(L, nargs, nresults, 1);
+  } else {
+    int base = lua_gettop(L) - nargs; /* function index */
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    rc = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+  }
+  if (cap) {
+    cap->armed--;
+    if (rc == LUA_ERRMEM && cap->refused) {
+      /* Lua's own "not enough memory" becomes a message naming the cap;
+       * the caller adds the operator and record as for any error. */
+      lua_pop(L, 1);
+      lua_pushfstring(L, "out of memory: this worker's Lua state holds %I bytes and "
+                      "may hold at most %I (taskmanager.memory.lua.max)",
+                      (lua_Integer)cap->used, (lua_Integer)cap->max);
+    }
+  }
   return rc;
 }
 
@@ -106,8 +157,21 @@ int cs_lua_loadfile(lua_State *L, const char *path) {
 }
 
 lua_State *cs_lua_newstate(lua_CFunction open_core) {
-  lua_State *L = lua_newstate(lua_alloc, NULL);
-  if (L == NULL) return NULL;
+  return cs_lua_newstate_capped(open_core, 0);
+}
+
+lua_State *cs_lua_newstate_capped(lua_CFunction open_core, size_t max) {
+  lua_cap *cap = NULL;
+  if (max > 0) {
+    cap = cs_calloc(1, sizeof(*cap));
+    if (cap == NULL) return NULL;
+    cap->max = max;
+  }
+  lua_State *L = cap ? lua_newstate(capped_alloc, cap) : lua_newstate(lua_alloc, NULL);
+  if (L == NULL) {
+    cs_free(cap);
+    return NULL;
+  }
   lua_atpanic(L, panic_handler);
   luaL_openlibs(L);
   /* package.preload["cstream.core"] = open_core */
@@ -126,6 +190,13 @@ lua_State *cs_lua_newstate(lua_CFunction open_core) {
   lua_setfield(L, -3, "path");
   lua_pop(L, 2);
   return L;
+}
+
+void cs_lua_close(lua_State *L) {
+  if (L == NULL) return;
+  lua_cap *cap = cap_of(L);
+  lua_close(L);
+  cs_free(cap);
 }
 
 void cs_lua_set_arg(lua_State *L, const char *script, int argc, char **argv) {

@@ -17,6 +17,14 @@
  * and package.path extended with the cstream Lua directory. Returns NULL
  * when out of memory. Caller closes it with lua_close. */
 lua_State *cs_lua_newstate(lua_CFunction open_core);
+/* The same, with the state's memory capped at max bytes (0: no cap): while
+ * user code runs (inside cs_lua_pcall), an allocation that would take the
+ * state past max fails as a Lua memory error, after a full collection;
+ * the engine's own calls are never refused. Caller closes it with
+ * cs_lua_close, which frees the cap. */
+lua_State *cs_lua_newstate_capped(lua_CFunction open_core, size_t max);
+/* Closes a state from either function; accepts NULL. */
+void cs_lua_close(lua_State *L);
 
 /* The directory holding cstream.lua: $CSTREAM_LUA_DIR, the build's source
  * tree, or the install prefix, whichever has it. */
@@ -24,7 +32,9 @@ const char *cs_lua_dir(void);
 
 /* Calls the function below nargs arguments, like lua_pcall, with a message
  * handler that appends a traceback to string errors. On error the error
- * value is left on the stack (one value, as lua_pcall). */
+ * value is left on the stack (one value, as lua_pcall); a memory error
+ * from a capped state's cap (LUA_ERRMEM) is a message naming
+ * taskmanager.memory.lua.max. */
 int cs_lua_pcall(lua_State *L, int nargs, int nresults);
 /* Prepares a worker's fresh state: pushes the message handler at index 1
  * of its empty stack, where cs_lua_pcall finds it (a worker's stack never

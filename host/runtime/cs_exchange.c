@@ -222,6 +222,14 @@ static int eout_write(lua_State *L, cs_opi *op, cs_eout *eo) {
              w->job->plan->nodes[e->to].name, err);
     return cs_opi_fail(L, op, idx, msg);
   }
+  long long max = w->job->cfg->max_record_size;
+  if (max > 0 && w->valbuf.len > (size_t)max) {
+    char msg[320];
+    snprintf(msg, sizeof(msg), "the record cannot be sent to '%s': it is %zu bytes "
+             "encoded, larger than pipeline.max-record-size (%lld bytes)",
+             w->job->plan->nodes[e->to].name, w->valbuf.len, max);
+    return cs_opi_fail(L, op, idx, msg);
+  }
   if (eout_route(eo, key, &w->valbuf)) goto nomem;
   return 0;
 nomem:

@@ -236,6 +236,9 @@ typedef struct cs_run_config {
   long long rocksdb_write_buffer;
   long long rocksdb_value_cache; /* 0: off */
   long long watermark_interval_ms; /* pipeline.auto-watermark-interval */
+  long long max_line_length;  /* source.max-line-length, bytes */
+  long long max_record_size;  /* pipeline.max-record-size, bytes, encoded */
+  long long lua_memory_max;   /* taskmanager.memory.lua.max, bytes; 0: no cap */
 } cs_run_config;
 
 typedef struct cs_job {

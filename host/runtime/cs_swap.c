@@ -74,7 +74,8 @@ static int swap_prepare(cs_worker *w, swap *sw) {
     cs_backend *be = w->opis[i].be;
     sw->nstates[i] = be ? be->ops->state_count(be) : 0;
   }
-  sw->L2 = cs_lua_newstate(w->job->hooks->open_core);
+  sw->L2 = cs_lua_newstate_capped(w->job->hooks->open_core,
+                                  (size_t)w->job->cfg->lua_memory_max);
   if (sw->L2 == NULL) goto nomem;
   cs_lua_worker_setup(sw->L2);
   w->L = sw->L2;
@@ -101,7 +102,7 @@ static void swap_commit(cs_worker *w, swap *sw) {
   for (int i = 0; i < w->ntinst; i++)
     if (w->tinst[i].is_source && !w->tinst[i].src_done)
       cs__src_rebind(sw->L2, &w->tinst[i]);
-  lua_close(sw->old_L);
+  cs_lua_close(sw->old_L);
 }
 
 /* Rollback: the new instances close, the old refs come back, and the
@@ -120,7 +121,7 @@ static void swap_rollback(cs_worker *w, swap *sw) {
   }
   w->L = sw->old_L;
   w->env_ref = sw->old_env;
-  if (sw->L2) lua_close(sw->L2);
+  cs_lua_close(sw->L2);
   for (int i = 0; sw->nstates && i < w->nopis; i++) {
     cs_backend *be = w->opis[i].be;
     if (be && be->ops->state_count(be) > sw->nstates[i] &&

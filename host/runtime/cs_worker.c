@@ -378,7 +378,7 @@ static void worker_teardown(cs_worker *w) {
   cs_buf_free(&w->err);
   /* Lua first: finalizers of state objects and iterators still reach the
    * backend. */
-  if (L) lua_close(L);
+  cs_lua_close(L);
   w->L = NULL;
   for (int i = 0; w->opis && i < w->nopis; i++)
     if (w->opis[i].be) w->opis[i].be->ops->destroy(w->opis[i].be);
@@ -392,7 +392,7 @@ void cs__worker_main(void *arg) {
   cs_worker *w = arg;
   cs_job *job = w->job;
   int ok = 0;
-  w->L = cs_lua_newstate(job->hooks->open_core);
+  w->L = cs_lua_newstate_capped(job->hooks->open_core, (size_t)job->cfg->lua_memory_max);
   if (w->L) cs_lua_worker_setup(w->L);
   if (w->L == NULL) {
     cs_job_fail(job, "out of memory creating a worker");

@@ -799,7 +799,7 @@ static void test_print(void) {
     lines++;
     l = nl + 1;
   }
-  CHECK_EQ_INT(lines, 19); /* every key, pipeline.auto-watermark-interval included */
+  CHECK_EQ_INT(lines, 22); /* every key, the three limits included */
   free(buf);
 
   buf = NULL;
