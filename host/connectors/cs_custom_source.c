@@ -44,7 +44,7 @@ static int custom_step(lua_State *L, cs_tinst *t, cs_source *s) {
     nargs = 2;
   }
   t->w->cur_op = s->op;
-  int st = lua_resume(co, L, nargs, &nres);
+  int st = cs_lua_resume(co, L, nargs, &nres);
   if (st == LUA_YIELD) {
     lua_pop(co, nres);
     return 1;

@@ -114,6 +114,27 @@ static int msghandler(lua_State *L) {
   return 1;
 }
 
+/* After a call into user code on a capped state: a refused allocation's
+ * "not enough memory" (on top of L) becomes a message naming the cap. */
+static void name_cap_error(lua_State *L, lua_cap *cap, int rc) {
+  if (rc != LUA_ERRMEM || !cap->refused) return;
+  lua_pop(L, 1);
+  lua_pushfstring(L, "out of memory: this worker's Lua state holds %I bytes and "
+                  "may hold at most %I (taskmanager.memory.lua.max)",
+                  (lua_Integer)cap->used, (lua_Integer)cap->max);
+}
+
+int cs_lua_resume(lua_State *co, lua_State *from, int nargs, int *nres) {
+  lua_cap *cap = cap_of(co);
+  if (cap) cap->armed++;
+  int rc = lua_resume(co, from, nargs, nres);
+  if (cap) {
+    cap->armed--;
+    name_cap_error(co, cap, rc);
+  }
+  return rc;
+}
+
 int cs_lua_pcall(lua_State *L, int nargs, int nresults) {
   lua_cap *cap = cap_of(L);
   if (cap) cap->armed++;
@@ -131,14 +152,8 @@ int cs_lua_pcall(lua_State *L, int nargs, int nresults) {
   }
   if (cap) {
     cap->armed--;
-    if (rc == LUA_ERRMEM && cap->refused) {
-      /* Lua's own "not enough memory" becomes a message naming the cap;
-       * the caller adds the operator and record as for any error. */
-      lua_pop(L, 1);
-      lua_pushfstring(L, "out of memory: this worker's Lua state holds %I bytes and "
-                      "may hold at most %I (taskmanager.memory.lua.max)",
-                      (lua_Integer)cap->used, (lua_Integer)cap->max);
-    }
+    /* the caller adds the operator and record as for any error */
+    name_cap_error(L, cap, rc);
   }
   return rc;
 }

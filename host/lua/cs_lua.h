@@ -36,6 +36,9 @@ const char *cs_lua_dir(void);
  * from a capped state's cap (LUA_ERRMEM) is a message naming
  * taskmanager.memory.lua.max. */
 int cs_lua_pcall(lua_State *L, int nargs, int nresults);
+/* lua_resume for a coroutine running user code (a Lua source's run()),
+ * under the state's memory cap as cs_lua_pcall. */
+int cs_lua_resume(lua_State *co, lua_State *from, int nargs, int *nres);
 /* Prepares a worker's fresh state: pushes the message handler at index 1
  * of its empty stack, where cs_lua_pcall finds it (a worker's stack never
  * unwinds below it), and turns on the generational collector. */

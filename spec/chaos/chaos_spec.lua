@@ -14,7 +14,7 @@ local chaos = dofile(h.src("scripts/chaos.lua"))
 local SANITIZED = h.sanitized()
 local KILLS = SANITIZED and 5 or 20
 local FULL_KILLS = SANITIZED and 3 or 6
-local RECORDS = 300000
+local RECORDS = 500000
 local SEED = tonumber(os.getenv("CHAOS_SEED")) or os.time()
 
 local function run(backend, kills, disk_full, seed)

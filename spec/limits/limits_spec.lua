@@ -169,6 +169,26 @@ env:execute("hoard")
     assert.are.equal(0, r.code, r.stderr)
   end)
 
+  it("a Lua source's run() is held to it too", function()
+    local job = h.write_job(HEADER .. [[
+env:add_source({
+  run = function(self, ctx)
+    local kept = {}
+    for i = 1, 1e8 do
+      kept[i] = "row " .. i
+      if i % 1000 == 0 then ctx:collect(i) end
+    end
+  end,
+}):name("generator")
+  :filter(function(v) return false end)
+  :print()
+env:execute("generator")
+]])
+    local err = assert_failed(h.run({ "-p", "1", "-D", "taskmanager.memory.lua.max=4mb", job }, { timeout = 60 }))
+    assert.matches("error in operator 'generator' %(id source_custom_1, subtask 1/1%):\nout of memory: " ..
+                   "this worker's Lua state holds %d+ bytes and may hold at most 4194304", err)
+  end)
+
   it("in open(), with checkpoints and restarts, at -p 2: every attempt fails the same way, the job exits 1", function()
     local dir = h.tmpdir()
     local input = h.write_file(dir .. "/in.txt", "a\nb\n")
