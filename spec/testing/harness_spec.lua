@@ -1,0 +1,362 @@
+-- The operator test harness (cstream.testing) as a job author uses it from
+-- busted: records in, output out, state per key, timers fired by
+-- watermarks and processing time, side outputs, snapshots restored into a
+-- new harness, and clear errors for what a test gets wrong. The operator
+-- runs in the engine's machinery loaded from cstream/core.so (LUA_CPATH).
+local cstream = require("cstream")
+local testing = require("cstream.testing")
+
+-- A keyed process function: counts records per key, emits the count with
+-- the record's timestamp, sends negative values to a side output, and
+-- registers an event-time timer 10 s after each record and a
+-- processing-time timer 5 s after it; the timers emit what fired.
+local late = cstream.output_tag("negative")
+local Counter = {
+  open = function(self, ctx)
+    self.count = ctx:get_state(cstream.value_state_descriptor("count"))
+    self.seen = ctx:get_list_state(cstream.list_state_descriptor("seen"))
+    self.last = ctx:get_map_state(cstream.map_state_descriptor("last"))
+    self.sum = ctx:get_reducing_state(
+      cstream.reducing_state_descriptor("sum", function(a, b) return a + b end))
+  end,
+  process_element = function(self, v, ctx, out)
+    if v.n < 0 then
+      ctx:output(late, v.n)
+      return
+    end
+    local c = (self.count:value() or 0) + 1
+    self.count:update(c)
+    self.seen:add(v.n)
+    self.last:put("n", v.n)
+    self.sum:add(v.n)
+    out:collect({ ctx:get_current_key(), c, ctx:timestamp() })
+    local ts = ctx:timestamp()
+    if ts then ctx:timer_service():register_event_time_timer(ts + 10000) end
+    local now = ctx:timer_service():current_processing_time()
+    ctx:timer_service():register_processing_time_timer(now + 5000)
+  end,
+  on_timer = function(self, ts, ctx, out)
+    out:collect({ ctx:get_current_key(), ctx:time_domain(), ts, self.count:value() })
+  end,
+}
+
+local function by_id(v) return v.id end
+
+-- Asserts that fn raises an error whose message contains text.
+local function fails_with(text, fn)
+  local ok, err = pcall(fn)
+  assert.is_false(ok, "no error")
+  assert.matches(text, tostring(err), 1, true)
+end
+
+describe("cstream.testing.keyed", function()
+  it("collects the output with timestamps and keeps state per key", function()
+    local h = testing.keyed(Counter, { key_by = by_id })
+    h:open()
+    h:process_element({ id = "a", n = 1 }, 1000)
+    h:process_element({ id = "b", n = 2 }, 1500)
+    h:process_element({ id = "a", n = 3 }, 2000)
+    assert.are.same({ { "a", 1, 1000 }, { "b", 1, 1500 }, { "a", 2, 2000 } },
+      h:extract_output())
+    assert.are.same({ value = { "a", 1, 1000 }, timestamp = 1000 },
+      h:extract_timestamped_output()[1])
+    -- the current key is the last record's
+    assert.are.equal(2, h:get_state("count"))
+    assert.are.same({ 1, 3 }, h:get_state("seen"))
+    assert.are.same({ n = 3 }, h:get_state("last"))
+    assert.are.equal(4, h:get_state("sum"))
+    h:set_current_key("b")
+    assert.are.equal(1, h:get_state("count"))
+    h:set_current_key("nobody")
+    assert.is_nil(h:get_state("count"))
+    assert.are.same({}, h:get_state("seen"))
+    assert.are.same({}, h:get_state("last"))
+    h:close()
+  end)
+
+  it("fires event-time timers when the watermark passes them", function()
+    local h = testing.keyed(Counter, { key_by = by_id })
+    h:open()
+    h:process_element({ id = "a", n = 1 }, 1000)
+    h:process_element({ id = "b", n = 1 }, 4000)
+    h:clear_output()
+    assert.is_nil(h:current_watermark())
+    h:process_watermark(10999)
+    assert.are.same({}, h:extract_output())
+    h:process_watermark(11000)
+    assert.are.same({ { "a", "event_time", 11000, 1 } }, h:extract_output())
+    -- output of an event-time timer carries the timer's time
+    assert.are.equal(11000, h:extract_timestamped_output()[1].timestamp)
+    h:process_watermark(500) -- older: nothing
+    assert.are.equal(11000, h:current_watermark())
+    h:process_watermark(20000)
+    assert.are.same({ "b", "event_time", 14000, 1 }, h:extract_output()[2])
+    h:close()
+  end)
+
+  it("fires processing-time timers when processing time moves", function()
+    local h = testing.keyed(Counter, { key_by = by_id })
+    h:open()
+    assert.are.equal(0, h:current_processing_time())
+    h:process_element({ id = "a", n = 1 }) -- timer at 5000
+    h:set_processing_time(3000)
+    h:process_element({ id = "b", n = 1 }) -- timer at 8000
+    h:clear_output()
+    h:set_processing_time(4999)
+    assert.are.same({}, h:extract_output())
+    h:set_processing_time(8000)
+    assert.are.same({ { "a", "processing_time", 5000, 1 }, { "b", "processing_time", 8000, 1 } },
+      h:extract_output())
+    -- processing-time output has no timestamp, as in Flink
+    assert.is_nil(h:extract_timestamped_output()[1].timestamp)
+    fails_with("set_processing_time: processing time does not go back (it is 8000, asked "
+      .. "for 100)", function() h:set_processing_time(100) end)
+    h:close()
+  end)
+
+  it("keeps side outputs per tag", function()
+    local h = testing.keyed(Counter, { key_by = by_id })
+    h:open()
+    h:process_element({ id = "a", n = -1 }, 10)
+    h:process_element({ id = "a", n = 2 }, 20)
+    h:process_element({ id = "b", n = -3 }, 30)
+    assert.are.same({ -1, -3 }, h:extract_side_output(late))
+    assert.are.same({ -1, -3 }, h:extract_side_output("negative"))
+    assert.are.same({ value = -3, timestamp = 30 }, h:extract_timestamped_side_output(late)[2])
+    assert.are.same({}, h:extract_side_output("other"))
+    assert.are.equal(1, #h:extract_output())
+    h:close()
+  end)
+
+  it("restores state and timers from a snapshot into a new harness", function()
+    local h = testing.keyed(Counter, { key_by = by_id, uid = "counter" })
+    h:open()
+    h:process_element({ id = "a", n = 1 }, 1000)
+    h:process_element({ id = "a", n = 2 }, 2000)
+    local snap = h:snapshot()
+    h:process_element({ id = "a", n = 3 }, 3000) -- after the snapshot
+    h:close()
+
+    local r = testing.keyed(Counter, { key_by = by_id, uid = "counter" })
+    r:restore(snap)
+    r:open()
+    r:set_current_key("a")
+    assert.are.equal(2, r:get_state("count"))
+    assert.are.same({ 1, 2 }, r:get_state("seen"))
+    assert.are.same({}, r:extract_output())
+    -- the timers came back with the state (deduplicated per key and time)
+    r:process_watermark(12000)
+    assert.are.same({ { "a", "event_time", 11000, 2 }, { "a", "event_time", 12000, 2 } },
+      r:extract_output())
+    r:set_processing_time(5000)
+    assert.are.equal(3, #r:extract_output())
+    r:process_element({ id = "a", n = 5 }, 13000)
+    assert.are.same({ "a", 3, 13000 }, r:extract_output()[4])
+    r:close()
+    -- the first harness was not changed by the second
+    assert.are.equal(3, #h:extract_output())
+  end)
+
+  it("runs flat_map, map, filter and reduce functions", function()
+    local fm = testing.keyed(function(v, out)
+      for w in v:gmatch("%a+") do out:collect(w) end
+    end, { kind = "flat_map", key_by = function(v) return #v end })
+    fm:open()
+    fm:process_element("to be")
+    assert.are.same({ "to", "be" }, fm:extract_output())
+
+    local m = testing.one_input(function(v) return v * 2 end, { kind = "map" })
+    m:open()
+    m:process_element(21)
+    assert.are.same({ 42 }, m:extract_output())
+
+    local f = testing.one_input({ filter = function(self, v) return v % 2 == 0 end })
+    f:open()
+    for i = 1, 5 do f:process_element(i) end
+    assert.are.same({ 2, 4 }, f:extract_output())
+
+    local r = testing.keyed(function(a, b) return { a[1], a[2] + b[2] } end,
+      { kind = "reduce", key_by = 1 })
+    r:open()
+    r:process_element({ "x", 1 })
+    r:process_element({ "y", 5 })
+    r:process_element({ "x", 2 })
+    assert.are.same({ { "x", 1 }, { "y", 5 }, { "x", 3 } }, r:extract_output())
+  end)
+
+  it("gives each harness its own copy of a rich function", function()
+    local Op = {
+      seen = {},
+      flat_map = function(self, v, out)
+        self.seen[#self.seen + 1] = v
+        out:collect(#self.seen)
+      end,
+    }
+    local a = testing.one_input(Op)
+    local b = testing.one_input(Op)
+    a:open()
+    b:open()
+    a:process_element(1)
+    a:process_element(2)
+    b:process_element(3)
+    assert.are.same({ 1, 2 }, a:extract_output())
+    assert.are.same({ 1 }, b:extract_output())
+    assert.are.same({}, Op.seen)
+  end)
+
+  it("runs open, close, initialize_state and snapshot_state with operator state", function()
+    local calls = {}
+    local Buffering = {
+      initialize_state = function(self, ctx)
+        calls[#calls + 1] = "initialize_state " .. tostring(ctx:is_restored())
+        self.state = ctx:get_operator_state_store()
+          :get_list_state(cstream.list_state_descriptor("buffer"))
+        self.buffer = ctx:is_restored() and self.state:get() or {}
+      end,
+      open = function() calls[#calls + 1] = "open" end,
+      close = function() calls[#calls + 1] = "close" end,
+      snapshot_state = function(self)
+        calls[#calls + 1] = "snapshot_state"
+        self.state:update(self.buffer)
+      end,
+      invoke = function(self, v) self.buffer[#self.buffer + 1] = v end,
+    }
+    local h = testing.one_input(Buffering, { uid = "sink" })
+    h:open()
+    h:process_element("x")
+    h:process_element("y")
+    local snap = h:snapshot()
+    assert.are.same({ "x", "y" }, h:get_state("buffer"))
+    h:close()
+    h:close() -- once is enough
+    local r = testing.one_input(Buffering, { uid = "sink" })
+    r:restore(snap)
+    r:open()
+    r:process_element("z")
+    r:snapshot()
+    assert.are.same({ "x", "y", "z" }, r:get_state("buffer"))
+    r:destroy()
+    assert.are.same({ "initialize_state false", "open", "snapshot_state", "close",
+                      "initialize_state true", "open", "snapshot_state" }, calls)
+  end)
+
+  it("reads state with a time to live by the harness's processing time", function()
+    local Dedup = {
+      open = function(self, ctx)
+        local d = cstream.value_state_descriptor("seen")
+        d:enable_time_to_live(cstream.state_ttl_config(1000))
+        self.seen = ctx:get_state(d)
+      end,
+      flat_map = function(self, v, out)
+        if not self.seen:value() then out:collect(v) end
+        self.seen:update(true)
+      end,
+    }
+    local h = testing.keyed(Dedup, { key_by = 1 })
+    h:open()
+    h:process_element({ 1, "a" })
+    h:set_processing_time(999)
+    h:process_element({ 1, "a" })
+    assert.is_true(h:get_state("seen"))
+    h:set_processing_time(2000)
+    assert.is_nil(h:get_state("seen"))
+    h:process_element({ 1, "a" })
+    assert.are.same({ { 1, "a" }, { 1, "a" } }, h:extract_output())
+  end)
+end)
+
+describe("cstream.testing bad input", function()
+  it("refuses a record before open", function()
+    local h = testing.keyed(Counter, { key_by = by_id, name = "counter" })
+    fails_with("cstream.testing: process_element: the harness of operator 'counter' is not open "
+        .. "(call h:open() first)", function() h:process_element({ id = "a", n = 1 }) end)
+    fails_with("process_watermark: the harness of operator 'counter' is not open",
+      function() h:process_watermark(1) end)
+    h:open()
+    fails_with("cstream.testing: open: the harness is already open", function() h:open() end)
+    h:close()
+    fails_with("cstream.testing: process_element: the harness of operator 'counter' is closed",
+      function() h:process_element({ id = "a", n = 1 }) end)
+  end)
+
+  it("names the operator and the state when keyed state is used without a key", function()
+    local h = testing.one_input(Counter, { name = "unkeyed-counter" })
+    local ok, err = pcall(h.open, h)
+    assert.is_false(ok)
+    assert.matches("error in operator 'unkeyed-counter'", err, 1, true)
+    assert.matches("get_state('count'): operator 'unkeyed-counter' is not on a keyed stream",
+      err, 1, true)
+
+    -- state obtained lazily, on the first record
+    local Lazy = {
+      flat_map = function(self, v, out)
+        out:collect(self.ctx:get_state(cstream.value_state_descriptor("total")):value())
+      end,
+      open = function(self, ctx) self.ctx = ctx end,
+    }
+    local l = testing.one_input(Lazy, { name = "lazy" })
+    l:open()
+    ok, err = pcall(l.process_element, l, 5)
+    assert.is_false(ok)
+    assert.matches("error in operator 'lazy' (id lazy, subtask 1/1) on record 5", err, 1, true)
+    assert.matches("get_state('total'): operator 'lazy' is not on a keyed stream", err, 1, true)
+    -- timers need a keyed stream too
+    local t = testing.one_input({ process_element = function(self, v, ctx)
+      ctx:timer_service():register_event_time_timer(1)
+    end, on_timer = function() end }, { name = "timed" })
+    t:open()
+    ok, err = pcall(t.process_element, t, 1)
+    assert.matches("timers need a keyed stream: operator 'timed'", err, 1, true)
+    fails_with("set_current_key: operator 'timed' is not on a keyed stream",
+      function() t:set_current_key(1) end)
+  end)
+
+  it("reports the user's error with the operator and the record, and goes on", function()
+    local h = testing.keyed({
+      flat_map = function(self, v, out)
+        if v[2] == 0 then error("division by zero") end
+        out:collect(10 // v[2])
+      end,
+    }, { key_by = 1, name = "divide" })
+    h:open()
+    local ok, err = pcall(h.process_element, h, { "k", 0 })
+    assert.is_false(ok)
+    assert.matches("error in operator 'divide' (id divide, subtask 1/1) on record (k,0)", err, 1, true)
+    assert.matches("harness_spec.lua:%d+: division by zero", err)
+    h:process_element({ "k", 5 })
+    assert.are.same({ 2 }, h:extract_output())
+  end)
+
+  it("explains a bad operator, key, state name or snapshot", function()
+    assert.has_error(function() testing.keyed({ nothing = true }, { key_by = 1 }) end)
+    assert.has_error(function() testing.keyed(function() end, { key_by = 1 }) end)
+    assert.has_error(function() testing.keyed(Counter, {}) end)
+    assert.has_error(function() testing.one_input(function() end, { kind = "reduce" }) end)
+    local ok, err = pcall(testing.keyed, { flat_map = 1, map = function() end },
+      { kind = "flat_map", key_by = 1, name = "m" })
+    assert.is_false(ok)
+    assert.matches("the rich function has no 'flat_map' method", err, 1, true)
+
+    local h = testing.keyed(Counter, { key_by = by_id, name = "counter" })
+    h:open()
+    ok, err = pcall(h.process_element, h, { n = 1 })
+    assert.matches("key_by of operator 'counter' returned nil on record", err, 1, true)
+    ok, err = pcall(h.get_state, h, "count")
+    assert.matches("there is no current key", err, 1, true)
+    h:process_element({ id = "a", n = 1 })
+    ok, err = pcall(h.get_state, h, "cuont")
+    assert.matches("operator 'counter' has no state named 'cuont' (its states: 'count', "
+      .. "'seen', 'last', 'sum')", err, 1, true)
+    assert.has_error(function() h:restore({}) end)
+    local other = testing.keyed(Counter, { key_by = by_id, uid = "other" })
+    assert.has_error(function() other:restore(h:snapshot()) end)
+    assert.has_error(function() h:restore(h:snapshot()) end)
+    local fresh = testing.keyed(Counter, { key_by = by_id, name = "counter" })
+    local snap = h:snapshot()
+    snap.bytes = snap.bytes:sub(1, #snap.bytes // 2)
+    ok, err = pcall(fresh.restore, fresh, snap)
+    assert.matches("the snapshot is corrupt or truncated", err, 1, true)
+    fresh:destroy()
+    fails_with("cstream.testing: this harness was destroyed", function() fresh:open() end)
+  end)
+end)
