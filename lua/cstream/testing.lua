@@ -33,6 +33,9 @@ local KINDS = { process = true, flat_map = true, map = true, filter = true,
 local Harness = {}
 Harness.__index = Harness
 
+-- The names window operators get (testing.window), as in a job's plan.
+local window_names = setmetatable({}, { __mode = "k" })
+
 local Snapshot = {}
 Snapshot.__index = Snapshot
 Snapshot.__name = "cstream.testing.Snapshot"
@@ -99,7 +102,7 @@ local function new(operator, opts, keyed, fn)
     end
     key_by = selector(opts.key_by, fn)
   end
-  local name = opts.name or kind
+  local name = opts.name or window_names[operator] or kind
   local uid = opts.uid or name
   if type(operator) == "table" then operator = copy(operator, {}) end
   local ok, c = pcall(core._harness, operator, kind, keyed, name, uid,
@@ -121,6 +124,37 @@ end
 -- stream that is not keyed (no keyed state, no timers; operator state).
 function M.one_input(operator, opts)
   return new(operator, opts, false, "testing.one_input")
+end
+
+-- Window operators. testing.window(assigner) and testing.count_window(n[,
+-- slide]) give what k:window(assigner) and k:count_window(n, slide) give
+-- a job: a WindowedStream, whose allowed_lateness and
+-- side_output_late_data configure it and whose reduce, aggregate,
+-- process, sum, min or max return the window operator (the process
+-- function a job runs for it) for testing.keyed:
+--   local op = testing.window(cstream.tumbling_event_time_windows(60000)):aggregate(count, fn)
+--   local h = testing.keyed(op, { key_by = "status" })
+local function window_stream(assigner, count, slide)
+  local window = require("cstream.window")
+  return window.windowed_stream(nil, assigner, function(name, op)
+    window_names[op] = name
+    return op
+  end, count, slide)
+end
+
+function M.window(assigner)
+  require("cstream.window").check_assigner("testing.window", assigner, 2)
+  return window_stream(assigner)
+end
+
+function M.count_window(n, slide)
+  if math.type(n) ~= "integer" or n < 1 then
+    error("testing.count_window: the size must be a positive integer, got " .. tostring(n), 2)
+  end
+  if slide ~= nil and (math.type(slide) ~= "integer" or slide < 1) then
+    error("testing.count_window: the slide must be a positive integer, got " .. tostring(slide), 2)
+  end
+  return window_stream(nil, n, slide)
 end
 
 -- Calls the C harness's method, raising its error at the caller's line.

@@ -360,3 +360,59 @@ describe("cstream.testing bad input", function()
     fails_with("cstream.testing: this harness was destroyed", function() fresh:open() end)
   end)
 end)
+
+describe("cstream.testing windows", function()
+  local count = {
+    create_accumulator = function() return 0 end,
+    add = function(_, n) return n + 1 end,
+    get_result = function(n) return n end,
+    merge = function(a, b) return a + b end,
+  }
+
+  it("fires event-time windows with the watermark, late records to a side output", function()
+    local late = cstream.output_tag("late")
+    local op = testing.window(cstream.tumbling_event_time_windows(60000))
+      :side_output_late_data(late)
+      :aggregate(count, function(status, ctx, counts, out)
+        out:collect({ status, ctx:window().start, counts[1] })
+      end)
+    local h = testing.keyed(op, { key_by = "status" })
+    h:open()
+    h:process_element({ status = 200 }, 1000)
+    h:process_element({ status = 200 }, 59999)
+    h:process_element({ status = 404 }, 30000)
+    h:process_element({ status = 200 }, 60000)
+    h:process_watermark(59998)
+    assert.are.same({}, h:extract_output())
+    h:process_watermark(59999)
+    local got = h:extract_output()
+    table.sort(got, function(a, b) return a[1] < b[1] end)
+    assert.are.same({ { 200, 0, 2 }, { 404, 0, 1 } }, got)
+    -- a window result carries the window's max timestamp
+    assert.are.equal(59999, h:extract_timestamped_output()[1].timestamp)
+    h:process_element({ status = 500 }, 5000) -- its window has fired
+    assert.are.same({ { status = 500 } }, h:extract_side_output(late))
+    h:process_watermark(200000)
+    assert.are.same({ 200, 60000, 1 }, h:extract_output()[3])
+    h:close()
+  end)
+
+  it("runs count windows and processing-time windows", function()
+    local h = testing.keyed(testing.count_window(2):reduce(function(a, b) return a + b end),
+      { key_by = function(v) return v % 2 end })
+    h:open()
+    for i = 1, 7 do h:process_element(i) end
+    assert.are.same({ 4, 6, 12 }, h:extract_output()) -- 7 waits for its pair
+
+    local p = testing.keyed(testing.window(cstream.tumbling_processing_time_windows(1000)):sum(2),
+      { key_by = 1 })
+    p:open()
+    p:set_processing_time(100)
+    p:process_element({ "a", 1 })
+    p:process_element({ "a", 2 })
+    p:set_processing_time(998)
+    assert.are.same({}, p:extract_output())
+    p:set_processing_time(1000)
+    assert.are.same({ { "a", 3 } }, p:extract_output())
+  end)
+end)
