@@ -120,6 +120,14 @@ static int capture_side(lua_State *L, cs_opi *op, const char *tag) {
 static int build(harness *h, int kind, int keyed, const char *name,
                  const char *uid, int maxp) {
   cs_node *n = &h->nodes[0], *cap = &h->nodes[1];
+  /* what h_destroy reads first: refs to drop, instances to release */
+  h->env_ref = h->records_ref = h->sides_ref = LUA_NOREF;
+  for (int i = 0; i < 2; i++) {
+    cs_opi *op = &h->opis[i];
+    op->node = &h->nodes[i];
+    op->self_ref = op->fn_ref[0] = op->fn_ref[1] = LUA_NOREF;
+    op->ctx_ref = op->out_ref = LUA_NOREF;
+  }
   n->index = 0;
   n->kind = KINDS[kind].kind;
   n->type = KINDS[kind].type;
@@ -176,11 +184,8 @@ static int build(harness *h, int kind, int keyed, const char *name,
   h->t = (cs_tinst){.task = &h->task, .w = w, .nops = 2, .ops = h->tops, .wm = CS_NO_TS};
   for (int i = 0; i < 2; i++) {
     cs_opi *op = &h->opis[i];
-    op->node = &h->nodes[i];
     op->w = w;
     op->t = &h->t;
-    op->self_ref = op->fn_ref[0] = op->fn_ref[1] = LUA_NOREF;
-    op->ctx_ref = op->out_ref = LUA_NOREF;
     op->wm = CS_NO_TS;
     h->tops[i] = op;
   }
@@ -188,7 +193,6 @@ static int build(harness *h, int kind, int keyed, const char *name,
   h->opis[0].out = &h->out;
   h->opis[0].nout = 1;
   h->opis[1].data = h;
-  h->env_ref = h->records_ref = h->sides_ref = LUA_NOREF;
   return 0;
 }
 

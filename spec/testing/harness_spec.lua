@@ -265,6 +265,36 @@ describe("cstream.testing.keyed", function()
   end)
 end)
 
+describe("cstream.testing lifetimes", function()
+  it("frees a harness when it is collected, or at the end of a <close> scope", function()
+    for _ = 1, 20 do
+      local h = testing.keyed(Counter, { key_by = by_id })
+      h:open()
+      h:process_element({ id = "a", n = 1 }, 1000) -- state, and two timers
+      local m = h:get_state("last")
+      assert.are.same({ n = 1 }, m)
+    end
+    collectgarbage("collect")
+    collectgarbage("collect")
+    local kept
+    do
+      local h <close> = testing.keyed(Counter, { key_by = by_id })
+      h:open()
+      h:process_element({ id = "a", n = 1 }, 1000)
+      kept = h
+    end
+    fails_with("this harness was destroyed", function() kept:get_state("count") end)
+    -- the registrations of the freed harnesses are gone with them
+    local other = testing.keyed({
+      open = function(self, ctx) self.count = ctx:get_list_state(cstream.list_state_descriptor("count")) end,
+      flat_map = function(self, v) self.count:add(v.n) end,
+    }, { key_by = by_id, uid = "process" })
+    other:open()
+    other:process_element({ id = "a", n = 1 })
+    assert.are.same({ 1 }, other:get_state("count"))
+  end)
+end)
+
 describe("cstream.testing bad input", function()
   it("refuses a record before open", function()
     local h = testing.keyed(Counter, { key_by = by_id, name = "counter" })
