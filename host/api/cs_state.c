@@ -693,8 +693,11 @@ static int get_state(lua_State *L, int kind, int op_state) {
     return luaL_error(L, "%s('%s'): a time to live is for keyed state; operator state "
                          "does not expire", getter, name);
   cs_buf full = {0};
-  cs_buf_printf(&full, "%s/%s%s", op->node->id,
-                op_state == 2 ? "#uop/" : op_state ? "#op/" : "", name);
+  if (cs_buf_printf(&full, "%s/%s%s", op->node->id,
+                    op_state == 2 ? "#uop/" : op_state ? "#op/" : "", name)) {
+    cs_buf_free(&full);
+    return luaL_error(L, "%s('%s'): out of memory", getter, name);
+  }
   lua_pushlstring(L, full.data, full.len);
   cs_buf_free(&full);
   int fullname = lua_gettop(L);

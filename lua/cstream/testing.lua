@@ -179,7 +179,7 @@ Harness.__close = Harness.destroy
 -- given, arrives at the operator; on a keyed stream its key (by key_by)
 -- becomes the current key.
 function Harness:process_element(v, ts)
-  if not self._key_by then return call(self, "process", v, ts) end
+  if not self._key_by then local r = call(self, "process", v, ts) return r end
   local ok, key = pcall(self._key_by, v)
   if not ok or key == nil then
     error(string.format("cstream.testing: key_by of operator '%s' %s on record %s",
@@ -199,8 +199,8 @@ function Harness:set_processing_time(t) call(self, "processing_time", t) end
 
 -- h:current_processing_time() and h:current_watermark() (nil before the
 -- first watermark).
-function Harness:current_processing_time() return call(self, "now") end
-function Harness:current_watermark() return call(self, "current_watermark") end
+function Harness:current_processing_time() local r = call(self, "now") return r end
+function Harness:current_watermark() local r = call(self, "current_watermark") return r end
 
 -- h:set_current_key(k): the key get_state reads (the next record sets its
 -- own).
@@ -228,16 +228,21 @@ end
 -- h:extract_output(): the values the operator collected so far, in order.
 -- h:extract_timestamped_output(): the same as {value = v, timestamp = ts}
 -- (ts nil for a record without one).
-function Harness:extract_output() return values(call(self, "output")) end
-function Harness:extract_timestamped_output() return records(call(self, "output")) end
+function Harness:extract_output() local r = values(call(self, "output")) return r end
+function Harness:extract_timestamped_output()
+  local r = records(call(self, "output"))
+  return r
+end
 
 -- h:extract_side_output(tag): the values sent to side output tag
 -- (cstream.output_tag(name) or its name) so far; empty when none.
 function Harness:extract_side_output(tag)
-  return values(call(self, "side_output", tag_name(tag)))
+  local r = values(call(self, "side_output", tag_name(tag)))
+  return r
 end
 function Harness:extract_timestamped_side_output(tag)
-  return records(call(self, "side_output", tag_name(tag)))
+  local r = records(call(self, "side_output", tag_name(tag)))
+  return r
 end
 
 -- h:clear_output(): forgets the output collected so far.
@@ -248,7 +253,7 @@ function Harness:clear_output() call(self, "clear_output") end
 -- list state. A value (nil when unset), a list's items or a map's entries
 -- as a table; reducing, aggregating and folding state give the stored
 -- value (an aggregating state's accumulator).
-function Harness:get_state(name) return call(self, "state", name) end
+function Harness:get_state(name) local r = call(self, "state", name) return r end
 
 -- h:snapshot(): snapshot_state(ctx), then the operator's state and timers
 -- as a checkpoint holds them.
