@@ -58,13 +58,17 @@ static const struct {
   cs_op_kind kind;
   const cs_op_type *type;
   int keyed_only;
+  int ninputs; /* 2: a connected stream's operator (input 0 or 1) */
 } KINDS[] = {
-    {"process", CS_OP_PROCESS, &cs_op_process, 0},
-    {"flat_map", CS_OP_FLAT_MAP, &cs_op_flat_map, 0},
-    {"map", CS_OP_MAP, &cs_op_map, 0},
-    {"filter", CS_OP_FILTER, &cs_op_filter, 0},
-    {"reduce", CS_OP_REDUCE, &cs_op_reduce, 1},
-    {"sink", CS_OP_SINK_CUSTOM, &cs_sink_custom, 0},
+    {"process", CS_OP_PROCESS, &cs_op_process, 0, 1},
+    {"flat_map", CS_OP_FLAT_MAP, &cs_op_flat_map, 0, 1},
+    {"map", CS_OP_MAP, &cs_op_map, 0, 1},
+    {"filter", CS_OP_FILTER, &cs_op_filter, 0, 1},
+    {"reduce", CS_OP_REDUCE, &cs_op_reduce, 1, 1},
+    {"sink", CS_OP_SINK_CUSTOM, &cs_sink_custom, 0, 1},
+    {"co_process", CS_OP_CO_PROCESS, &cs_op_co_process, 0, 2},
+    {"co_flat_map", CS_OP_CO_FLAT_MAP, &cs_op_co_flat_map, 0, 2},
+    {"co_map", CS_OP_CO_MAP, &cs_op_co_map, 0, 2},
 };
 
 /* Appends the value on top of L, with timestamp ts (CS_NO_TS: none), to
@@ -135,9 +139,11 @@ static int build(harness *h, int kind, int keyed, const char *name,
   n->id = cs_strdup(uid);
   n->parallelism = 1;
   n->keyed = keyed;
-  n->ninputs = 1;
-  n->in[0].from = -1;
-  n->in[0].edge = -1;
+  n->ninputs = KINDS[kind].ninputs;
+  for (int i = 0; i < n->ninputs; i++) {
+    n->in[i].from = -1;
+    n->in[i].edge = -1;
+  }
   n->agg = CS_AGG_REDUCE;
   n->field.kind = CS_SEL_NONE;
   cap->index = 1;
@@ -389,13 +395,18 @@ static int64_t opt_time(lua_State *L, int idx, const char *fn) {
   return t;
 }
 
-/* h:process(v[, ts[, key]]): v arrives with timestamp ts (nil: none) and,
- * on a keyed stream, key (what the key selector gave). */
+/* h:process(v[, ts[, key[, input]]]): v arrives at input (1 or 2 of a
+ * connected stream's operator; 1 by default) with timestamp ts (nil:
+ * none) and, on a keyed stream, key (what the key selector gave). */
 static int h_process(lua_State *L) {
   harness *h = check_open(L, "process_element");
+  cs_opi *op = &h->opis[0];
+  lua_Integer input = luaL_optinteger(L, 5, 1);
+  if (input < 1 || input > op->node->ninputs)
+    return luaL_error(L, SCRIPT ": process_element: operator '%s' has no input %I",
+                      op->node->name, input);
   lua_settop(L, 4);
   int64_t ts = opt_time(L, 3, "process_element");
-  cs_opi *op = &h->opis[0];
   if (op->node->keyed) set_key(L, h, 4, "process_element");
   cs_worker *w = &h->w;
   w->L = L;
@@ -405,7 +416,7 @@ static int h_process(lua_State *L) {
   w->cur_key = (cs_slice){h->key.data, h->key.len};
   w->cur_ts = ts;
   lua_pushvalue(L, 2);
-  int rc = cs_opi_process(L, op, 0);
+  int rc = cs_opi_process(L, op, (int)input - 1);
   leave(h);
   lua_settop(L, 4);
   if (rc) return raise_failure(L, h);

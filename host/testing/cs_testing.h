@@ -1,11 +1,13 @@
 /*
  * cs_testing.h - host/testing: the operator test harness behind the Lua
  * module cstream.testing (lua/cstream/testing.lua), what Flink's
- * KeyedOneInputStreamOperatorTestHarness is to a Flink user.
+ * (Keyed)OneInputStreamOperatorTestHarness and TwoInputStreamOperator-
+ * TestHarness are to a Flink user.
  *
  * A harness runs one user operator (a process, flat_map, map, filter or
- * reduce function, or a sink) on a worker of its own inside the calling
- * Lua state, without a thread and without a job: the real operator type
+ * reduce function, a sink, or a connected streams' co-function) on a
+ * worker of its own inside the calling Lua state, without a thread and
+ * without a job: the real operator type
  * (host/operators), Context, Collector and state objects (host/api),
  * timers (host/runtime/cs_timers.c) and the heap backend (state/). Its
  * main output is chained into a capture operator that keeps every record
@@ -24,7 +26,8 @@
 /* core._harness(operator, kind, keyed, name, uid, max_parallelism):
  * creates a harness for operator (a function or a rich table, which the
  * harness holds), of kind "process", "flat_map", "map", "filter",
- * "reduce" or "sink", on a keyed stream when keyed is true, and binds it
+ * "reduce", "sink", or for connected streams "co_process", "co_flat_map"
+ * or "co_map", on a keyed stream when keyed is true, and binds it
  * (a rich table without the kind's method is an error). Returns the
  * harness, a full userdata "cstream.Harness" that owns its worker, its
  * backend and its Lua refs; they are freed by h:destroy(), __close or

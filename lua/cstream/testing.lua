@@ -23,12 +23,13 @@ local M = {}
 
 -- The method that tells a rich function's kind, in the order looked for.
 local KIND_METHODS = {
+  { "process_element1", "co_process" }, { "flat_map1", "co_flat_map" }, { "map1", "co_map" },
   { "process_element", "process" }, { "flat_map", "flat_map" }, { "map", "map" },
   { "filter", "filter" }, { "reduce", "reduce" }, { "invoke", "sink" },
 }
 
-local KINDS = { process = true, flat_map = true, map = true, filter = true,
-                reduce = true, sink = true }
+local KINDS = { process = 1, flat_map = 1, map = 1, filter = 1, reduce = 1, sink = 1,
+                co_process = 2, co_flat_map = 2, co_map = 2 }
 
 local Harness = {}
 Harness.__index = Harness
@@ -56,7 +57,7 @@ local function kind_of(operator, opts, fn)
   if opts.kind ~= nil then
     if not KINDS[opts.kind] then
       error(string.format("%s: unknown kind '%s' (process, flat_map, map, filter, "
-        .. "reduce or sink)", fn, tostring(opts.kind)), 4)
+        .. "reduce, sink, co_process, co_flat_map or co_map)", fn, tostring(opts.kind)), 4)
     end
     return opts.kind
   end
@@ -65,7 +66,7 @@ local function kind_of(operator, opts, fn)
       if type(operator[m[1]]) == "function" then return m[2] end
     end
     error(fn .. ": the rich function has none of the methods process_element, "
-      .. "flat_map, map, filter, reduce or invoke", 4)
+      .. "flat_map, map, filter, reduce, invoke, process_element1, flat_map1 or map1", 4)
   end
   error(fn .. ": a plain function needs opts.kind ('process', 'flat_map', 'map', "
     .. "'filter', 'reduce' or 'sink')", 4)
@@ -87,7 +88,7 @@ local function selector(key_by, fn)
   error(fn .. ": opts.key_by must be a function, a position or a field name", 4)
 end
 
-local function new(operator, opts, keyed, fn)
+local function new(operator, opts, keyed, fn, ninputs)
   opts = opts or {}
   if type(operator) ~= "table" and type(operator) ~= "function" then
     error(fn .. ": expected an operator (a function or a rich function table), got "
@@ -95,12 +96,25 @@ local function new(operator, opts, keyed, fn)
   end
   if type(opts) ~= "table" then error(fn .. ": opts must be a table", 3) end
   local kind = kind_of(operator, opts, fn)
+  if KINDS[kind] ~= ninputs then
+    error(string.format("%s: a %s function has %s; use testing.%s", fn, kind,
+      KINDS[kind] == 2 and "two inputs" or "one input",
+      KINDS[kind] == 2 and "two_input" or "keyed or testing.one_input"), 3)
+  end
+  if ninputs == 2 then keyed = opts.key_by ~= nil end
   local key_by
   if keyed then
     if opts.key_by == nil then
       error(fn .. ": opts.key_by is missing (the key selector of the keyed stream)", 3)
     end
-    key_by = selector(opts.key_by, fn)
+    local sel = opts.key_by
+    if ninputs == 2 and type(sel) == "table" then
+      if #sel ~= 2 then error(fn .. ": opts.key_by = { selector1, selector2 }", 3) end
+      key_by = { selector(sel[1], fn), selector(sel[2], fn) }
+    else
+      key_by = selector(sel, fn)
+      if ninputs == 2 then key_by = { key_by, key_by } end
+    end
   end
   local name = opts.name or window_names[operator] or kind
   local uid = opts.uid or name
@@ -108,7 +122,8 @@ local function new(operator, opts, keyed, fn)
   local ok, c = pcall(core._harness, operator, kind, keyed, name, uid,
                       opts.max_parallelism or 128)
   if not ok then error(c, 3) end
-  return setmetatable({ _c = c, _key_by = key_by, _name = name, _uid = uid }, Harness)
+  return setmetatable({ _c = c, _key_by = key_by, _name = name, _uid = uid,
+                        _inputs = ninputs, _wm = {} }, Harness)
 end
 
 -- testing.keyed(operator, opts): a harness for an operator on a keyed
@@ -117,13 +132,25 @@ end
 -- and opts.uid name it (state belongs to the uid, so a snapshot restores
 -- into a harness of the same uid); opts.max_parallelism (128).
 function M.keyed(operator, opts)
-  return new(operator, opts, true, "testing.keyed")
+  local h = new(operator, opts, true, "testing.keyed", 1)
+  return h
 end
 
 -- testing.one_input(operator, opts): a harness for an operator on a
 -- stream that is not keyed (no keyed state, no timers; operator state).
 function M.one_input(operator, opts)
-  return new(operator, opts, false, "testing.one_input")
+  local h = new(operator, opts, false, "testing.one_input", 1)
+  return h
+end
+
+-- testing.two_input(operator, opts): a harness for the function of
+-- connected streams (s1:connect(s2)): process_element1/2, flat_map1/2 or
+-- map1/2. With opts.key_by = { selector1, selector2 } (or one selector
+-- for both) the streams are keyed, as after key_by on each (keyed state,
+-- timers: Flink's KeyedCoProcessFunction).
+function M.two_input(operator, opts)
+  local h = new(operator, opts, false, "testing.two_input", 2)
+  return h
 end
 
 -- Window operators. testing.window(assigner) and testing.count_window(n[,
@@ -157,11 +184,18 @@ function M.count_window(n, slide)
   return window_stream(nil, n, slide)
 end
 
--- Calls the C harness's method, raising its error at the caller's line.
-local function call(self, method, ...)
+-- Calls the C harness's method, raising its error at the line of the
+-- test: invoke is called by a function that a Harness method calls.
+local function invoke(self, method, ...)
   local ok, a = pcall(self._c[method], self._c, ...)
-  if not ok then error(a, 3) end
+  if not ok then error(a, 4) end
   return a
+end
+
+-- The same, called by the Harness method itself.
+local function call(self, method, ...)
+  local r = invoke(self, method, ...)
+  return r
 end
 
 -- h:open(): initialize_state(ctx) and open(ctx) of the operator.
@@ -178,20 +212,64 @@ Harness.__close = Harness.destroy
 -- h:process_element(v[, ts]): the record v, with event time ts (ms) if
 -- given, arrives at the operator; on a keyed stream its key (by key_by)
 -- becomes the current key.
-function Harness:process_element(v, ts)
-  if not self._key_by then local r = call(self, "process", v, ts) return r end
-  local ok, key = pcall(self._key_by, v)
+-- The record v at input (1 or 2), with its key by that input's selector.
+local function element(self, v, ts, input)
+  local key_by = self._key_by
+  if self._inputs == 2 and key_by then key_by = key_by[input] end
+  if not key_by then
+    invoke(self, "process", v, ts, nil, input)
+    return
+  end
+  local ok, key = pcall(key_by, v)
   if not ok or key == nil then
     error(string.format("cstream.testing: key_by of operator '%s' %s on record %s",
       self._name, ok and "returned nil" or ("failed: " .. tostring(key)),
-      core.format(v)), 2)
+      core.format(v)), 3)
   end
-  call(self, "process", v, ts, key)
+  invoke(self, "process", v, ts, key, input)
+end
+
+function Harness:process_element(v, ts)
+  if self._inputs == 2 then
+    error("process_element: operator '" .. self._name .. "' has two inputs: use "
+      .. "process_element1 or process_element2", 2)
+  end
+  element(self, v, ts, 1)
+end
+
+-- h:process_element1(v[, ts]), h:process_element2(v[, ts]): a record at
+-- the first or second input of a two_input harness.
+function Harness:process_element1(v, ts)
+  if self._inputs ~= 2 then error("process_element1: the harness has one input", 2) end
+  element(self, v, ts, 1)
+end
+
+function Harness:process_element2(v, ts)
+  if self._inputs ~= 2 then error("process_element2: the harness has one input", 2) end
+  element(self, v, ts, 2)
 end
 
 -- h:process_watermark(t): event time reaches t; event-time timers due by
 -- t fire, in time order.
 function Harness:process_watermark(t) call(self, "watermark", t) end
+
+-- h:process_watermark1(t), h:process_watermark2(t): the watermark of one
+-- input of a two_input harness; the operator's is the smaller of the two
+-- (none until both have one), as in a job.
+local function input_watermark(self, input, t)
+  if self._inputs ~= 2 then
+    error("process_watermark" .. input .. ": the harness has one input", 3)
+  end
+  if math.type(t) ~= "integer" then
+    error("process_watermark" .. input .. ": expected a time in milliseconds (an integer)", 3)
+  end
+  self._wm[input] = math.max(self._wm[input] or t, t)
+  local a, b = self._wm[1], self._wm[2]
+  if a and b then invoke(self, "watermark", math.min(a, b)) end
+end
+
+function Harness:process_watermark1(t) input_watermark(self, 1, t) end
+function Harness:process_watermark2(t) input_watermark(self, 2, t) end
 
 -- h:set_processing_time(t): processing time moves to t (ms; it starts at
 -- 0); processing-time timers due by t fire.

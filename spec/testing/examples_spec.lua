@@ -65,6 +65,39 @@ describe("the seed examples' operators in the harness", function()
     h:close()
   end)
 
+  it("order enrichment: connected keyed streams joined on the order id", function()
+    local h = testing.two_input(require("operators.enrichment"),
+      { key_by = function(o) return o.order_id end })
+    h:open()
+    local function fields(line)
+      local f = {}
+      for x in line:gmatch("[^,]+") do f[#f + 1] = x end
+      return f
+    end
+    -- all of the first file, then all of the second: each pair meets in state
+    for line in io.lines("examples/data/OrderInfo1.txt") do
+      local f = fields(line)
+      h:process_element1({ order_id = math.tointeger(tonumber(f[1])), product_name = f[2],
+                           price = tonumber(f[3]) + 0.0 })
+    end
+    h:set_current_key(123)
+    assert.are.same({ order_id = 123, product_name = "拖把", price = 30.0 }, h:get_state("info1"))
+    assert.is_nil(h:get_state("info2"))
+    for line in io.lines("examples/data/OrderInfo2.txt") do
+      local f = fields(line)
+      h:process_element2({ order_id = math.tointeger(tonumber(f[1])), order_date = f[2],
+                           address = f[3] })
+    end
+    local want = {}
+    for line in io.lines("examples/expected/order_enrichment.txt") do want[#want + 1] = line end
+    local got = formatted(h:extract_output())
+    table.sort(want)
+    table.sort(got)
+    assert.are.same(want, got)
+    assert.is_nil(h:get_state("info1")) -- the pair cleared it
+    h:close()
+  end)
+
   it("state TTL dedup: an id seen again after the TTL counts as new", function()
     local h = testing.keyed(require("operators.dedup"), { key_by = 1 })
     h:open()

@@ -265,6 +265,59 @@ describe("cstream.testing.keyed", function()
   end)
 end)
 
+describe("cstream.testing.two_input", function()
+  it("runs a co_map on connected streams that are not keyed", function()
+    local h = testing.two_input({
+      map1 = function(self, v) return "left " .. v end,
+      map2 = function(self, v) return "right " .. v end,
+    })
+    h:open()
+    h:process_element1("a")
+    h:process_element2("b")
+    assert.are.same({ "left a", "right b" }, h:extract_output())
+    fails_with("has two inputs: use process_element1 or process_element2",
+      function() h:process_element("c") end)
+  end)
+
+  it("keys each input by its selector; the smaller input watermark fires timers", function()
+    -- Flink's KeyedCoProcessFunction: an order waits for its payment
+    local Match = {
+      open = function(self, ctx)
+        self.order = ctx:get_state(cstream.value_state_descriptor("order"))
+      end,
+      process_element1 = function(self, order, ctx, out)
+        self.order:update(order.item)
+        ctx:timer_service():register_event_time_timer(ctx:timestamp() + 100)
+      end,
+      process_element2 = function(self, payment, ctx, out)
+        local item = self.order:value()
+        if item then out:collect({ ctx:get_current_key(), item, "paid" }) end
+        self.order:clear()
+      end,
+      on_timer = function(self, ts, ctx, out)
+        if self.order:value() then out:collect({ ctx:get_current_key(), self.order:value(), "unpaid" }) end
+      end,
+    }
+    local h = testing.two_input(Match, { key_by = { "order_id", function(p) return p.ref end } })
+    h:open()
+    h:process_element1({ order_id = 1, item = "book" }, 10)
+    h:process_element1({ order_id = 2, item = "pen" }, 20)
+    h:process_element2({ ref = 1 }, 30)
+    assert.are.same({ { 1, "book", "paid" } }, h:extract_output())
+    h:process_watermark1(500)
+    assert.is_nil(h:current_watermark()) -- input 2 has no watermark yet
+    h:process_watermark2(119)
+    assert.are.equal(119, h:current_watermark())
+    assert.are.equal(1, #h:extract_output())
+    h:process_watermark2(120)
+    assert.are.same({ 2, "pen", "unpaid" }, h:extract_output()[2])
+    fails_with("testing.two_input: a process function has one input; use testing.keyed",
+      function() testing.two_input(Counter, { key_by = by_id }) end)
+    fails_with("testing.keyed: a co_process function has two inputs; use testing.two_input",
+      function() testing.keyed(Match, { key_by = 1 }) end)
+  end)
+end)
+
 describe("cstream.testing lifetimes", function()
   it("frees a harness when it is collected, or at the end of a <close> scope", function()
     for _ = 1, 20 do
@@ -298,6 +351,12 @@ end)
 describe("cstream.testing bad input", function()
   it("refuses a record before open", function()
     local h = testing.keyed(Counter, { key_by = by_id, name = "counter" })
+    -- errors name the test's line
+    local ok, err = pcall(function() h:process_element({ id = "a", n = 1 }) end)
+    assert.is_false(ok)
+    assert.matches("^[^\n]*harness_spec.lua:%d+: cstream.testing: process_element", err)
+    ok, err = pcall(function() testing.keyed(Counter) end)
+    assert.matches("^[^\n]*harness_spec.lua:%d+: testing.keyed: opts.key_by is missing", err)
     fails_with("cstream.testing: process_element: the harness of operator 'counter' is not open "
         .. "(call h:open() first)", function() h:process_element({ id = "a", n = 1 }) end)
     fails_with("process_watermark: the harness of operator 'counter' is not open",
