@@ -7,24 +7,10 @@
 -- (1,a) (3,c) (4,d).
 local cstream = require("cstream")
 
-local Dedup = {
-  open = function(self, ctx)
-    -- entries live 1000 ms after their last write; expired ones are never read
-    local ttl = cstream.state_ttl_config(1000, {
-      update_type = "on_create_and_write",
-      visibility = "never_return_expired",
-    })
-    local seen = cstream.value_state_descriptor("seen")
-    seen:enable_time_to_live(ttl)
-    self.seen = ctx:get_state(seen)
-  end,
-
-  flat_map = function(self, event, out)
-    if self.seen:value() then return end -- a duplicate within the TTL
-    self.seen:update(true)
-    out:collect(event)
-  end,
-}
+-- the operators live in examples/operators/, where specs require them too
+local dir = arg[0]:match("^(.*)/[^/]*$") or "."
+package.path = dir .. "/?.lua;" .. package.path
+local Dedup = require("operators.dedup")
 
 -- Two bursts of (id, payload) events, two seconds apart.
 local bursts = {

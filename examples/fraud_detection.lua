@@ -6,9 +6,11 @@
 -- does not outlive the minute. The lines are "account,amount,time ms".
 local cstream = require("cstream")
 
-local SMALL, LARGE, MINUTE = 1.00, 500.00, 60 * 1000
-
+-- the detector lives in examples/operators/, where specs require it too
 local dir = arg[0]:match("^(.*)/[^/]*$") or "."
+package.path = dir .. "/?.lua;" .. package.path
+local FraudDetector = require("operators.fraud_detector")
+
 local env = cstream.get_execution_environment()
 
 env:read_text_file(dir .. "/data/transactions.csv")
@@ -19,31 +21,7 @@ env:read_text_file(dir .. "/data/transactions.csv")
   :assign_timestamps_and_watermarks(
     cstream.watermark_strategy.for_bounded_out_of_orderness(5000, function(t) return t.ts end))
   :key_by("account")
-  :process({
-    open = function(self, ctx)
-      -- the time of the account's last small transaction, while it counts
-      self.small_at = ctx:get_state(cstream.value_state_descriptor("small-at"))
-    end,
-    process_element = function(self, t, ctx, out)
-      local small_at = self.small_at:value()
-      if small_at then
-        if t.amount > LARGE and t.ts - small_at <= MINUTE then
-          out:collect(string.format("Alert{id=%d}", t.account))
-        end
-        -- any transaction after a small one ends the pattern
-        ctx:timer_service():delete_event_time_timer(small_at + MINUTE)
-        self.small_at:clear()
-      end
-      if t.amount < SMALL then
-        self.small_at:update(t.ts)
-        ctx:timer_service():register_event_time_timer(t.ts + MINUTE)
-      end
-    end,
-    on_timer = function(self, ts, ctx, out)
-      -- a minute passed without a large transaction
-      self.small_at:clear()
-    end,
-  })
+  :process(FraudDetector)
   :name("fraud-detector")
   :print()
 

@@ -5,36 +5,10 @@
 -- Prints 自定义格式：[(Spark,3), (Hadoop,5)] and 自定义格式：[(Hadoop,7), (Spark,4)].
 local cstream = require("cstream")
 
-local function CustomSink(threshold)
-  return {
-    threshold = threshold,
-    buffer = {},
-
-    invoke = function(self, value)
-      self.buffer[#self.buffer + 1] = value
-      if #self.buffer == self.threshold then
-        local shown = {}
-        for i, e in ipairs(self.buffer) do shown[i] = cstream.format(e) end
-        print("自定义格式：[" .. table.concat(shown, ", ") .. "]")
-        self.buffer = {}
-      end
-    end,
-
-    snapshot_state = function(self, ctx)
-      self.checkpoint_state:update(self.buffer)
-    end,
-
-    initialize_state = function(self, ctx)
-      self.checkpoint_state = ctx:get_operator_state_store()
-        :get_list_state(cstream.list_state_descriptor("buffered-elements"))
-      if ctx:is_restored() then
-        for _, e in ipairs(self.checkpoint_state:get()) do
-          self.buffer[#self.buffer + 1] = e
-        end
-      end
-    end,
-  }
-end
+-- the operators live in examples/operators/, where specs require them too
+local dir = arg[0]:match("^(.*)/[^/]*$") or "."
+package.path = dir .. "/?.lua;" .. package.path
+local CustomSink = require("operators.buffering_sink")
 
 local env = cstream.get_execution_environment()
 env:from_elements({ "Spark", 3 }, { "Hadoop", 5 }, { "Hadoop", 7 }, { "Spark", 4 })

@@ -10,6 +10,10 @@ local cstream = require("cstream")
 local dir = arg[0]:match("^(.*)/[^/]*$") or "."
 local max_sleep_ms = arg[1] == "--sleep" and 500 or 0
 
+-- the join lives in examples/operators/, where specs require it too
+package.path = dir .. "/?.lua;" .. package.path
+local EnrichmentFunction = require("operators.enrichment")
+
 -- A source that emits the lines of a file, optionally pausing between them.
 local function FileSource(path)
   return {
@@ -22,22 +26,6 @@ local function FileSource(path)
     cancel = function(self) end,
   }
 end
-
-local function java_string(s) return "'" .. s .. "'" end
-
-local OrderInfo1 = {
-  __tostring = function(o)
-    return string.format("OrderInfo1{orderId=%d, productName=%s, price=%s}",
-      o.order_id, java_string(o.product_name), cstream.format(o.price))
-  end,
-}
-
-local OrderInfo2 = {
-  __tostring = function(o)
-    return string.format("OrderInfo2{orderId=%d, orderDate=%s, address=%s}",
-      o.order_id, java_string(o.order_date), java_string(o.address))
-  end,
-}
 
 local function split(line)
   local fields = {}
@@ -55,33 +43,6 @@ local function string_to_order_info2(line)
   local f = split(line)
   return { order_id = math.tointeger(tonumber(f[1])), order_date = f[2], address = f[3] }
 end
-
-local EnrichmentFunction = {
-  open = function(self, ctx)
-    self.order_info1_state = ctx:get_state(cstream.value_state_descriptor("info1"))
-    self.order_info2_state = ctx:get_state(cstream.value_state_descriptor("info2"))
-  end,
-
-  flat_map1 = function(self, order_info1, out)
-    local value2 = self.order_info2_state:value()
-    if value2 ~= nil then
-      self.order_info2_state:clear()
-      out:collect({ setmetatable(order_info1, OrderInfo1), setmetatable(value2, OrderInfo2) })
-    else
-      self.order_info1_state:update(order_info1)
-    end
-  end,
-
-  flat_map2 = function(self, order_info2, out)
-    local value1 = self.order_info1_state:value()
-    if value1 ~= nil then
-      self.order_info1_state:clear()
-      out:collect({ setmetatable(value1, OrderInfo1), setmetatable(order_info2, OrderInfo2) })
-    else
-      self.order_info2_state:update(order_info2)
-    end
-  end,
-}
 
 local env = cstream.get_execution_environment()
 

@@ -37,6 +37,9 @@ int cs_api_snapshot_state(lua_State *L, cs_opi *op);
 int cs_api_close(lua_State *L, cs_opi *op);
 /* Drops op's Lua refs; its Context and Collector become invalid. */
 void cs_api_release(lua_State *L, cs_opi *op);
+/* Forgets the state registrations (names, kinds, functions) of w's
+ * operators that L remembers: w ends while L lives on (a test harness). */
+void cs_api_forget_worker(lua_State *L, const cs_worker *w);
 
 /* The lifecycle of an operator type whose node holds a user function, for
  * a cs_op_type initialiser (with .bind = cs_api_bind, or a bind of the

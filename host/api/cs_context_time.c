@@ -51,8 +51,8 @@ static int ctx_current_watermark(lua_State *L) {
 }
 
 static int ctx_current_processing_time(lua_State *L) {
-  cs__check_context(L);
-  lua_pushinteger(L, cs_now_ms());
+  cs_opi *op = cs__check_context(L);
+  lua_pushinteger(L, op->w->test_clock ? op->w->test_now_ms : cs_now_ms());
   return 1;
 }
 

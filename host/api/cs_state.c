@@ -575,6 +575,34 @@ static int state_tostring(lua_State *L) {
 
 static const char states_key = 's';
 
+/* Pushes the table of the state registrations of worker w in L (made on
+ * first use): registry[&states_key][w].
+ * A worker has a Lua state of its own; an operator test harness shares the
+ * state of its busted run with other harnesses.  [-0, +1] */
+static void push_registrations(lua_State *L, const cs_worker *w) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &states_key);
+  }
+  if (lua_rawgetp(L, -1, w) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, -3, w);
+  }
+  lua_remove(L, -2);
+}
+
+void cs_api_forget_worker(lua_State *L, const cs_worker *w) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key) == LUA_TTABLE) {
+    lua_pushnil(L);
+    lua_rawsetp(L, -2, w);
+  }
+  lua_pop(L, 1);
+}
+
 /* One kind and one function per state name in an operator: checks the
  * registration of the state named at index fullname against the ones
  * before it in this Lua state (recording it when it is the first), and
@@ -582,13 +610,7 @@ static const char states_key = 's';
  * [-0, +1, e] */
 static void check_registry(lua_State *L, cs_opi *op, int kind, const char *getter,
                            const char *name, int fullname, const char *fnfield) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &states_key);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &states_key);
-  }
+  push_registrations(L, op->w);
   int reg = lua_gettop(L);
   if (fnfield) {
     lua_getfield(L, 2, fnfield);
@@ -671,8 +693,11 @@ static int get_state(lua_State *L, int kind, int op_state) {
     return luaL_error(L, "%s('%s'): a time to live is for keyed state; operator state "
                          "does not expire", getter, name);
   cs_buf full = {0};
-  cs_buf_printf(&full, "%s/%s%s", op->node->id,
-                op_state == 2 ? "#uop/" : op_state ? "#op/" : "", name);
+  if (cs_buf_printf(&full, "%s/%s%s", op->node->id,
+                    op_state == 2 ? "#uop/" : op_state ? "#op/" : "", name)) {
+    cs_buf_free(&full);
+    return luaL_error(L, "%s('%s'): out of memory", getter, name);
+  }
   lua_pushlstring(L, full.data, full.len);
   cs_buf_free(&full);
   int fullname = lua_gettop(L);

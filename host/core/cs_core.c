@@ -18,6 +18,7 @@
 #include "host/lua/cs_lua.h"
 #include "host/operators/cs_operators.h"
 #include "host/runtime/cs_runtime.h"
+#include "host/testing/cs_testing.h"
 
 static const char options_key = 'o';
 
@@ -387,8 +388,10 @@ int cs_core_open(lua_State *L) {
       {"digest", core_digest},
       {"sleep", cs_source_sleep},
       {"default_parallelism", core_default_parallelism},
+      {"_harness", cs_testing_new},
       {NULL, NULL}};
   cs_api_open_types(L);
+  cs_testing_open_types(L);
   luaL_newlib(L, fns);
   lua_pushstring(L, CS_VERSION);
   lua_setfield(L, -2, "VERSION");

@@ -4,8 +4,8 @@
  * there configures, plans and runs the job; in a worker's state it binds
  * the worker to the running job.
  *
- * Depends on host/config, host/operators, host/connectors, host/api,
- * host/runtime and below; host/dev and host/cli sit above it.
+ * Depends on host/config, host/testing, host/operators, host/connectors,
+ * host/api, host/runtime and below; host/dev and host/cli sit above it.
  */
 #ifndef CS_CORE_H
 #define CS_CORE_H

@@ -302,6 +302,7 @@ static int emit_tagged(lua_State *L, cs_opi *op, const char *tag) {
 int cs_emit(lua_State *L, cs_opi *op) { return emit_tagged(L, op, NULL); }
 
 int cs_emit_to(lua_State *L, cs_opi *op, const char *tag) {
+  if (op->w->side_output) return op->w->side_output(L, op, tag);
   return emit_tagged(L, op, tag);
 }
 

@@ -206,6 +206,14 @@ typedef struct cs_worker {
   int reloading;       /* errors of user code are captured, not fatal */
   char *reload_error;  /* the first captured error */
   lua_State *old_L;    /* the previous code's state during a reload */
+  /* An operator test harness (host/testing) runs one operator on a worker
+   * of its own, without a thread: ctx:current_processing_time() reads its
+   * clock (test_clock set), and side_output takes what the operator emits
+   * to side outputs (the value on top of L, popped; 0 or -1). Unset in a
+   * job. */
+  int test_clock;
+  int64_t test_now_ms;
+  int (*side_output)(lua_State *L, struct cs_opi *op, const char *tag);
 } cs_worker;
 
 /* How a job runs: state backend, checkpoints, restarts, restore. Filled
