@@ -432,6 +432,10 @@ describe("cstream.testing bad input", function()
     assert.matches("key_by of operator 'counter' returned nil on record", err, 1, true)
     ok, err = pcall(h.get_state, h, "count")
     assert.matches("there is no current key", err, 1, true)
+    ok, err = pcall(h.process_element, h, { id = print, n = 1 })
+    assert.matches("process_element: the key cannot be used (operator 'counter')", err, 1, true)
+    fails_with("expected a time in milliseconds (an integer), got string",
+      function() h:process_element({ id = "a", n = 1 }, "soon") end)
     h:process_element({ id = "a", n = 1 })
     ok, err = pcall(h.get_state, h, "cuont")
     assert.matches("operator 'counter' has no state named 'cuont' (its states: 'count', "
