@@ -118,10 +118,16 @@ static int msghandler(lua_State *L) {
  * "not enough memory" (on top of L) becomes a message naming the cap. */
 static void name_cap_error(lua_State *L, lua_cap *cap, int rc) {
   if (rc != LUA_ERRMEM || !cap->refused) return;
+  /* Disarmed while the message is made: inside an outer user call a
+   * refusal here would raise through the C frame that called us. */
+  int armed = cap->armed;
+  cap->armed = 0;
+  cap->refused = 0;
   lua_pop(L, 1);
   lua_pushfstring(L, "out of memory: this worker's Lua state holds %I bytes and "
                   "may hold at most %I (taskmanager.memory.lua.max)",
                   (lua_Integer)cap->used, (lua_Integer)cap->max);
+  cap->armed = armed;
 }
 
 int cs_lua_resume(lua_State *co, lua_State *from, int nargs, int *nres) {
