@@ -7,6 +7,7 @@
 #define CS_FUZZ_UTIL_H
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,10 +29,17 @@
  * use and removed at exit with what is left in it. */
 static char fuzz_scratch[512];
 
+static inline int fuzz_rm_one(const char *path, const struct stat *st,
+                              int type, struct FTW *ftw) {
+  (void)st, (void)ftw;
+  if ((type == FTW_DP ? rmdir(path) : unlink(path)) != 0)
+    fprintf(stderr, "cannot remove %s: %s\n", path, strerror(errno));
+  return 0;
+}
+
+/* rm -rf path (nothing when it does not exist). */
 static inline void fuzz_rm_rf(const char *path) {
-  char cmd[1100];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
-  if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", path);
+  nftw(path, fuzz_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static inline void fuzz_scratch_cleanup(void) {

@@ -99,6 +99,7 @@ int main(int argc, char **argv) {
       count++;
     }
   }
-  printf("%s: %d input(s) replayed, %d unreadable\n", argv[0], count, bad);
+  fprintf(stderr, "%s: %d input(s) replayed, %d unreadable\n", argv[0], count,
+          bad);
   return bad ? 1 : 0;
 }
