@@ -9,6 +9,8 @@ PACKAGES=(
   librocksdb-dev libuv1-dev libmsgpack-dev libxxhash-dev libyaml-dev
   libmimalloc-dev
   time
+  clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer and clang's ASan/UBSan
+  libtsan2                  # scripts/test.sh --tsan (gcc's ThreadSanitizer)
 )
 
 missing=()

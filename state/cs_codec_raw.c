@@ -275,14 +275,41 @@ long cs_codec_skip_lean(const char *data, size_t len) {
   return (long)(p - (const unsigned char *)data);
 }
 
+/* Only the shortest form of each integer and string is the encoder's: a
+ * padded one (5 as uint8, a 3-byte string as str8) decodes to the same
+ * value but is not its key encoding, and used as a key it would put equal
+ * keys into different key groups. */
 int cs_codec_is_key_scalar(cs_slice v) {
   if (v.len == 0) return 0;
-  unsigned c = (unsigned char)v.data[0];
-  if (c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) return 1;
-  if (c >= 0xa0 && c <= 0xbf) return 1;
-  if (c == 0xcf) return v.len == 9 && (unsigned char)v.data[1] < 0x80;
-  if (c >= 0xcc && c <= 0xd3) return 1;
-  return c == 0xd9 || c == 0xda || c == 0xdb;
+  const unsigned char *p = (const unsigned char *)v.data;
+  unsigned c = p[0];
+  if (c < 0x80 || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+    return v.len == 1;
+  if (c >= 0xa0 && c <= 0xbf) return v.len == 1 + (c & 0x1f);
+  switch (c) {
+  case 0xcc: return v.len == 2 && p[1] >= 0x80;
+  case 0xcd: return v.len == 3 && cs__codec_get_be16(p + 1) > 0xff;
+  case 0xce: return v.len == 5 && cs__codec_get_be32(p + 1) > 0xffff;
+  case 0xcf:
+    return v.len == 9 && p[1] < 0x80 && cs__codec_get_be64(p + 1) > 0xffffffffu;
+  case 0xd0: return v.len == 2 && (int8_t)p[1] < -32;
+  case 0xd1: return v.len == 3 && (int16_t)cs__codec_get_be16(p + 1) < INT8_MIN;
+  case 0xd2: return v.len == 5 && (int32_t)cs__codec_get_be32(p + 1) < INT16_MIN;
+  case 0xd3:
+    return v.len == 9 && (int64_t)cs__codec_get_be64(p + 1) < INT32_MIN;
+  case 0xd9: return v.len >= 2 && p[1] >= 32 && v.len == 2 + (size_t)p[1];
+  case 0xda: {
+    if (v.len < 3) return 0;
+    uint32_t n = cs__codec_get_be16(p + 1);
+    return n > 0xff && v.len == 3 + (size_t)n;
+  }
+  case 0xdb: {
+    if (v.len < 5) return 0;
+    uint32_t n = cs__codec_get_be32(p + 1);
+    return n > 0xffff && v.len == 5 + (size_t)n;
+  }
+  default: return 0;
+  }
 }
 
 /* =========================================================== key groups */

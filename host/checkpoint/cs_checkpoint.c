@@ -363,6 +363,7 @@ int cs_ckpt_read(const char *dir, cs_ckpt **out, char *err, size_t errlen) {
     if (line == 1) {
       if (strcmp(p, META_MAGIC) != 0) BAD("not a cstream-lua checkpoint (or another version)");
     } else if (sscanf(p, "job %1023s", a) == 1) {
+      if (c->job) BAD("line %d: a second job line", line);
       get_token(a);
       c->job = cs_strdup(a);
     } else if (sscanf(p, "checkpoint %1023s", a) == 1) {
@@ -370,6 +371,7 @@ int cs_ckpt_read(const char *dir, cs_ckpt **out, char *err, size_t errlen) {
     } else if (sscanf(p, "kind %1023s", a) == 1) {
       c->savepoint = strcmp(a, "savepoint") == 0;
     } else if (sscanf(p, "backend %1023s", a) == 1) {
+      if (c->backend) BAD("line %d: a second backend line", line);
       c->backend = cs_strdup(a);
     } else if (sscanf(p, "max-parallelism %d", &n) == 1) {
       c->max_parallelism = n;

@@ -1347,6 +1347,23 @@ static void test_is_key_scalar(void) {
   CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
   v.len = unhex("dc0000", bytes);
   CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
+  /* Padded forms (another writer's) decode to the same value but are not
+   * its key bytes (found by spec/fuzz/fuzz_codec.c). */
+  static const char *padded[] = {"cc05", "cd0005", "ce00000005",
+                                 "cf0000000000000005", "d3000000000000007f",
+                                 "d0ff", "d1ff80", "d2ffffff80",
+                                 "d3ffffffff80000000", "d903616263",
+                                 "da0003616263", "db00000003616263"};
+  for (size_t i = 0; i < sizeof(padded) / sizeof(*padded); i++) {
+    v.len = unhex(padded[i], bytes);
+    CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
+  }
+  v.len = unhex("d3ffffffff7fffffff", bytes); /* below INT32_MIN: shortest */
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 1);
+  v.len = unhex("cc80", bytes);
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 1);
+  v.len = unhex("cc", bytes); /* truncated */
+  CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
   v.len = unhex("de0000", bytes);
   CHECK_EQ_INT(cs_codec_is_key_scalar(v), 0);
   v.len = 0;

@@ -24,6 +24,11 @@ local function join(args)
   return table.concat(parts, " ")
 end
 
+-- How much slower than a plain build the binary runs: ThreadSanitizer
+-- builds set CSTREAM_SLOW (CMakeLists.txt), and every wait below is that
+-- many times longer there.
+local SLOW = tonumber(os.getenv("CSTREAM_SLOW") or "") or 1
+
 function M.src(rel) return SRC .. "/" .. rel end
 function M.bin() return BIN end
 function M.tool(name) return TOOLS .. "/" .. name end
@@ -94,7 +99,7 @@ function M.run(args, opts)
     if not given then table.insert(argv, 2, "--state-backend=" .. backend) end
   end
   local cmd = string.format("%s timeout -k 5 %d %s < %s > %s 2> %s; echo $?",
-    opts.env or "", opts.timeout or 120, join(argv), q(opts.stdin or "/dev/null"),
+    opts.env or "", (opts.timeout or 120) * SLOW, join(argv), q(opts.stdin or "/dev/null"),
     q(out), q(err))
   local p = io.popen(cmd)
   local code = tonumber(p:read("a"))
@@ -108,7 +113,7 @@ end
 -- code the spec expected (a job that must fail with 1 could hide one).
 function M.check_sanitizers(stderr)
   if stderr:match("ERROR: AddressSanitizer") or stderr:match("ERROR: LeakSanitizer")
-     or stderr:match("runtime error: ") then
+     or stderr:match("runtime error: ") or stderr:match("WARNING: ThreadSanitizer") then
     error("sanitizer report:\n" .. stderr, 2)
   end
 end
@@ -142,7 +147,7 @@ end
 -- Calls fn every 20 ms until it returns a true value (returned) or timeout
 -- seconds pass (nil).
 function M.wait_for(fn, timeout)
-  local deadline = os.time() + (timeout or 10)
+  local deadline = os.time() + (timeout or 10) * SLOW
   repeat
     local v = fn()
     if v then return v end
