@@ -36,7 +36,9 @@ static void ckpt_part_failed(cs_job *job, int64_t id, const char *msg) {
 typedef struct snap_item {
   int part;              /* its part in the task's parts */
   cs_rocksdb_snap *rs;   /* RocksDB: the checkpoint to finish, or NULL */
-  cs_buf bytes;          /* else the serialized state, to write to path */
+  cs_backend *copy;      /* heap: a copy of orig to serialize, or */
+  cs_backend *orig;
+  cs_buf bytes;          /* the serialized state, to write to path */
   char *path;
   int rc;
   uint64_t size, hash;   /* of the file (RocksDB: of the manifest) */
@@ -101,6 +103,15 @@ static void snap_work(uv_work_t *req) {
       it->hash = XXH3_64bits(man.data, man.len);
       cs_buf_free(&man);
     } else {
+      if (it->copy) {
+        it->rc = cs_backend_snapshot(it->copy, 0, 65535, &it->bytes);
+        cs_heap_clone_strip(it->copy); /* its memory goes back to orig */
+        if (it->rc) {
+          snprintf(it->err, sizeof(it->err), "snapshot of %s failed: %s",
+                   it->path, cs_strerror(it->rc));
+          continue;
+        }
+      }
       it->size = it->bytes.len;
       it->hash = XXH3_64bits(it->bytes.data, it->bytes.len);
       it->rc = cs_write_file_durable(it->path, it->bytes.data, it->bytes.len,
@@ -117,6 +128,7 @@ static void snap_work(uv_work_t *req) {
 static void snap_task_free(cs__snap_task *k) {
   for (int i = 0; i < k->nitems; i++) {
     cs_rocksdb_snap_destroy(k->items[i].rs);
+    if (k->items[i].copy) k->items[i].copy->ops->destroy(k->items[i].copy);
     cs_buf_free(&k->items[i].bytes);
     cs_free(k->items[i].path);
   }
@@ -137,6 +149,8 @@ static void snap_complete(cs__snap_task *k) {
     snap_item *it = &k->items[i];
     cs_rocksdb_snap_destroy(it->rs);
     it->rs = NULL;
+    cs_heap_backend_recycle(it->orig, it->copy);
+    it->copy = NULL;
     cs_buf_free(&it->bytes);
     if (it->rc) {
       ckpt_part_failed(k->job, k->id, it->err);
@@ -231,10 +245,16 @@ static int op_sync_part(cs__snap_task *k, cs_opi *op, const char *dir,
   } else {
     part_file(file, cap, op, "state");
     snprintf(path, sizeof(path), "%s/%s", dir, file);
-    int rc = cs_backend_snapshot(op->be, 0, 65535, &it->bytes);
-    if (rc == 0 && (it->path = cs_strdup(path)) == NULL) rc = CS_ENOMEM;
+    /* a copy of the tables, serialized off the worker; serialized here
+     * when there is no memory for the copy */
+    int rc = (it->path = cs_strdup(path)) == NULL ? CS_ENOMEM : 0;
+    it->orig = op->be;
+    if (rc == 0 && (it->copy = cs_heap_backend_clone(op->be)) == NULL)
+      rc = cs_backend_snapshot(op->be, 0, 65535, &it->bytes);
     if (rc) {
       cs_buf_free(&it->bytes);
+      cs_free(it->path);
+      it->path = NULL;
       snprintf(err, errlen, "snapshot of '%s' failed: %s", op->node->id,
                cs_strerror(rc));
       return -1;
