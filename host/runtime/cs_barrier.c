@@ -6,6 +6,7 @@
  * have), snapshots every operator's backend, forwards the barrier and
  * acknowledges to the coordinator.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -90,6 +91,11 @@ static void ack_parts(cs_job *job, int64_t id, cs_ckpt *parts,
 static void snap_work(uv_work_t *req) {
   cs__snap_task *k = container_of(req, cs__snap_task, req);
   uint64_t t0 = uv_hrtime();
+  /* Fault injection for the specs: a slow asynchronous part, so that they
+   * can kill, fail or end a job while it runs. */
+  const char *delay = getenv("CSTREAM_TEST_SNAPSHOT_DELAY_MS");
+  if (delay && k->nitems > 0 && atoi(delay) > 0)
+    uv_sleep((unsigned)atoi(delay));
   for (int i = 0; i < k->nitems; i++) {
     snap_item *it = &k->items[i];
     if (atomic_load(&k->job->failed)) {
