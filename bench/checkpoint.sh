@@ -13,7 +13,8 @@
 # -p 2, with checkpoints every interval, per backend.
 #
 #   bash bench/checkpoint.sh [--keys N] [--runs R] [--interval T] [--updates U]
-#                            [--backends "B ..."] [--no-latency] [--quick]
+#                            [--backends "B ..."] [--no-latency | --latency-only]
+#                            [--quick]
 #
 # --keys N      distinct keys (default 1000000; rounded up to an even number)
 # --runs R      runs of each job (default 3); throughput and restore times are
@@ -25,6 +26,7 @@
 #               engine is fast
 # --backends L  only these of: memory filesystem rocksdb rocksdb-incremental
 # --no-latency  skip the latency table
+# --latency-only  only the latency table
 # --quick       20000 keys, 1 run, 10 ms interval: CI uses it to check that
 #               the benchmark works; its figures mean nothing
 #
@@ -46,11 +48,13 @@ interval=1s
 updates=2
 backends="memory filesystem rocksdb rocksdb-incremental"
 latency=1
+latency_only=0
 lat_rate=100000; lat_seconds=4; lat_warmup=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --backends) backends=$2; shift 2 ;;
     --no-latency) latency=0; shift ;;
+    --latency-only) latency_only=1; shift ;;
     --keys) keys=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --interval) interval=$2; shift 2 ;;
@@ -142,6 +146,10 @@ shared_of() {
   cat "$1"/*/cs-manifest 2>/dev/null | awk '$1 == "shared" { print $3, $4 }' | sort -u
 }
 
+median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+col() { awk -v c="$1" '{ print $c }'; }
+
+if [ "$latency_only" = 0 ]; then
 samples=$work/samples
 : > "$samples"
 for run in $(seq "$runs"); do
@@ -206,8 +214,6 @@ for run in $(seq "$runs"); do
 done
 [ -s "$work/off-rocksdb" ] && cp "$work/off-rocksdb" "$work/off-rocksdb-incremental"
 
-median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-col() { awk -v c="$1" '{ print $c }'; }
 
 echo "checkpoint benchmark: $keys keys, $lines records (phase 1: each key once; phase 2: updates to 1% of the keys), -p 2, checkpoint interval $interval; throughput and restore: median of $runs run(s) (restore: 3 per run); checkpoint figures: median over the checkpoints taken once all keys existed; $(nproc) cores, load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?") at the end"
 echo
@@ -276,6 +282,7 @@ else
   echo "RocksDB incremental, 1% of the keys changed: n/a (fewer than 2 checkpoints once all keys existed; use a larger --keys or a shorter --interval)"
 fi
 echo "RocksDB: Debian's librocksdb is built with assertions enabled, which slows it down."
+fi
 
 # ------------------------------------------------------------ latency
 # p99 end-to-end latency through the socket source at 100k records/s, -p 2,
