@@ -125,6 +125,26 @@ struct cs_backend {
  * Returns NULL when out of memory. Caller frees with be->ops->destroy. */
 cs_backend *cs_heap_backend_create(void);
 
+/* A deep copy of an in-memory backend (cs_heap_backend_create), sharing
+ * nothing with it: the synchronous part of an asynchronous snapshot, whose
+ * copy another thread serializes with cs_backend_snapshot while the
+ * original's thread goes on. Costs a copy of the tables (their slot arrays
+ * whole, nodes one by one). Returns NULL when out of memory or when be is
+ * not an in-memory backend. Caller frees with ->ops->destroy. */
+cs_backend *cs_heap_backend_clone(cs_backend *be);
+
+/* Frees the entries of a copy made by cs_heap_backend_clone (on any
+ * thread, once it is serialized), keeping only its tables' slot memory for
+ * cs_heap_backend_recycle; the copy is empty then. */
+void cs_heap_clone_strip(cs_backend *copy);
+
+/* Gives the slot memory of copy (a clone of be) back to be, for its next
+ * clone, and destroys copy; on be's thread. A clone then copies into memory
+ * already mapped: on machines where page faults are dear, that is most of
+ * the cost of a clone. be keeps that memory (as much as its tables) until
+ * it is destroyed. copy NULL does nothing; be NULL only destroys copy. */
+void cs_heap_backend_recycle(cs_backend *be, cs_backend *copy);
+
 /* Snapshot of key groups [kg_first, kg_last] of every state, appended to out
  * in a self-describing, versioned, checksummed format (see cs_snapshot.c).
  * Works for any backend through scan_iter. */

@@ -35,8 +35,7 @@
  * never touches freed memory and does not trip on mutations of other keys.
  * A scan iterator is invalidated by any mutation of the backend.
  */
-#include "cs_backend.h"
-#include "cs_ttl.h"
+#include "cs_heap_int.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -44,74 +43,6 @@
 #define XXH_INLINE_ALL /* the hash is on the hot path: let it inline */
 #include <xxhash.h>
 
-#define KG_MAX 65535
-#define NONE SIZE_MAX
-#define SLOT_ALIGN 32
-#define INLINE_CAP 23 /* key + value bytes held in a slot */
-#define OUTER_INITIAL_CAP 16
-#define INNER_INITIAL_CAP 4
-#define SHRINK_MIN 256 /* node values below this capacity never shrink */
-
-/* ============================================================== types */
-
-struct mapval;
-
-typedef struct node {
-  struct mapval *map; /* MAP state keys: the user-key table; else NULL */
-  size_t vlen;        /* value bytes in use */
-  size_t vcap;        /* value bytes allocated after the key */
-  size_t klen;
-  char bytes[]; /* klen key bytes, then vcap value bytes */
-} node;
-
-enum { SLOT_EMPTY = 0, SLOT_INLINE = 1, SLOT_NODE = 2 };
-
-typedef struct slot {
-  uint32_t hash; /* the low 32 bits of the entry's hash */
-  uint16_t kg;   /* 0 in nested tables */
-  uint8_t tag;   /* SLOT_* */
-  uint8_t klen;  /* SLOT_INLINE: key bytes at u.in.bytes */
-  union {
-    node *n; /* SLOT_NODE */
-    struct {
-      uint8_t vlen; /* value bytes after the key */
-      char bytes[INLINE_CAP];
-    } in;
-  } u;
-} slot;
-
-_Static_assert(sizeof(slot) == SLOT_ALIGN, "two slots per cache line");
-
-typedef struct table {
-  slot *slots; /* SLOT_ALIGN-aligned inside raw; NULL until the first insert */
-  void *raw;
-  size_t mask; /* capacity - 1 */
-  size_t count;
-} table;
-
-typedef struct mapval {
-  table t;
-  uint64_t stamp; /* backend clock at the last mutation */
-} mapval;
-
-typedef struct hstate {
-  char *name;
-  cs_state_kind kind;
-  table t;        /* (kg, key) -> entry */
-  size_t entries; /* keys, or (key, user key) pairs for MAP states */
-  int has_ttl;
-  cs_ttl_config ttl;
-  size_t cursor; /* TTL states: the next slot incremental cleanup checks */
-} hstate;
-
-typedef struct heap {
-  cs_backend base;
-  hstate *states;
-  int nstates;
-  int cap;
-  uint64_t clock; /* bumped by every mutation */
-  cs_buf tmp;     /* incremental cleanup: a LIST value being filtered */
-} heap;
 
 enum { ITER_MAP = 1, ITER_SCAN = 2 };
 
@@ -850,6 +781,7 @@ static int heap_forget_states(cs_backend *be, int first) {
   while (h->nstates > first) {
     hstate *s = &h->states[--h->nstates];
     table_free(&s->t);
+    cs_free(s->spare);
     cs_free(s->name);
   }
   return 0;
@@ -860,6 +792,7 @@ static void heap_destroy(cs_backend *be) {
   heap *h = container_of(be, heap, base);
   for (int i = 0; i < h->nstates; i++) {
     table_free(&h->states[i].t);
+    cs_free(h->states[i].spare);
     cs_free(h->states[i].name);
   }
   cs_free(h->states);
@@ -867,7 +800,7 @@ static void heap_destroy(cs_backend *be) {
   cs_free(h);
 }
 
-static const cs_backend_ops heap_ops = {
+const cs_backend_ops cs__heap_ops = {
     .name = "heap",
     .register_state = heap_register_state,
     .register_ttl_state = heap_register_ttl_state,
@@ -890,6 +823,6 @@ static const cs_backend_ops heap_ops = {
 cs_backend *cs_heap_backend_create(void) {
   heap *h = cs_calloc(1, sizeof(heap));
   if (h == NULL) return NULL;
-  h->base.ops = &heap_ops;
+  h->base.ops = &cs__heap_ops;
   return &h->base;
 }

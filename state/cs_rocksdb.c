@@ -93,6 +93,21 @@ int cs__rocksdb_rocks_errf(char *err, size_t errlen, int rc, const char *what,
 
 /* ============================================================== keys */
 
+int cs__rocksdb_wait_writable(cs__rocksdb *r) {
+  if (atomic_load(&r->exclusive)) {
+    uv_mutex_lock(&r->xlock);
+    while (atomic_load(&r->exclusive)) uv_cond_wait(&r->xcond, &r->xlock);
+    uv_mutex_unlock(&r->xlock);
+  }
+  if (atomic_load(&r->broken)) {
+    fprintf(stderr, "cstream-lua: RocksDB state in %s: the write of a "
+            "checkpoint's cached state failed; the backend takes no more "
+            "writes\n", r->workdir);
+    return CS_EIO;
+  }
+  return 0;
+}
+
 static inline const char *slice_ptr(cs_slice s) {
   return s.data ? s.data : empty_bytes;
 }
@@ -250,6 +265,8 @@ static int rdb_register_ttl_state(cs_backend *be, const char *name,
     r->states = ns;
     r->cap = cap;
   }
+  int wrc = cs__rocksdb_wait_writable(r);
+  if (wrc) return wrc;
   cs_buf cfname = {0};
   char *copy = cs_strdup(name);
   rocksdb_options_t *o = ttl ? cs__rocksdb_ttl_options(r->opts, kind, ttl) : r->opts;
@@ -338,6 +355,10 @@ static int rdb_put(cs_backend *be, int state, int kg, cs_slice key,
     release_pins(r);
     return rc;
   }
+  if ((rc = cs__rocksdb_wait_writable(r)) != 0) {
+    ckey_done(&k);
+    return rc;
+  }
   char *rerr = NULL;
   rocksdb_put_cf(r->db, r->wo, s->cf, k.p, k.len, slice_ptr(val), val.len,
                  &rerr);
@@ -350,8 +371,10 @@ static int rdb_put(cs_backend *be, int state, int kg, cs_slice key,
 /* Deletes every user key of a MAP key, in one write batch. */
 static int del_map_key(cs__rocksdb *r, cs__rocksdb_state *s, int kg,
                        cs_slice key) {
+  int rc = cs__rocksdb_wait_writable(r);
+  if (rc) return rc;
   ckey k;
-  int rc = ckey_make(&k, kg, key, 1, NULL, 1); /* the prefix, its bound */
+  rc = ckey_make(&k, kg, key, 1, NULL, 1); /* the prefix, its bound */
   if (rc) return rc;
   char *upper = k.p + k.len;
   memcpy(upper, k.p, k.len);
@@ -397,6 +420,8 @@ static int rdb_del(cs_backend *be, int state, int kg, cs_slice key,
     if (rc == CS_ENOMEM) return rc; /* nothing changed: the views stay */
   } else {
     ckey k;
+    rc = cs__rocksdb_wait_writable(r);
+    if (rc) return rc;
     rc = ckey_make(&k, kg, key, s->kind == CS_STATE_MAP, ukey, 0);
     if (rc) return rc;
     char *rerr = NULL;
@@ -414,8 +439,10 @@ static int rdb_append(cs_backend *be, int state, int kg, cs_slice key,
   cs__rocksdb *r = container_of(be, cs__rocksdb, base);
   cs__rocksdb_state *s = state_at(r, state, kg);
   if (s == NULL || s->kind != CS_STATE_LIST || r->readonly) return CS_EINVAL;
+  int rc = cs__rocksdb_wait_writable(r);
+  if (rc) return rc;
   ckey k;
-  int rc = ckey_make(&k, kg, key, 0, NULL, 0);
+  rc = ckey_make(&k, kg, key, 0, NULL, 0);
   if (rc) return rc;
   char *rerr = NULL;
   rocksdb_merge_cf(r->db, r->wo, s->cf, k.p, k.len, slice_ptr(val), val.len,
@@ -668,7 +695,8 @@ static int rdb_forget_states(cs_backend *be, int first) {
   if (first < 0 || r->readonly) return CS_EINVAL;
   if (first >= r->nstates) return 0;
   release_pins(r);
-  int rc = cs__rocksdb_cache_flush(r, 1);
+  int rc = cs__rocksdb_wait_writable(r);
+  if (rc == 0) rc = cs__rocksdb_cache_flush(r, 1);
   if (rc) return rc;
   while (r->nstates > first) {
     cs__rocksdb_state *s = &r->states[r->nstates - 1];
@@ -687,6 +715,9 @@ static int rdb_forget_states(cs_backend *be, int first) {
 static void rdb_destroy(cs_backend *be) {
   if (be == NULL) return;
   cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  /* The engine destroys a checkpoint object before its backend; should one
+   * still be exclusive, its thread is using the instance. */
+  if (!r->readonly) (void)cs__rocksdb_wait_writable(r);
   while (r->iters) iter_detach(r->iters);
   release_pins(r);
   cs__rocksdb_cache_free(r);
@@ -706,6 +737,8 @@ static void rdb_destroy(cs_backend *be) {
   cs_free(r->restored_text);
   cs__rocksdb_free_sums(r->sums, r->nsums);
   cs_free(r->workdir);
+  uv_cond_destroy(&r->xcond);
+  uv_mutex_destroy(&r->xlock);
   cs_free(r);
 }
 

@@ -128,6 +128,39 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
                           const char *shared_dir, cs_buf *manifest, char *err,
                           size_t errlen);
 
+/* The same checkpoint in two phases, so that the thread that owns the
+ * backend stops only for the first (Flink's synchronous and asynchronous
+ * parts of a snapshot):
+ *
+ * cs_rocksdb_checkpoint_begin, on the backend's thread, takes the
+ * checkpoint's point in time: it copies the dirty entries of the value
+ * cache into a write batch (marking them clean) and makes the backend
+ * exclusive to the checkpoint, which costs no I/O and no RocksDB call.
+ * cs_rocksdb_checkpoint_finish, on any thread, writes that batch, has
+ * RocksDB flush and hard-link its files into the staging directory, ends
+ * the exclusive phase, then places the files, hashes the new SST files and
+ * writes and fsyncs the manifest exactly as cs_rocksdb_checkpoint does
+ * (same arguments, same result, same cleanup on failure).
+ *
+ * Between the two the backend stays usable by its thread: reads, and the
+ * puts and deletes of VALUE states that the value cache absorbs, go on;
+ * anything that would write RocksDB itself before the checkpoint's files
+ * are staged (a LIST append, a MAP write, a new state, an eviction of the
+ * cache, a scan) waits until then, so the checkpoint holds exactly the
+ * writes made before begin. One checkpoint at a time: begin while another
+ * is not destroyed is CS_EINVAL. The backend must outlive the checkpoint
+ * object. cs_rocksdb_snap_destroy (accepts NULL, any thread) frees it; an
+ * unfinished one first writes its batch so that the backend loses nothing.
+ * A failure to write the batch leaves the backend unusable for writes
+ * (CS_EIO from then on): the job fails rather than run on lost state. */
+typedef struct cs_rocksdb_snap cs_rocksdb_snap;
+int cs_rocksdb_checkpoint_begin(cs_backend *be, const char *chk_dir,
+                                const char *shared_dir, cs_rocksdb_snap **out,
+                                char *err, size_t errlen);
+int cs_rocksdb_checkpoint_finish(cs_rocksdb_snap *s, cs_buf *manifest,
+                                 char *err, size_t errlen);
+void cs_rocksdb_snap_destroy(cs_rocksdb_snap *s);
+
 /* State TTL (cs_ttl.h). The column family of a TTL state has a compaction
  * filter that drops expired entries (and the expired elements of lists) as
  * RocksDB compacts; cleanup_expired does nothing. A checkpoint is RocksDB's

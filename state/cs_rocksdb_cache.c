@@ -56,12 +56,18 @@ static int cgrow(cs__rocksdb *r) {
   size_t n = r->cmask ? (r->cmask + 1) * 2 : 1024;
   centry *t = cs_calloc(n, sizeof(*t));
   if (t == NULL) return CS_ENOMEM;
+  if (r->ndirty > 0 && n > UINT32_MAX) {
+    cs_free(t);
+    return CS_ENOMEM;
+  }
+  r->ndirty = 0; /* the slots move: the list is rebuilt */
   for (size_t i = 0; r->cmask && i <= r->cmask; i++) {
     centry *e = &r->ctab[i];
     if (e->hash == 0) continue;
     size_t j = e->hash & (n - 1);
     while (t[j].hash) j = (j + 1) & (n - 1);
     t[j] = *e;
+    if (e->dirty) r->cdirty[r->ndirty++] = (uint32_t)j; /* room: no growth */
   }
   r->cbytes += (n - (r->cmask ? r->cmask + 1 : 0)) * sizeof(centry);
   cs_free(r->ctab);
@@ -73,10 +79,14 @@ static int cgrow(cs__rocksdb *r) {
 /* Writes the dirty entries in one batch and marks them clean; with drop,
  * empties the cache too. Returns 0 or CS_EIO. */
 int cs__rocksdb_cache_flush(cs__rocksdb *r, int drop) {
-  int rc = 0;
+  if (r->cmask == 0) return 0;
+  /* Entries an asynchronous checkpoint marked clean are in RocksDB only
+   * once it has staged: until then they must stay, and writes wait. */
+  int rc = cs__rocksdb_wait_writable(r);
+  if (rc) return rc;
   rocksdb_writebatch_t *wb = NULL;
-  for (size_t i = 0; r->cmask && i <= r->cmask; i++) {
-    centry *e = &r->ctab[i];
+  for (size_t d = 0; d < r->ndirty; d++) {
+    centry *e = &r->ctab[r->cdirty[d]];
     if (e->hash == 0 || !e->dirty) continue;
     if (wb == NULL) wb = rocksdb_writebatch_create();
     rocksdb_column_family_handle_t *cf = r->states[e->state].cf;
@@ -92,16 +102,16 @@ int cs__rocksdb_cache_flush(cs__rocksdb *r, int drop) {
     rocksdb_writebatch_destroy(wb);
     if (rerr) rc = cs__rocksdb_rocks_fail(r, "write", rerr);
   }
-  for (size_t i = 0; r->cmask && i <= r->cmask; i++) {
+  if (rc) return rc;
+  for (size_t d = 0; d < r->ndirty; d++) r->ctab[r->cdirty[d]].dirty = 0;
+  r->ndirty = 0;
+  for (size_t i = 0; drop && i <= r->cmask; i++) {
     centry *e = &r->ctab[i];
     if (e->hash == 0) continue;
-    if (rc == 0) e->dirty = 0;
-    if (drop && rc == 0) {
-      cs_free(e->buf);
-      e->hash = 0;
-    }
+    cs_free(e->buf);
+    e->hash = 0;
   }
-  if (drop && rc == 0) {
+  if (drop) {
     cs_free(r->ctab);
     r->ctab = NULL;
     r->cmask = r->ccount = r->cbytes = 0;
@@ -147,6 +157,25 @@ static int centry_set(cs__rocksdb *r, centry *e, cs_slice v) {
   return 0;
 }
 
+/* Makes room to list one more dirty entry: 0 or CS_ENOMEM. */
+static int cdirty_reserve(cs__rocksdb *r) {
+  if (r->ndirty == r->cdirty_cap) {
+    size_t cap = r->cdirty_cap ? r->cdirty_cap * 2 : 256;
+    uint32_t *d = cs_realloc(r->cdirty, cap * sizeof(*d));
+    if (d == NULL) return CS_ENOMEM;
+    r->cdirty = d;
+    r->cdirty_cap = cap;
+  }
+  return 0;
+}
+
+/* Marks e dirty, listing it when it was clean (after cdirty_reserve). */
+static void cmark_dirty(cs__rocksdb *r, centry *e) {
+  if (e->dirty) return;
+  r->cdirty[r->ndirty++] = (uint32_t)(e - r->ctab);
+  e->dirty = 1;
+}
+
 /* After a write into the cache: keeps it within its budget. */
 static int cbound(cs__rocksdb *r) {
   return r->cbytes > r->climit ? cs__rocksdb_cache_flush(r, 1) : 0;
@@ -178,23 +207,46 @@ int cs__rocksdb_cache_keep(cs__rocksdb *r, int state, const char *k,
 int cs__rocksdb_cache_put(cs__rocksdb *r, int state, const char *k, size_t n,
                           cs_slice val) {
   centry *e = centry_get(r, state, k, n);
-  int rc = e ? centry_set(r, e, val) : CS_ENOMEM;
+  int rc = e ? cdirty_reserve(r) : CS_ENOMEM;
+  if (rc == 0) rc = centry_set(r, e, val);
   if (rc) return rc;
-  e->dirty = 1;
+  cmark_dirty(r, e);
   return cbound(r);
 }
 
 int cs__rocksdb_cache_del(cs__rocksdb *r, int state, const char *k,
                           size_t n) {
   centry *e = centry_get(r, state, k, n);
-  if (e == NULL) return CS_ENOMEM;
-  e->absent = e->dirty = 1;
+  if (e == NULL || cdirty_reserve(r)) return CS_ENOMEM;
+  cmark_dirty(r, e);
+  e->absent = 1;
   e->vlen = 0;
   return cbound(r);
+}
+
+int cs__rocksdb_cache_take(cs__rocksdb *r, rocksdb_writebatch_t **out) {
+  *out = NULL;
+  if (r->ndirty == 0) return 0;
+  rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+  if (wb == NULL) return CS_ENOMEM;
+  for (size_t d = 0; d < r->ndirty; d++) {
+    centry *e = &r->ctab[r->cdirty[d]];
+    rocksdb_column_family_handle_t *cf = r->states[e->state].cf;
+    if (e->absent)
+      rocksdb_writebatch_delete_cf(wb, cf, e->buf, e->klen);
+    else
+      rocksdb_writebatch_put_cf(wb, cf, e->buf, e->klen, e->buf + e->klen,
+                                e->vlen);
+    e->dirty = 0;
+  }
+  r->ndirty = 0;
+  *out = wb;
+  return 0;
 }
 
 void cs__rocksdb_cache_free(cs__rocksdb *r) {
   for (size_t i = 0; r->cmask && i <= r->cmask; i++)
     if (r->ctab[i].hash) cs_free(r->ctab[i].buf);
   cs_free(r->ctab);
+  cs_free(r->cdirty);
 }

@@ -438,17 +438,50 @@ static int write_manifest(chk *c) {
   return 0;
 }
 
-/* Takes the RocksDB checkpoint into a staging directory inside the working
- * directory (hard links: the same file system), then sorts its files:
- * private files go to chk_dir (hashed), SST files to chk_dir (full) or, the
- * new ones only, to shared_dir (incremental); then writes the manifest.
- * Staging first matters when chk_dir is on another file system: RocksDB
- * would copy every SST file there, shared or not. */
-int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
-                          const char *shared_dir, cs_buf *manifest, char *err,
-                          size_t errlen) {
+/* A checkpoint between its two phases (cs_rocksdb.h): the cached state
+ * to write first, and where the files go. */
+struct cs_rocksdb_snap {
+  cs__rocksdb *r;
+  rocksdb_writebatch_t *wb; /* the dirty cache entries; NULL: none */
+  char *chk_dir;
+  char *shared_dir; /* NULL: a full checkpoint */
+  int exclusive;    /* still holds the backend's exclusive phase */
+};
+
+/* Ends the exclusive phase of s: writes to RocksDB may go on. */
+static void release_exclusive(cs_rocksdb_snap *s) {
+  if (!s->exclusive) return;
+  s->exclusive = 0;
+  uv_mutex_lock(&s->r->xlock);
+  atomic_store(&s->r->exclusive, 0);
+  uv_cond_broadcast(&s->r->xcond);
+  uv_mutex_unlock(&s->r->xlock);
+}
+
+/* Writes the checkpoint's batch of cached entries into RocksDB (once);
+ * a failure breaks the backend (the entries are marked clean in a cache
+ * that may drop them). */
+static int write_batch(cs_rocksdb_snap *s, char *err, size_t errlen) {
+  if (s->wb == NULL) return 0;
+  char *rerr = NULL;
+  rocksdb_write(s->r->db, s->r->wo, s->wb, &rerr);
+  rocksdb_writebatch_destroy(s->wb);
+  s->wb = NULL;
+  if (rerr == NULL) return 0;
+  atomic_store(&s->r->broken, 1);
+  return cs__rocksdb_rocks_errf(err, errlen, CS_EIO,
+                                "write of the cached state of",
+                                s->r->workdir, rerr);
+}
+
+/* The synchronous phase: copies the dirty cache entries out and makes the
+ * backend exclusive to the checkpoint. No I/O. */
+int cs_rocksdb_checkpoint_begin(cs_backend *be, const char *chk_dir,
+                                const char *shared_dir, cs_rocksdb_snap **out,
+                                char *err, size_t errlen) {
   cs__rocksdb_errf(err, errlen, 0, "%s", "");
-  if (be == NULL || be->ops != &cs__rocksdb_ops || chk_dir == NULL)
+  if (be == NULL || be->ops != &cs__rocksdb_ops || chk_dir == NULL ||
+      out == NULL)
     return cs__rocksdb_errf(
         err, errlen, CS_EINVAL,
         "not a RocksDB backend, or no checkpoint directory");
@@ -457,26 +490,84 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
     return cs__rocksdb_errf(err, errlen, CS_EINVAL,
                             "a read-only backend (%s) takes no checkpoints",
                             r->workdir);
+  if (atomic_load(&r->snap_live))
+    return cs__rocksdb_errf(err, errlen, CS_EINVAL,
+                            "a checkpoint of %s is still being taken",
+                            r->workdir);
+  if (atomic_load(&r->broken))
+    return cs__rocksdb_errf(err, errlen, CS_EIO,
+                            "the RocksDB state in %s lost a write", r->workdir);
+  cs_rocksdb_snap *s = cs_calloc(1, sizeof(*s));
+  if (s == NULL) goto fail_alloc;
+  s->r = r;
+  if ((s->chk_dir = cs_strdup(chk_dir)) == NULL) goto fail_dirs;
+  if (shared_dir && (s->shared_dir = cs_strdup(shared_dir)) == NULL)
+    goto fail_dirs;
+  if (cs__rocksdb_cache_take(r, &s->wb)) goto fail_dirs;
+  s->exclusive = 1;
+  atomic_store(&r->exclusive, 1);
+  atomic_store(&r->snap_live, 1);
+  *out = s;
+  return 0;
+
+fail_dirs:
+  cs_free(s->chk_dir);
+  cs_free(s->shared_dir);
+  cs_free(s);
+fail_alloc:
+  return cs__rocksdb_errf(err, errlen, CS_ENOMEM, "out of memory");
+}
+
+void cs_rocksdb_snap_destroy(cs_rocksdb_snap *s) {
+  if (s == NULL) return;
+  char err[256];
+  if (write_batch(s, err, sizeof(err)))
+    fprintf(stderr, "cstream-lua: %s\n", err);
+  release_exclusive(s);
+  atomic_store(&s->r->snap_live, 0);
+  cs_free(s->chk_dir);
+  cs_free(s->shared_dir);
+  cs_free(s);
+}
+
+/* The asynchronous phase: writes the cached state, takes the RocksDB
+ * checkpoint into a staging directory inside the working directory (hard
+ * links: the same file system) and ends the exclusive phase; then sorts
+ * the staged files: private files go to chk_dir (hashed), SST files to
+ * chk_dir (full) or, the new ones only, to shared_dir (incremental); then
+ * writes the manifest. Staging first matters when chk_dir is on another
+ * file system: RocksDB would copy every SST file there, shared or not. */
+int cs_rocksdb_checkpoint_finish(cs_rocksdb_snap *s, cs_buf *manifest,
+                                 char *err, size_t errlen) {
+  cs__rocksdb_errf(err, errlen, 0, "%s", "");
+  if (s == NULL) return cs__rocksdb_errf(err, errlen, CS_EINVAL, "no checkpoint");
+  cs__rocksdb *r = s->r;
+  const char *chk_dir = s->chk_dir;
   chk c = {.r = r,
            .chk_dir = chk_dir,
-           .shared_dir = shared_dir,
+           .shared_dir = s->shared_dir,
            .err = err,
            .errlen = errlen};
-  if (cs__rocksdb_path_join(c.staging, sizeof(c.staging), r->workdir,
-                            "checkpoint-staging"))
-    return cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long: %s",
-                            r->workdir);
   size_t start = manifest ? manifest->len : 0;
-  int rc;
+  int made = 0;
+  int rc = write_batch(s, err, errlen);
+  if (rc) goto fail;
+  if (cs__rocksdb_path_join(c.staging, sizeof(c.staging), r->workdir,
+                            "checkpoint-staging")) {
+    rc = cs__rocksdb_errf(err, errlen, CS_EINVAL, "path too long: %s",
+                          r->workdir);
+    goto fail;
+  }
   cs__rocksdb_remove_tree(c.staging); /* left by a failed attempt */
-  if (cs__rocksdb_cache_flush(r, 0))
-    return cs__rocksdb_errf(err, errlen, CS_EIO,
-                            "cannot write the cached state of %s", r->workdir);
-  if (mkdir(chk_dir, 0755) != 0)
-    return cs__rocksdb_errf(err, errlen, CS_EIO,
-                            "cannot create checkpoint directory %s: %s",
-                            chk_dir, strerror(errno));
+  if (mkdir(chk_dir, 0755) != 0) {
+    rc = cs__rocksdb_errf(err, errlen, CS_EIO,
+                          "cannot create checkpoint directory %s: %s", chk_dir,
+                          strerror(errno));
+    goto fail;
+  }
+  made = 1;
   rc = stage(&c);
+  release_exclusive(s);
   if (rc) goto fail;
   rc = place_files(&c);
   if (rc) goto fail;
@@ -495,11 +586,24 @@ int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
   return 0;
 
 fail:
-  cs__rocksdb_remove_tree(c.staging);
-  cs__rocksdb_remove_tree(chk_dir);
+  release_exclusive(s);
+  if (c.staging[0]) cs__rocksdb_remove_tree(c.staging);
+  if (made) cs__rocksdb_remove_tree(chk_dir);
   if (manifest) manifest->len = start;
   cs__rocksdb_free_names(c.names, c.nnames);
   cs__rocksdb_free_sums(c.sums, c.nsums);
   cs_buf_free(&c.text);
+  return rc;
+}
+
+/* Both phases at once, on the backend's thread. */
+int cs_rocksdb_checkpoint(cs_backend *be, const char *chk_dir,
+                          const char *shared_dir, cs_buf *manifest, char *err,
+                          size_t errlen) {
+  cs_rocksdb_snap *s;
+  int rc = cs_rocksdb_checkpoint_begin(be, chk_dir, shared_dir, &s, err, errlen);
+  if (rc) return rc;
+  rc = cs_rocksdb_checkpoint_finish(s, manifest, err, errlen);
+  cs_rocksdb_snap_destroy(s);
   return rc;
 }

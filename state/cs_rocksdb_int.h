@@ -26,6 +26,8 @@
 #define CS_ROCKSDB_INT_H
 
 #include <rocksdb/c.h>
+#include <stdatomic.h>
+#include <uv.h>
 
 #include "cs_rocksdb.h"
 #include "cs_ttl.h"
@@ -91,6 +93,16 @@ typedef struct cs__rocksdb {
   size_t ccount; /* entries */
   size_t cbytes; /* memory the cache holds */
   size_t climit; /* 0: no cache */
+  uint32_t *cdirty; /* slots of the dirty entries, in the order they turned */
+  size_t ndirty, cdirty_cap;
+  /* An asynchronous checkpoint (cs_rocksdb_checkpoint_begin): while it is
+   * exclusive, writes to RocksDB itself wait on xcond. broken: writing the
+   * checkpoint's batch failed; the backend refuses writes. */
+  uv_mutex_t xlock;
+  uv_cond_t xcond;
+  atomic_int exclusive;
+  atomic_int broken;
+  atomic_int snap_live; /* a checkpoint object exists */
 } cs__rocksdb;
 
 /* How cs__rocksdb_open_instance opens the instance in its directory. */
@@ -185,8 +197,17 @@ int cs__rocksdb_cache_del(cs__rocksdb *r, int state, const char *k,
 /* Writes the dirty entries in one batch; with drop, empties the cache too.
  * Returns 0 or CS_EIO. */
 int cs__rocksdb_cache_flush(cs__rocksdb *r, int drop);
+/* Moves the dirty entries into a new write batch (*wb, NULL when there are
+ * none) and marks them clean, for an asynchronous checkpoint. Returns 0 or
+ * CS_ENOMEM (nothing changed then). */
+int cs__rocksdb_cache_take(cs__rocksdb *r, rocksdb_writebatch_t **wb);
 /* Frees the cache without writing it (the backend is being destroyed). */
 void cs__rocksdb_cache_free(cs__rocksdb *r);
+
+/* Waits while an asynchronous checkpoint is exclusive (cs_rocksdb.h), then
+ * returns CS_EIO when the backend is broken, else 0. Called before every
+ * write to RocksDB itself and before the cache drops entries. */
+int cs__rocksdb_wait_writable(cs__rocksdb *r);
 
 /* ========================================= files (cs_rocksdb_files.c) */
 

@@ -327,6 +327,8 @@ int cs__rocksdb_open_instance(const char *dir, const cs_rocksdb_options *o,
   cs__rocksdb *r = cs_calloc(1, sizeof(cs__rocksdb));
   if (r == NULL) goto fail_alloc;
   r->base.ops = &cs__rocksdb_ops;
+  if (uv_mutex_init(&r->xlock)) goto fail_lock;
+  if (uv_cond_init(&r->xcond)) goto fail_cond;
   r->readonly = mode == CS__ROCKSDB_OPEN_READONLY;
   if (!r->readonly) /* 0 would mean "the default": SIZE_MAX turns it off */
     r->climit = o == NULL || o->value_cache_bytes == 0 ? 32 * MiB
@@ -365,6 +367,10 @@ fail_db:
 fail_options:
   cs_free(r->workdir);
 fail_workdir:
+  uv_cond_destroy(&r->xcond);
+fail_cond:
+  uv_mutex_destroy(&r->xlock);
+fail_lock:
   cs_free(r);
 fail_alloc:
   if (rc == CS_ENOMEM) cs__rocksdb_errf(err, errlen, rc, "out of memory");

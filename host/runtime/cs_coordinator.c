@@ -88,7 +88,10 @@ void cs__ckpt_complete(cs_job *job) {
   }
   uv_mutex_lock(&job->lock);
   job->pending = NULL;
+  job->last_sync_max = job->pending_sync_max;
+  job->last_async_max = job->pending_async_max;
   uv_mutex_unlock(&job->lock);
+  job->last_duration = uv_hrtime() - job->pending_started;
   job->failed_ckpts = 0;
   if (cs__verbose()) {
     long long size = (long long)total, shared = 0;
@@ -101,10 +104,12 @@ void cs__ckpt_complete(cs_job *job) {
       }
     }
     fprintf(stderr, "cstream-lua: %s %lld completed in %.1f ms (longest subtask "
-            "snapshot %.1f ms, %lld bytes, shared dir %lld bytes)%s%s\n",
+            "snapshot %.1f ms, sync pause %.2f ms, %lld bytes, shared dir "
+            "%lld bytes)%s%s\n",
             c->savepoint ? "savepoint" : "checkpoint", (long long)c->id,
-            (double)(uv_hrtime() - job->pending_started) / 1e6,
-            (double)job->pending_sync_max / 1e6, size, shared,
+            (double)job->last_duration / 1e6,
+            (double)(job->last_sync_max + job->last_async_max) / 1e6,
+            (double)job->last_sync_max / 1e6, size, shared,
             c->dir ? ": " : "", c->dir ? c->dir : "");
   }
   if (c->savepoint)
@@ -159,6 +164,7 @@ void cs__ckpt_trigger(cs_job *job, int savepoint) {
   job->expected_acks = expected;
   job->pending_started = uv_hrtime();
   job->pending_sync_max = 0;
+  job->pending_async_max = 0;
   uv_mutex_unlock(&job->lock);
   atomic_store(&job->trigger, c->id);
   cs__job_wake_all(job);

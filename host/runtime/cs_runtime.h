@@ -152,6 +152,8 @@ typedef struct cs_tinst {
   int64_t align_id; /* checkpoint being aligned, 0 when none */
   int naligned;
   int64_t acked;    /* newest checkpoint this subtask acknowledged */
+  /* its snapshot whose asynchronous part runs (cs_barrier.c), or NULL */
+  struct cs__snap_task *snap;
   int rr;
   int neouts;
   cs_eout **eouts;
@@ -196,6 +198,7 @@ typedef struct cs_worker {
   int64_t cur_timer; /* in on_timer: the timer's time */
   cs_opi *cur_op;
   int64_t trigger_seen; /* newest checkpoint trigger handled */
+  int snaps_inflight;   /* snapshots whose asynchronous part runs */
   atomic_int abort;
   atomic_int stop;
   int stop_seen;
@@ -263,7 +266,17 @@ typedef struct cs_job {
   int expected_acks;
   char *pending_error; /* a subtask failed to snapshot (under lock) */
   uint64_t pending_started; /* uv_hrtime() */
-  uint64_t pending_sync_max; /* longest subtask snapshot, ns (under lock) */
+  /* The pending checkpoint's longest synchronous pause of a subtask (the
+   * worker stopped: state copied, barrier not yet forwarded) and longest
+   * asynchronous part (files written off the worker, until the subtask
+   * acknowledged), ns (under lock). */
+  uint64_t pending_sync_max;
+  uint64_t pending_async_max;
+  /* The same figures of the newest completed checkpoint, with its duration
+   * from trigger to completion, ns, for a metrics layer (main thread). */
+  uint64_t last_sync_max;
+  uint64_t last_async_max;
+  uint64_t last_duration;
   int64_t last_id;   /* newest checkpoint id used */
   cs_ckpt *latest;   /* newest completed checkpoint (kept across restarts) */
   int failed_ckpts;  /* consecutive failed checkpoints */

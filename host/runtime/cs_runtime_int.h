@@ -141,6 +141,9 @@ void cs__channels_destroy(cs_plan *p);
  * Returns 0, or -1 when a user function failed (the job fails); an I/O
  * failure fails only the checkpoint. */
 int cs__tinst_snapshot(cs_tinst *t, int64_t id);
+/* Waits for the asynchronous part of t's snapshot in flight, if any, and
+ * acknowledges it: before the worker destroys t's backends. */
+void cs__tinst_snap_wait(cs_tinst *t);
 /* Sends barrier id on every output of t, behind the records before it. */
 void cs__tinst_emit_barrier(cs_tinst *t, int64_t id);
 /* Barrier id arrived on input `in` of t: aligns, and when every input

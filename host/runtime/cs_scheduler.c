@@ -181,6 +181,8 @@ static void on_idle(uv_idle_t *h) {
      * triggers with final state) until every worker is done. */
     cs_worker_flush_stdio(w);
     uv_idle_stop(&w->idle);
+    /* a snapshot's files still being written: its completion kicks us */
+    if (w->snaps_inflight) return;
     if (!w->idle_reported) {
       w->idle_reported = 1;
       atomic_fetch_add(&w->job->workers_idle, 1);

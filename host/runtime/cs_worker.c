@@ -431,6 +431,9 @@ void cs__worker_main(void *arg) {
       if (!t->finished)
         for (int k = 0; k < t->nops; k++) cs__opi_close(w->L, t->ops[k]);
     }
+  /* Snapshots still writing their files end (and are acknowledged)
+   * before their backends go. */
+  for (int i = 0; i < w->ntinst; i++) cs__tinst_snap_wait(&w->tinst[i]);
   worker_teardown(w);
   atomic_fetch_add(&job->workers_done, 1);
   uv_async_send(job->main_wake);

@@ -109,8 +109,9 @@ end
 -- Starts the line server (keys k1..kNKEYS, over and over, one every 2 ms)
 -- and the job with --watch at -p 2 (and extra_args). Returns the job's
 -- process record, with the server's in p.server and the job's path in
--- p.job. files: other files (name -> text) to write next to the job first.
-local function start(job_text, files, extra_args)
+-- p.job. files: other files (name -> text) to write next to the job first;
+-- env: VAR=value words for the job's environment.
+local function start(job_text, files, extra_args, env)
   local dir = h.tmpdir()
   local keys = {}
   for i = 1, NKEYS do keys[i] = "k" .. i end
@@ -136,7 +137,7 @@ local function start(job_text, files, extra_args)
   for _, a in ipairs(extra_args or {}) do argv[#argv + 1] = a end
   argv[#argv + 1] = job
   argv[#argv + 1] = tostring(port)
-  local p = h.spawn(argv)
+  local p = h.spawn(argv, { env = env })
   p.server, p.job, p.dir = server, job, job:match("^(.*)/")
   wait_stderr(p, "watching %d+ file%(s%) for changes")
   -- some records have been counted with the first version
@@ -411,6 +412,30 @@ describe("hot reload, same topology", function()
     local totals = finish(p)
     check_counts(stdout_of(p), totals, { "A", "C" })
   end)
+
+  for _, backend in ipairs({ "filesystem", "rocksdb" }) do
+    it(backend .. ": reloads, and rolls back a version that registered a state, while a " ..
+       "checkpoint's files are being written; checkpoints complete before and after", function()
+      local chk = h.tmpdir() .. "/chk"
+      local p = start(counting_job({ fmt = '"A"' }), nil,
+                      { "--state-backend", backend, "--checkpoint-dir", chk, "--checkpoint-interval", "100ms" },
+                      "CSTREAM_VERBOSE=1 CSTREAM_TEST_SNAPSHOT_DELAY_MS=500")
+      wait_stderr(p, "checkpoint %d+ completed")
+      save(p.job, counting_job({ fmt = '"B"',
+        open = 'ctx:get_map_state(cstream.map_state_descriptor("scratch")) error("B fails")' }), "write")
+      wait_stderr(p, ROLLED_BACK)
+      save(p.job, counting_job({ fmt = '"C"' }), "rename")
+      wait_stderr(p, RELOADED)
+      assert_same_process(p)
+      wait_stdout(p, "> C k%d+ %d+\n", 20)
+      local before = count_matches(stderr_of(p), "checkpoint %d+ completed")
+      h.wait_for(function() return count_matches(stderr_of(p), "checkpoint %d+ completed") > before end, 20)
+      local totals = finish(p)
+      check_counts(stdout_of(p), totals, { "A", "C" })
+      assert.is_true(count_matches(stderr_of(p), "checkpoint %d+ completed") > before, stderr_of(p))
+      assert.is_nil(stderr_of(p):match("checkpoint %d+ failed"), stderr_of(p))
+    end)
+  end
 
   it("refuses the empty file of a slow truncate-then-write, then picks up the whole file", function()
     local p = start(counting_job({ fmt = '"A"' }))
