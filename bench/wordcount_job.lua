@@ -7,7 +7,7 @@ local sink_to = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/sink.lua")
 local env = cstream.get_execution_environment()
 local counted = env:read_text_file(arg[1])
   :flat_map(function(line, out)
-    for word in line:gmatch("[^,]+") do out:collect({ word, 1 }) end
+    for word in line:gmatch("[^,]+") do out:collect(word, 1) end
   end)
   :key_by(1)
   :sum(2)

@@ -268,6 +268,51 @@ int cs_emit_encoded(lua_State *L, cs_opi *op, cs_slice v) {
   return 0;
 }
 
+/* Pushes the table { v1, ..., vn } of the n values at first.  [-0, +1] */
+static void push_tuple(lua_State *L, int first, int n) {
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushvalue(L, first + i);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+int cs_emit_tuple(lua_State *L, cs_opi *op, int first, int n) {
+  cs_worker *w = op->w;
+  int top = lua_gettop(L), table = 0, rc = 0;
+  first = lua_absindex(L, first);
+  for (int i = 0; rc == 0 && i < op->nout; i++) {
+    cs_out *o = &op->out[i];
+    if (o->tag) continue;
+    if (!o->chained) {
+      /* encoded just before its use: a chained operator run in between
+       * may emit a tuple of its own */
+      char err[256];
+      cs_buf_reset(&w->tuplebuf);
+      if (cs_codec_encode_tuple(L, first, n, &w->tuplebuf, err, sizeof(err)) == 0) {
+        cs_slice v = {w->tuplebuf.data, w->tuplebuf.len};
+        rc = eout_write_encoded(L, op, o->eout, v);
+        continue;
+      }
+      /* the table path reports what cannot be encoded, with the record */
+    }
+    if (!table) {
+      push_tuple(L, first, n);
+      table = lua_gettop(L);
+    }
+    if (o->chained) {
+      lua_pushvalue(L, table);
+      rc = cs_opi_process(L, o->chained, o->input);
+    } else {
+      lua_pushvalue(L, table);
+      rc = eout_write(L, op, o->eout);
+    }
+    lua_settop(L, table);
+  }
+  lua_settop(L, top);
+  return rc ? -1 : 0;
+}
+
 /* Emits the value on top of L (popped) through op's outputs of side output
  * tag (NULL: the main output). */
 static int emit_tagged(lua_State *L, cs_opi *op, const char *tag) {
