@@ -481,6 +481,17 @@ static int format_encoded(cs_slice *v, cs_buf *out, int depth) {
     }
     return rc ? rc : cs_buf_append(out, ")", 1);
   }
+  /* the commonest scalars, read in place: small integers, short strings */
+  if (c < 0x80 || c >= 0xe0) {
+    v->data++, v->len--;
+    return put_integer(out, c < 0x80 ? (lua_Integer)c : (lua_Integer)c - 256);
+  }
+  if (c >= 0xa0 && c <= 0xbf) {
+    size_t sn = c & 0x1fu;
+    if (v->len < 1 + sn) return CS_EDECODE;
+    v->data += 1 + sn, v->len -= 1 + sn;
+    return cs_buf_append(out, p + 1, sn);
+  }
   long n = cs_codec_skip_lean(v->data, v->len);
   if (n < 0) return CS_EDECODE;
   cs_slice one = {v->data, (size_t)n};
