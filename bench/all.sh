@@ -177,10 +177,10 @@ median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else prin
 maxof() { sort -g | tail -1; }
 
 # timed CMD...: runs CMD under GNU time with stdout to $work/stdout and
-# stderr to $work/err; appends "wall_s peak_kib" to $work/t.all; fails the
+# stderr to $work/err; appends "wall_s peak_kib user_s sys_s" to $work/t.all; fails the
 # benchmark if CMD fails
 timed() {
-  if ! "$timecmd" -f "%e %M" -o "$work/t" "$@" > "$work/stdout" 2> "$work/err"; then
+  if ! "$timecmd" -f "%e %M %U %S" -o "$work/t" "$@" > "$work/stdout" 2> "$work/err"; then
     echo "benchmark command failed: $*" >&2; tail -20 "$work/err" >&2; exit 1
   fi
   cat "$work/t" >> "$work/t.all"
@@ -220,14 +220,16 @@ run_once() {
 }
 
 # summarize KEY W VARIANT BACKEND P: appends the result line "W VARIANT
-# BACKEND P median_s max_rss_kib ckpt_median_ms ckpts" to $work/results
+# BACKEND P median_s max_rss_kib ckpt_median_ms ckpts cpu_median_s" to
+# $work/results
 summarize() {
-  local key=$1 t m c n; shift
+  local key=$1 t m c n cpu; shift
   t=$(awk '{print $1}' "$work/t-$key" | median)
+  cpu=$(awk '{print $3 + $4}' "$work/t-$key" | median)
   m=$(awk '{print $2}' "$work/t-$key" | maxof)
   n=$(wc -l < "$work/c-$key" | tr -d ' ')
   c=$(median < "$work/c-$key")
-  echo "$* $t $m $c $n" >> "$work/results"
+  echo "$* $t $m $c $n $cpu" >> "$work/results"
 }
 
 # instr W VARIANT: instructions per record of one -p 1 run of VARIANT on
@@ -522,7 +524,8 @@ echo "| word count, heap, -p 2, checkpoints every $interval: >= 1.0x the countin
 echo "| word count, heap, -p 2, checkpoints every $interval: >= 1.6x the same-semantics loop (lua-sink) | $(unit "$r_s" x) | $(verdict "$r_s" ">=" 1.6) |"
 echo "| word count, RocksDB, -p 2, checkpoints every $interval: >= 0.8x the counting loop (lua-work) | $(unit "$r_rw" x) | $(verdict "$r_rw" ">=" 0.8) |"
 read -r r_p _ _ <<< "$(rate_of passthrough memory 1)"
-echo "| pass-through map, -p 1 (one worker), write_as_text: >= 1M records/s per core | $r_p | $(verdict "$r_p" ">=" 1000000) |"
+r_pc=$(awk -v rec="$(records_of passthrough)" '$1 == "passthrough" && $2 == "cstream-lua" && $3 == "memory" && $4 == 1 { c = $9 } END { if (c == "") print "-"; else { if (c <= 0) c = 0.005; printf "%.0f", rec / c } }' "$work/results")
+echo "| pass-through map, -p 1 (one worker), write_as_text: >= 1M records/s per core (records / CPU seconds of the process; wall: $r_p/s) | $r_pc | $(verdict "$r_pc" ">=" 1000000) |"
 for be in memory rocksdb; do
   read -r _ _ rss <<< "$(rate_of wordcount100k "$be" 2)"
   lim=28; [ "$be" = rocksdb ] && lim=46
