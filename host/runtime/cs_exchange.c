@@ -288,10 +288,30 @@ int cs_emit_tuple(lua_State *L, cs_opi *op, int first, int n) {
       /* encoded just before its use: a chained operator run in between
        * may emit a tuple of its own */
       char err[256];
+      cs_eout *eo = o->eout;
+      const cs_selector *sel = &w->job->plan->nodes[eo->edge->to].in[eo->edge->input].key;
+      /* a key by position that is a string or integer: its bytes as encoded
+       * are its canonical form, so it is marked while encoding */
+      int mark = 0;
+      if (eo->edge->part == CS_PART_HASH && sel->kind == CS_SEL_POS &&
+          sel->pos >= 1 && sel->pos <= n) {
+        int t = lua_type(L, first + (int)sel->pos - 1);
+        if (t == LUA_TSTRING || (t == LUA_TNUMBER && lua_isinteger(L, first + (int)sel->pos - 1)))
+          mark = (int)sel->pos;
+      }
+      size_t koff = 0, klen = 0;
       cs_buf_reset(&w->tuplebuf);
-      if (cs_codec_encode_tuple(L, first, n, &w->tuplebuf, err, sizeof(err)) == 0) {
+      if (cs_codec_encode_tuple(L, first, n, &w->tuplebuf, err, sizeof(err),
+                                mark, &koff, &klen) == 0) {
         cs_slice v = {w->tuplebuf.data, w->tuplebuf.len};
-        rc = eout_write_encoded(L, op, o->eout, v);
+        if (mark) {
+          cs_buf key = {w->tuplebuf.data + koff, klen, klen};
+          cs_buf val = {w->tuplebuf.data, v.len, v.len};
+          if (eout_route(eo, &key, &val))
+            rc = cs_opi_fail(L, op, 0, "out of memory while buffering output");
+        } else {
+          rc = eout_write_encoded(L, op, eo, v);
+        }
         continue;
       }
       /* the table path reports what cannot be encoded, with the record */
