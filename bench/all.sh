@@ -117,8 +117,8 @@ lua5.4 "$root/bench/gen_kv.lua" "$work/kv.txt" "$kv_records" "$kv_keys"
 # file pass_copies times over
 for _ in $(seq "$pass_copies"); do cat "$work/kv.txt"; done > "$work/pass.txt"
 lua5.4 "$root/bench/gen_orders.lua" "$work/info1.txt" "$work/info2.txt" "$orders"
-# the instruction counts' inputs ("-s"): a tenth of the size under
-# valgrind (the same files in --quick mode and under perf)
+# the instruction counts' inputs ("-s"): under valgrind a tenth of the
+# default sizes (the same files in --quick mode and under perf)
 ir_tool=callgrind
 if perf stat -x, -e instructions:u true > /dev/null 2> "$work/perf" &&
     ! grep -q "not supported\|not counted" "$work/perf"; then ir_tool=perf; fi
@@ -129,11 +129,11 @@ fi
 if [ "$quick" = 1 ] || [ "$ir_tool" = perf ]; then
   for f in words kv pass info1 info2; do ln -s "$work/$f.txt" "$work/$f-s.txt"; done
 else
-  tenth() { awk -v n="$1" 'BEGIN { v = int(n / 10); print (v < 10) ? 10 : v }'; }
-  lua5.4 "$root/bench/gen_words.lua" "$work/words-s.txt" "$(tenth "$wc_lines")" 10000
-  lua5.4 "$root/bench/gen_kv.lua" "$work/kv-s.txt" "$(tenth "$kv_records")" "$(tenth "$kv_keys")"
+  # a tenth of the unscaled sizes, whatever --scale: counts stay comparable
+  lua5.4 "$root/bench/gen_words.lua" "$work/words-s.txt" 100000 10000
+  lua5.4 "$root/bench/gen_kv.lua" "$work/kv-s.txt" 200000 10000
   cp "$work/kv-s.txt" "$work/pass-s.txt"
-  lua5.4 "$root/bench/gen_orders.lua" "$work/info1-s.txt" "$work/info2-s.txt" "$(tenth "$orders")"
+  lua5.4 "$root/bench/gen_orders.lua" "$work/info1-s.txt" "$work/info2-s.txt" 25000
 fi
 count_words() { echo $(( $(tr -cd ',' < "$1" | wc -c) + $(wc -l < "$1") )); }
 lines_of() { wc -l < "$1" | tr -d ' '; }
@@ -368,7 +368,7 @@ echo "started $started_at, commit $(git -C "$root" rev-parse --short HEAD 2>/dev
 echo "median of $runs run(s), interleaved; engine rows: checkpoints every $interval; every output checked against the Lua baseline's (as a multiset of lines)"
 if [ "$instructions" = 1 ]; then
   if [ "$ir_tool" = perf ]; then ir_how="perf stat -e instructions:u on the same inputs"
-  else ir_how="valgrind --tool=callgrind on inputs a tenth the size (word count $(records_of wordcount -s) words)"; fi
+  else ir_how="valgrind --tool=callgrind on inputs a tenth of the default size (word count $(records_of wordcount -s) words)"; fi
   echo "instr/rec: instructions per record of the whole process at -p 1 (heap rows only), no checkpoints, $ir_how"
 fi
 echo "yardsticks (plain Lua 5.4, one thread): lua-work = the work alone, no output; lua-sink = the job's semantics, each output record handed to a Lua sink function; lua-file = the formatted lines written to a file (the output reference); vs X = records/s over X's records/s. Engine: cstream-lua = write_as_text; cs-null = a discarding Lua sink (add_sink); cs-print = print() with stdout to a file"
