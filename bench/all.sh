@@ -5,6 +5,7 @@
 #
 #   bash bench/all.sh [--quick] [--runs R] [--scale S] [--backends "B ..."]
 #                     [--workloads "W ..."] [--incremental] [--no-checkpoint-bench]
+#                     [--no-instructions]
 #
 # --runs R       runs of every measurement (default 3); medians are quoted
 # --scale S      multiply every input size by S (default 1; 0.1 for a
@@ -17,6 +18,7 @@
 # --no-checkpoint-bench  skip bench/checkpoint.sh --runs 1 --updates 6 (1M keys, every
 #                backend; a few minutes), which the full run ends with for
 #                the checkpoint targets
+# --no-instructions  skip the instructions-per-record column (valgrind)
 # --quick        tiny inputs, one run, checkpoints every 50 ms, and the
 #                quick modes of run.sh, checkpoint.sh and reload.sh: what CI
 #                (ctest bench_all_quick) runs to check that the benchmarks
@@ -24,9 +26,17 @@
 #
 # Each workload W is bench/W_job.lua (the cstream-lua job), bench/W_baseline.lua
 # (plain Lua 5.4, one thread, state in a Lua table) and bench/W_baseline.c
-# (plain C, built as build/bench_W_baseline). Every run's output is checked
-# against the Lua baseline's as a multiset of lines (build/bench_msetsum);
-# any difference, or any failing command, fails the script.
+# (plain C, built as build/bench_W_baseline). The Lua baseline is run three
+# ways, the yardsticks: the work alone with no output (lua-work), the job's
+# semantics with each output record handed to a Lua sink function
+# (lua-sink), and the formatted lines written to a file (lua-file); the
+# engine with write_as_text on every backend, and on the heap with a
+# discarding Lua sink (cs-null) and with print (cs-print, stdout to a file).
+# Every run that writes lines is checked against the Lua baseline's as a
+# multiset of lines (build/bench_msetsum); any difference, or any failing
+# command, fails the script. The instructions column counts instructions
+# per record at -p 1 (perf stat when the machine lets it count, else
+# valgrind --tool=callgrind on an input a tenth the size).
 #
 # Uses the build in $CSTREAM_BUILD (default build/); needs GNU time and lua5.4.
 set -euo pipefail
@@ -38,8 +48,9 @@ quick=0
 backends="memory filesystem rocksdb"
 workloads="wordcount average keyed_process enrichment passthrough"
 interval=1s
-usage="usage: bash bench/all.sh [--quick] [--runs R] [--scale S] [--backends \"B ...\"] [--workloads \"W ...\"] [--incremental] [--no-checkpoint-bench]"
+usage="usage: bash bench/all.sh [--quick] [--runs R] [--scale S] [--backends \"B ...\"] [--workloads \"W ...\"] [--incremental] [--no-checkpoint-bench] [--no-instructions]"
 ckpt_bench=1
+instructions=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
@@ -48,6 +59,7 @@ while [ $# -gt 0 ]; do
     --workloads) workloads=$2; shift 2 ;;
     --incremental) backends="$backends rocksdb-incremental"; shift ;;
     --no-checkpoint-bench) ckpt_bench=0; shift ;;
+    --no-instructions) instructions=0; shift ;;
     --quick) quick=1; runs=1; interval=50ms; shift ;;
     *) echo "$usage" >&2; exit 2 ;;
   esac
@@ -105,27 +117,48 @@ lua5.4 "$root/bench/gen_kv.lua" "$work/kv.txt" "$kv_records" "$kv_keys"
 # file pass_copies times over
 for _ in $(seq "$pass_copies"); do cat "$work/kv.txt"; done > "$work/pass.txt"
 lua5.4 "$root/bench/gen_orders.lua" "$work/info1.txt" "$work/info2.txt" "$orders"
+# the instruction counts' inputs ("-s"): under valgrind a tenth of the
+# default sizes (the same files in --quick mode and under perf)
+ir_tool=callgrind
+if perf stat -x, -e instructions:u true > /dev/null 2> "$work/perf" &&
+    ! grep -q "not supported\|not counted" "$work/perf"; then ir_tool=perf; fi
+if [ "$instructions" = 1 ] && [ "$ir_tool" = callgrind ] && ! command -v valgrind > /dev/null; then
+  echo "the instructions column needs valgrind (apt-get install valgrind) or perf; skipping it" >&2
+  instructions=0
+fi
+if [ "$quick" = 1 ] || [ "$ir_tool" = perf ]; then
+  for f in words kv pass info1 info2; do ln -s "$work/$f.txt" "$work/$f-s.txt"; done
+else
+  # a tenth of the unscaled sizes, whatever --scale: counts stay comparable
+  lua5.4 "$root/bench/gen_words.lua" "$work/words-s.txt" 100000 10000
+  lua5.4 "$root/bench/gen_kv.lua" "$work/kv-s.txt" 200000 10000
+  cp "$work/kv-s.txt" "$work/pass-s.txt"
+  lua5.4 "$root/bench/gen_orders.lua" "$work/info1-s.txt" "$work/info2-s.txt" 25000
+fi
 count_words() { echo $(( $(tr -cd ',' < "$1" | wc -c) + $(wc -l < "$1") )); }
 lines_of() { wc -l < "$1" | tr -d ' '; }
 
-# inputs_of W: the input arguments of workload W; records_of W: what its
-# records/s counts (words for the word count, input lines otherwise)
+# inputs_of W [-s]: the input arguments of workload W (-s: the instruction
+# counts' inputs); records_of W [-s]: what its records/s counts (words for
+# the word count, input lines otherwise)
 inputs_of() {
+  local s=${2:-}
   case "$1" in
-    wordcount) echo "$work/words.txt" ;;
+    wordcount) echo "$work/words$s.txt" ;;
     wordcount100k) echo "$work/words100k.txt" ;;
-    enrichment) echo "$work/info1.txt $work/info2.txt" ;;
-    passthrough) echo "$work/pass.txt" ;;
-    *) echo "$work/kv.txt" ;;
+    enrichment) echo "$work/info1$s.txt $work/info2$s.txt" ;;
+    passthrough) echo "$work/pass$s.txt" ;;
+    *) echo "$work/kv$s.txt" ;;
   esac
 }
 records_of() {
+  local s=${2:-}
   case "$1" in
-    wordcount) count_words "$work/words.txt" ;;
+    wordcount) count_words "$work/words$s.txt" ;;
     wordcount100k) count_words "$work/words100k.txt" ;;
-    enrichment) echo $(( $(lines_of "$work/info1.txt") + $(lines_of "$work/info2.txt") )) ;;
-    passthrough) lines_of "$work/pass.txt" ;;
-    *) lines_of "$work/kv.txt" ;;
+    enrichment) echo $(( $(lines_of "$work/info1$s.txt") + $(lines_of "$work/info2$s.txt") )) ;;
+    passthrough) lines_of "$work/pass$s.txt" ;;
+    *) lines_of "$work/kv$s.txt" ;;
   esac
 }
 job_of() { case "$1" in wordcount100k) echo wordcount ;; *) echo "$1" ;; esac; }
@@ -144,10 +177,10 @@ median() { sort -g | awk '{a[NR] = $1} END { if (NR == 0) print "nan"; else prin
 maxof() { sort -g | tail -1; }
 
 # timed CMD...: runs CMD under GNU time with stdout to $work/stdout and
-# stderr to $work/err; appends "wall_s peak_kib" to $work/t.all; fails the
+# stderr to $work/err; appends "wall_s peak_kib user_s sys_s" to $work/t.all; fails the
 # benchmark if CMD fails
 timed() {
-  if ! "$timecmd" -f "%e %M" -o "$work/t" "$@" > "$work/stdout" 2> "$work/err"; then
+  if ! "$timecmd" -f "%e %M %U %S" -o "$work/t" "$@" > "$work/stdout" 2> "$work/err"; then
     echo "benchmark command failed: $*" >&2; tail -20 "$work/err" >&2; exit 1
   fi
   cat "$work/t" >> "$work/t.all"
@@ -175,20 +208,59 @@ run_once() {
   CSTREAM_VERBOSE=1 timed "$@"
   cat "$work/t.all" >> "$work/t-$key"
   sed -n 's/^cstream-lua: checkpoint [0-9]* completed in \([0-9.]*\) ms.*/\1/p' "$work/err" >> "$work/c-$key"
-  if [ "$be" = - ]; then label="the $variant baseline"; else label="cstream-lua -p $p on $be"; fi
-  check_output "$w" "$label" "$work/out"
+  if [ "$be" = - ]; then label="the $variant baseline"; else label="$variant -p $p on $be"; fi
+  # print's lines are the file sink's, behind "N> " at -p 2
+  [ "$variant" = cs-print ] && sed 's/^[0-9]*> //' "$work/stdout" > "$work/out"
+  case "$variant" in
+    lua-work|lua-sink|cs-null) [ ! -e "$work/out" ] ||
+      { echo "$w: $label wrote $work/out" >&2; exit 1; } ;;
+    *) check_output "$w" "$label" "$work/out" ;;
+  esac
   rm -rf "$work/out" "$work/ckpt" "$work/rocksdb-local"
 }
 
 # summarize KEY W VARIANT BACKEND P: appends the result line "W VARIANT
-# BACKEND P median_s max_rss_kib ckpt_median_ms ckpts" to $work/results
+# BACKEND P median_s max_rss_kib ckpt_median_ms ckpts cpu_median_s" to
+# $work/results
 summarize() {
-  local key=$1 t m c n; shift
+  local key=$1 t m c n cpu; shift
   t=$(awk '{print $1}' "$work/t-$key" | median)
+  cpu=$(awk '{print $3 + $4}' "$work/t-$key" | median)
   m=$(awk '{print $2}' "$work/t-$key" | maxof)
   n=$(wc -l < "$work/c-$key" | tr -d ' ')
   c=$(median < "$work/c-$key")
-  echo "$* $t $m $c $n" >> "$work/results"
+  echo "$* $t $m $c $n $cpu" >> "$work/results"
+}
+
+# instr W VARIANT: instructions per record of one -p 1 run of VARIANT on
+# the "-s" inputs (no checkpoints: the count is then repeatable); appends
+# "W VARIANT per_record" to $work/ir
+instr() {
+  local w=$1 v=$2 job n cmd=()
+  job=$(job_of "$w")
+  # shellcheck disable=SC2046
+  case "$v" in
+    lua-work) cmd=(lua5.4 "$root/bench/${job}_baseline.lua" $(inputs_of "$w" -s) null) ;;
+    lua-sink) cmd=(lua5.4 "$root/bench/${job}_baseline.lua" $(inputs_of "$w" -s) sink) ;;
+    lua-file) cmd=(lua5.4 "$root/bench/${job}_baseline.lua" $(inputs_of "$w" -s) "$work/ir-out") ;;
+    c) cmd=("$build/bench_${job}_baseline" $(inputs_of "$w" -s) "$work/ir-out") ;;
+    cs-null) cmd=("$bin" -p 1 $(flags_of memory) "$root/bench/${job}_job.lua" $(inputs_of "$w" -s) null) ;;
+    cs-print) cmd=("$bin" -p 1 $(flags_of memory) "$root/bench/${job}_job.lua" $(inputs_of "$w" -s) print) ;;
+    cstream-lua) cmd=("$bin" -p 1 $(flags_of memory) "$root/bench/${job}_job.lua" $(inputs_of "$w" -s) "$work/ir-out") ;;
+  esac
+  rm -rf "$work/ir-out"
+  if [ "$ir_tool" = perf ]; then
+    perf stat -x, -e instructions:u -o "$work/ir-log" "${cmd[@]}" > /dev/null 2> "$work/err" ||
+      { echo "instruction count failed: ${cmd[*]}" >&2; tail -20 "$work/err" >&2; exit 1; }
+    n=$(awk -F, '$3 ~ /^instructions/ { print $1 }' "$work/ir-log")
+  else
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "${cmd[@]}" > /dev/null 2> "$work/ir-log" ||
+      { echo "instruction count failed: ${cmd[*]}" >&2; tail -20 "$work/ir-log" >&2; exit 1; }
+    n=$(sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$work/ir-log")
+  fi
+  [ -n "$n" ] || { echo "no instruction count from ${cmd[*]}: $(tail -3 "$work/ir-log")" >&2; exit 1; }
+  rm -rf "$work/ir-out"
+  echo "$w $v $(awk -v n="$n" -v r="$(records_of "$w" -s)" 'BEGIN { printf "%.0f", n / r }')" >> "$work/ir"
 }
 
 # parallelisms BACKEND: -p 1 and 2; --quick (a check that the benchmarks
@@ -204,10 +276,13 @@ parallelisms() {
 run_workload() {
   local w=$1 job backends=${2:-$backends} variants=() v
   job=$(job_of "$w")
-  variants+=("lua - 1" "c - 1")
+  variants+=("lua-file - 1" "lua-work - 1" "lua-sink - 1" "c - 1")
   for be in $backends; do
     for p in $(parallelisms "$be"); do variants+=("cstream-lua $be $p"); done
   done
+  if [ "$w" != wordcount100k ]; then
+    for p in $(parallelisms memory); do variants+=("cs-null memory $p" "cs-print memory $p"); done
+  fi
   for v in "${variants[@]}"; do
     : > "$work/t-$w-${v// /-}"; : > "$work/c-$w-${v// /-}"
   done
@@ -216,7 +291,11 @@ run_workload() {
       set -- $v
       # shellcheck disable=SC2046
       case "$1" in
-        lua) run_once "$w-${v// /-}" "$w" $v lua5.4 "$root/bench/${job}_baseline.lua" $(inputs_of "$w") "$work/out" ;;
+        lua-file) run_once "$w-${v// /-}" "$w" $v lua5.4 "$root/bench/${job}_baseline.lua" $(inputs_of "$w") "$work/out" ;;
+        lua-work) run_once "$w-${v// /-}" "$w" $v lua5.4 "$root/bench/${job}_baseline.lua" $(inputs_of "$w") null ;;
+        lua-sink) run_once "$w-${v// /-}" "$w" $v lua5.4 "$root/bench/${job}_baseline.lua" $(inputs_of "$w") sink ;;
+        cs-null|cs-print) run_once "$w-${v// /-}" "$w" $v "$bin" -p "$3" $(flags_of "$2") \
+             --checkpoint-interval "$interval" "$root/bench/${job}_job.lua" $(inputs_of "$w") "${1#cs-}" ;;
         c) run_once "$w-${v// /-}" "$w" $v "$build/bench_${job}_baseline" $(inputs_of "$w") "$work/out" ;;
         *) run_once "$w-${v// /-}" "$w" $v "$bin" -p "$3" $(flags_of "$2") \
              --checkpoint-interval "$interval" "$root/bench/${job}_job.lua" $(inputs_of "$w") "$work/out" ;;
@@ -227,7 +306,14 @@ run_workload() {
 }
 
 : > "$work/results"
-for w in $workloads; do run_workload "$w"; done
+: > "$work/ir"
+for w in $workloads; do
+  run_workload "$w"
+  # --quick counts the word count's only: it checks that counting works
+  if [ "$instructions" = 1 ] && { [ "$quick" = 0 ] || [ "$w" = wordcount ]; }; then
+    for v in lua-work lua-sink lua-file c cs-null cs-print cstream-lua; do instr "$w" "$v"; done
+  fi
+done
 
 # word count over 100k distinct words: peak memory on heap and RocksDB
 mem_backends=
@@ -280,28 +366,42 @@ echo
 echo "started $started_at, commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, load average $load_start at the start"
 [ "$quick" = 1 ] && echo "QUICK MODE: tiny inputs, one run; the figures mean nothing."
 echo "median of $runs run(s), interleaved; engine rows: checkpoints every $interval; every output checked against the Lua baseline's (as a multiset of lines)"
+if [ "$instructions" = 1 ]; then
+  if [ "$ir_tool" = perf ]; then ir_how="perf stat -e instructions:u on the same inputs"
+  else ir_how="valgrind --tool=callgrind on inputs a tenth of the default size (word count $(records_of wordcount -s) words)"; fi
+  echo "instr/rec: instructions per record of the whole process at -p 1 (heap rows only), no checkpoints, $ir_how"
+fi
+echo "yardsticks (plain Lua 5.4, one thread): lua-work = the work alone, no output; lua-sink = the job's semantics, each output record handed to a Lua sink function; lua-file = the formatted lines written to a file (the output reference); vs X = records/s over X's records/s. Engine: cstream-lua = write_as_text; cs-null = a discarding Lua sink (add_sink); cs-print = print() with stdout to a file"
 echo "inputs: word count $(records_of wordcount) words ($wc_lines lines, 10000 distinct); average and keyed_process $(records_of average) \"key,value\" lines over $kv_keys keys; passthrough the same lines $pass_copies time(s) over ($(records_of passthrough) lines); enrichment $orders orders ($(records_of enrichment) lines in two files)"
 echo
-printf '| %-13s | %-11s | %-19s | %1s | %10s | %6s | %12s | %12s | %5s |\n' \
-  workload variant backend p "records/s" "vs Lua" "peak RSS MiB" "ckpt ms med" ckpts
-echo "|---------------|-------------|---------------------|---|------------|--------|--------------|--------------|-------|"
+table_head() {
+  printf '| %-13s | %-11s | %-10s | %1s | %10s | %7s | %7s | %7s | %9s | %8s | %11s | %5s |\n' \
+    workload variant backend p "records/s" "vs work" "vs sink" "vs file" "instr/rec" "peak MiB" "ckpt ms med" ckpts
+  echo "|---------------|-------------|------------|---|------------|---------|---------|---------|-----------|----------|-------------|-------|"
+}
+table_head
 print_rows() {
   local w
   for w in "$@"; do
     awk -v w="$w" -v rec="$(records_of "$w")" '
-      $1 == w && $2 == "lua" { lua = $5 }
+      FILENAME ~ /ir$/ { if ($1 == w) ir[$2] = $3; next }
+      $1 == w && $2 == "lua-file" { file = $5 }
+      $1 == w && $2 == "lua-work" { work = $5 }
+      $1 == w && $2 == "lua-sink" { sink = $5 }
       $1 == w { row[++n] = $0 }
+      function ratio(b) { return (b == "") ? "-" : sprintf("%.2fx", b / t) }
       END {
         for (i = 1; i <= n; i++) {
           split(row[i], f, " ")
           t = (f[5] <= 0) ? 0.005 : f[5]
-          ck = (f[7] == "nan") ? "-" : sprintf("%.1f", f[7])
-          nck = (f[2] == "cstream-lua") ? f[8] : "-"
-          if (f[2] != "cstream-lua") ck = "-"
-          printf "| %-13s | %-11s | %-19s | %1s | %10.0f | %5.2fx | %12.1f | %12s | %5s |\n",
-            f[1], f[2], f[3], f[4], rec / t, lua / t, f[6] / 1024, ck, nck
+          eng = f[2] ~ /^cs/
+          ck = (f[7] == "nan" || !eng) ? "-" : sprintf("%.1f", f[7])
+          nck = eng ? f[8] : "-"
+          r = (f[2] in ir && (!eng || (f[3] == "memory" && f[4] == 1))) ? ir[f[2]] : "-"
+          printf "| %-13s | %-11s | %-10s | %1s | %10.0f | %7s | %7s | %7s | %9s | %8.1f | %11s | %5s |\n",
+            f[1], f[2], f[3], f[4], rec / t, ratio(work), ratio(sink), ratio(file), r, f[6] / 1024, ck, nck
         }
-      }' "$work/results"
+      }' "$work/ir" "$work/results"
   done
 }
 # shellcheck disable=SC2086
@@ -323,9 +423,7 @@ if [ -n "$mem_backends" ]; then
   echo
   echo "$(records_of wordcount100k) words ($distinct_lines lines, 100000 distinct), checkpoints every $interval; peak RSS: highest over runs"
   echo
-  printf '| %-13s | %-11s | %-19s | %1s | %10s | %6s | %12s | %12s | %5s |\n' \
-    workload variant backend p "records/s" "vs Lua" "peak RSS MiB" "ckpt ms med" ckpts
-  echo "|---------------|-------------|---------------------|---|------------|--------|--------------|--------------|-------|"
+  table_head
   print_rows wordcount100k
 fi
 
@@ -364,13 +462,15 @@ if [ "$quick" = 0 ] && [ "$ckpt_bench" = 1 ]; then
 fi
 
 # ------------------------------------------------------------ targets
-# issue #6's targets, each from a row above ("-" when that row was not run)
-rate_of() { # W BACKEND P -> records/s and the ratio to the Lua loop
-  awk -v w="$1" -v be="$2" -v p="$3" -v rec="$(records_of "$1")" '
-    $1 == w && $2 == "lua" { lua = $5 }
-    $1 == w && $2 == "cstream-lua" && $3 == be && $4 == p { t = $5; m = $6 }
+# issues #6's and #13's targets, each from a row above ("-" when that row
+# was not run)
+rate_of() { # W BACKEND P [BASELINE [VARIANT]] -> records/s, the ratio to BASELINE (default lua-file) and peak MiB
+  awk -v w="$1" -v be="$2" -v p="$3" -v base="${4:-lua-file}" -v var="${5:-cstream-lua}" -v rec="$(records_of "$1")" '
+    $1 == w && $2 == base { lua = $5 }
+    $1 == w && $2 == var && $3 == be && $4 == p { t = $5; m = $6 }
     END { if (t == "") print "- - -"; else { if (t <= 0) t = 0.005; printf "%.0f %.2f %.1f\n", rec / t, lua / t, m / 1024 } }' "$work/results"
 }
+ir_of() { awk -v w="$1" -v v="$2" '$1 == w && $2 == v { print $3 }' "$work/ir"; } # W VARIANT
 unit() { if [ "$1" = - ] || [ -z "$1" ]; then echo -; else echo "$1$2"; fi; } # VALUE UNIT
 verdict() { # VALUE OP LIMIT -> met / NOT met / -
   awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {
@@ -408,5 +508,29 @@ done
 pause=$(sed -n 's/^RocksDB incremental, 1% of the keys.*longest snapshot \([0-9.]*\) ms.*/\1/p' "$work/ckpt-bench")
 s_=$(awk -v m="${pause:--}" 'BEGIN { if (m == "-") print "-"; else printf "%.3f", m / 1000 }')
 echo "| checkpoint of $(sized 1000000) keys, RocksDB incremental after 1% change (checkpoint.sh, median longest subtask snapshot): < 0.1 s of pause | $(unit "$s_" " s") | $(verdict "$s_" "<" 0.1) |"
+echo
+echo "## Targets (issue #13)"
+echo
+[ "$quick" = 1 ] && echo "QUICK MODE: tiny inputs; met / NOT met below means nothing." && echo
+echo "| target | measured | |"
+echo "|---|---|---|"
+ir_e=$(ir_of wordcount cstream-lua); ir_w=$(ir_of wordcount lua-work)
+ir_x=$(awk -v e="${ir_e:-}" -v b="${ir_w:-}" 'BEGIN { if (e == "" || b == "") print "-"; else printf "%.2f", e / b }')
+echo "| word count, instructions per word at -p 1 (write_as_text): <= 2.0x the counting loop's (lua-work) | $(unit "$ir_x" x) (${ir_e:--} vs ${ir_w:--}) | $(verdict "$ir_x" "<" 2.0001) |"
+read -r _ r_w _ <<< "$(rate_of wordcount memory 2 lua-work)"
+read -r _ r_s _ <<< "$(rate_of wordcount memory 2 lua-sink)"
+read -r _ r_rw _ <<< "$(rate_of wordcount rocksdb 2 lua-work)"
+echo "| word count, heap, -p 2, checkpoints every $interval: >= 1.0x the counting loop (lua-work) | $(unit "$r_w" x) | $(verdict "$r_w" ">=" 1.0) |"
+echo "| word count, heap, -p 2, checkpoints every $interval: >= 1.6x the same-semantics loop (lua-sink) | $(unit "$r_s" x) | $(verdict "$r_s" ">=" 1.6) |"
+echo "| word count, RocksDB, -p 2, checkpoints every $interval: >= 0.8x the counting loop (lua-work) | $(unit "$r_rw" x) | $(verdict "$r_rw" ">=" 0.8) |"
+read -r r_p _ _ <<< "$(rate_of passthrough memory 1)"
+r_pc=$(awk -v rec="$(records_of passthrough)" '$1 == "passthrough" && $2 == "cstream-lua" && $3 == "memory" && $4 == 1 { c = $9 } END { if (c == "") print "-"; else { if (c <= 0) c = 0.005; printf "%.0f", rec / c } }' "$work/results")
+echo "| pass-through map, -p 1 (one worker), write_as_text: >= 1M records/s per core (records / CPU seconds of the process; wall: $r_p/s) | $r_pc | $(verdict "$r_pc" ">=" 1000000) |"
+for be in memory rocksdb; do
+  read -r _ _ rss <<< "$(rate_of wordcount100k "$be" 2)"
+  lim=28; [ "$be" = rocksdb ] && lim=46
+  echo "| peak RSS, word count over 100k distinct words ($be, -p 2): <= $lim MiB (before issue #13) | $(unit "$rss" " MiB") | $(verdict "$rss" "<" "$lim.05") |"
+done
+echo "(Nexmark q0-q2 per core: bash bench/nexmark.sh)"
 echo
 echo "$(nproc) cores; load average $load_start at the start, $(load) at the end; $(( $(date +%s) - started )) s"

@@ -3,6 +3,7 @@
 -- every third record of a key writes (key,average) and clears the state.
 --   cstream-lua bench/average_job.lua INPUT OUTPUT
 local cstream = require("cstream")
+local sink_to = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/sink.lua")
 
 local function parse(line)
   local c = line:find(",", 1, true)
@@ -26,9 +27,8 @@ local CountWindowAverage = {
 }
 
 local env = cstream.get_execution_environment()
-env:read_text_file(arg[1])
+sink_to(env:read_text_file(arg[1])
   :map(parse)
   :key_by(1)
-  :flat_map(CountWindowAverage)
-  :write_as_text(arg[2])
+  :flat_map(CountWindowAverage), arg[2])
 env:execute("BenchAverage")

@@ -1,7 +1,9 @@
 -- The plain Lua 5.4 baseline for bench/enrichment_job.lua: one thread
 -- reading the two order files alternately, line by line; each side's
 -- unmatched orders in a Lua table; the same parsing, join and output.
---   lua5.4 bench/enrichment_baseline.lua INFO1 INFO2 OUTPUT
+-- OUTPUT "null": no output (the work alone); "sink": each joined tuple to a
+-- Lua sink function (the job's semantics); a path: each joined order written.
+--   lua5.4 bench/enrichment_baseline.lua INFO1 INFO2 OUTPUT|null|sink
 local format_double = dofile((arg[0]:match("^(.*)/") or ".") .. "/format.lua").double
 
 local function split(line)
@@ -21,11 +23,22 @@ local function string_to_order_info2(line)
   return { order_id = math.tointeger(tonumber(f[1])), order_date = f[2], address = f[3] }
 end
 
-local sink = assert(io.open(arg[3], "w"))
-sink:setvbuf("full", 1 << 16)
-local function emit(o1, o2)
-  sink:write("(", o1.order_id, ",", o1.product_name, ",", format_double(o1.price), ",",
-    o2.order_date, ",", o2.address, ")\n")
+local output = arg[3]
+local sink, emit
+if output == "null" then
+  emit = function() end
+elseif output == "sink" then
+  local drop = function(_) end
+  emit = function(o1, o2)
+    drop({ o1.order_id, o1.product_name, o1.price, o2.order_date, o2.address })
+  end
+else
+  sink = assert(io.open(output, "w"))
+  sink:setvbuf("full", 1 << 16)
+  emit = function(o1, o2)
+    sink:write("(", o1.order_id, ",", o1.product_name, ",", format_double(o1.price), ",",
+      o2.order_date, ",", o2.address, ")\n")
+  end
 end
 
 local pending1, pending2 = {}, {}
@@ -45,4 +58,4 @@ while l1 or l2 do
     l2 = lines2()
   end
 end
-sink:close()
+if sink then sink:close() end

@@ -5,6 +5,7 @@
 -- (id,product,price,date,address).
 --   cstream-lua bench/enrichment_job.lua INFO1 INFO2 OUTPUT
 local cstream = require("cstream")
+local sink_to = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/sink.lua")
 
 local function split(line)
   local fields = {}
@@ -57,7 +58,6 @@ local info1 = env:read_text_file(arg[1]):map(string_to_order_info1)
   :key_by(function(o) return o.order_id end)
 local info2 = env:read_text_file(arg[2]):map(string_to_order_info2)
   :key_by(function(o) return o.order_id end)
-info1:connect(info2)
-  :flat_map(EnrichmentFunction)
-  :write_as_text(arg[3])
+sink_to(info1:connect(info2)
+  :flat_map(EnrichmentFunction), arg[3])
 env:execute("BenchOrderEnrichment")

@@ -3,6 +3,7 @@
 -- every record. Input: "key,value" lines.
 --   cstream-lua bench/keyed_process_job.lua INPUT OUTPUT
 local cstream = require("cstream")
+local sink_to = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/sink.lua")
 
 local function parse(line)
   local c = line:find(",", 1, true)
@@ -21,9 +22,8 @@ local RunningSum = {
 }
 
 local env = cstream.get_execution_environment()
-env:read_text_file(arg[1])
+sink_to(env:read_text_file(arg[1])
   :map(parse)
   :key_by(1)
-  :process(RunningSum)
-  :write_as_text(arg[2])
+  :process(RunningSum), arg[2])
 env:execute("BenchKeyedProcess")

@@ -545,6 +545,34 @@ int cs_codec_encode_key(lua_State *L, int idx, cs_buf *out, char *err,
   return encode(L, idx, out, err, errlen, 1);
 }
 
+int cs_codec_encode_tuple(lua_State *L, int first, int n, cs_buf *out,
+                          char *err, size_t errlen, int mark,
+                          size_t *mark_off, size_t *mark_len) {
+  enc e;
+  e.L = L;
+  e.out = out;
+  e.canonical = 0;
+  e.err = err;
+  e.errlen = errlen;
+  int top = lua_gettop(L);
+  size_t len = out->len;
+  first = lua_absindex(L, first);
+  e.tables[0] = NULL; /* the tuple is no table: nothing can contain it */
+  int rc = put_array_header(&e, (size_t)n);
+  for (int i = 0; rc == 0 && i < n; i++) {
+    size_t at = out->len;
+    e.path[0].kind = SEG_INDEX;
+    e.path[0].index = i + 1;
+    rc = encode_value(&e, first + i, 1);
+    if (i + 1 == mark) *mark_off = at, *mark_len = out->len - at;
+  }
+  if (rc) {
+    out->len = len;
+    lua_settop(L, top);
+  }
+  return rc;
+}
+
 /* Of the functions on encoded values without Lua (cs_codec_raw.c), the one
  * that writes: here, since it writes integers with the encoder's int_bytes. */
 int cs_codec_put_number(cs_buf *out, const cs_num *num) {

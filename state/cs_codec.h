@@ -35,6 +35,15 @@ int cs_codec_encode(lua_State *L, int idx, cs_buf *out, char *err,
 int cs_codec_encode_key(lua_State *L, int idx, cs_buf *out, char *err,
                         size_t errlen);
 
+/* Appends the encoding of the array { v1, ..., vn } of the n values at
+ * first .. first + n - 1 (none nil), exactly as cs_codec_encode writes
+ * that table, without making it.  [-0, +0, m]  Returns as cs_codec_encode.
+ * When 1 <= mark <= n, *mark_off and *mark_len get where element mark's
+ * bytes are in out (an offset: out may move as it grows). */
+int cs_codec_encode_tuple(lua_State *L, int first, int n, cs_buf *out,
+                          char *err, size_t errlen, int mark,
+                          size_t *mark_off, size_t *mark_len);
+
 /* Decodes one value from data[0, len) and pushes it.  [-0, +1, m]
  * On success returns 0 and, when used is not NULL, stores the bytes consumed.
  * On error returns CS_EDECODE and pushes nothing. Never reads past len, never

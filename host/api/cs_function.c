@@ -135,9 +135,12 @@ static cs_opi *check_handle(lua_State *L, const char *mt) {
   return *pp;
 }
 
-/* out:collect(v): sends v downstream. The per-record path: the handle is
- * checked against the metatable in the closure's upvalue rather than looked
- * up by name (luaL_checkudata). */
+/* out:collect(v): sends v downstream; out:collect(a, b, ...) sends the
+ * tuple { a, b, ... }, encoded for an exchange straight from the arguments
+ * (no table is made unless a chained operator needs one, or a value is
+ * nil: then the table, holes and all, goes the usual way). The per-record
+ * path: the handle is checked against the metatable in the closure's
+ * upvalue rather than looked up by name (luaL_checkudata). */
 static int collector_collect(lua_State *L) {
   cs_opi *op = NULL;
   cs_opi **pp = lua_touserdata(L, 1);
@@ -146,6 +149,24 @@ static int collector_collect(lua_State *L) {
     lua_pop(L, 1);
   }
   if (op == NULL) op = check_handle(L, COLLECTOR_MT); /* raises the error */
+  int n = lua_gettop(L) - 1;
+  if (n > 1) {
+    int holes = 0;
+    for (int i = 2; i <= n + 1; i++) holes |= lua_isnil(L, i);
+    if (!holes) {
+      if (cs_emit_tuple(L, op, 2, n)) {
+        cs_lua_push_abort(L);
+        return lua_error(L);
+      }
+      return 0;
+    }
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+      lua_pushvalue(L, i + 1);
+      lua_rawseti(L, -2, i);
+    }
+    lua_replace(L, 2);
+  }
   lua_settop(L, 2);
   if (cs_emit(L, op)) {
     cs_lua_push_abort(L);

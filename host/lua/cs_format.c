@@ -15,6 +15,7 @@
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,67 @@ static double value_of(const decimal *r) {
   return strtod(buf, NULL);
 }
 
+/* ------------------------------------------------ exact, without printf */
+
+typedef unsigned __int128 u128;
+
+static u128 pow10_u128(int k) {
+  u128 v = 1;
+  while (k-- > 0) v *= 10;
+  return v;
+}
+
+/* For x > 0 not a power of two with 1e-3 <= x < 1e7 (the plain range, where
+ * the benchmarks' and most jobs' numbers live), does what round_to and the
+ * round trip do, in exact 128-bit integer arithmetic: sets r to x correctly
+ * rounded (half to even, as printf) to prec <= 17 significant digits and
+ * *trip to whether that decimal reads back as x. Returns 0 when x is out
+ * of that range (nothing set).
+ *
+ * x = m / 2^E with m < 2^53; scaled by 10^k (k = prec - 1 - exp10(x)) it
+ * is N / D, N = m * 10^max(k,0) < 2^117 and D = 2^E * 10^max(-k,0) < 2^84.
+ * The decimal q reads back as x when it is within half an ulp of x (the
+ * boundary included when m is even, as strtod rounds half to even):
+ * |2qD - 2N| <= 10^max(k,0). */
+static int exact_digits(double x, int prec, decimal *r, int *trip) {
+  if (!(x >= 1e-3 && x < 1e7)) return 0;
+  int e2;
+  double f = frexp(x, &e2);
+  uint64_t m = (uint64_t)ldexp(f, 53);
+  int E = 53 - e2; /* 29 <= E <= 63 in this range */
+  if (E < 1 || E > 63) return 0;
+  /* exp10: 10^exp10 <= x < 10^(exp10 + 1), checked exactly */
+  int ex = (int)floor(log10(x));
+  for (int tries = 0; tries < 2; tries++) {
+    u128 n1 = (u128)m * pow10_u128(ex < 0 ? -ex : 0);
+    u128 d1 = ((u128)1 << E) * pow10_u128(ex > 0 ? ex : 0);
+    if (n1 < d1)
+      ex--;
+    else if (n1 >= 10 * d1)
+      ex++;
+    else
+      break;
+  }
+  int k = prec - 1 - ex;
+  if (k > 19 || k < -7) return 0;
+  u128 N = (u128)m * pow10_u128(k > 0 ? k : 0);
+  u128 D = ((u128)1 << E) * pow10_u128(k < 0 ? -k : 0);
+  u128 q = N / D, rem = N - q * D;
+  if (2 * rem > D || (2 * rem == D && (q & 1))) q++;
+  u128 lhs = 2 * q * D > 2 * N ? 2 * q * D - 2 * N : 2 * N - 2 * q * D;
+  u128 half = pow10_u128(k > 0 ? k : 0);
+  *trip = lhs < half || (lhs == half && (m & 1) == 0);
+  int exp = ex;
+  if (q == pow10_u128(prec)) q /= 10, exp++; /* 9.99.. rounded up to 10.0 */
+  char tmp[24];
+  int n = 0;
+  for (; n < prec; n++) tmp[n] = (char)('0' + (int)(q % 10)), q /= 10;
+  for (int i = 0; i < prec; i++) r->d[i] = tmp[prec - 1 - i];
+  r->n = prec;
+  r->exp = exp;
+  return 1;
+}
+
 /* Sets r to the next decimal up with as many digits (r + one unit in its
  * last place). */
 static void next_up(decimal *r) {
@@ -70,6 +132,8 @@ static void next_up(decimal *r) {
  * two also tries the one above it (see shortest). Sets r to the one that
  * does. */
 static int digits_round_trip(double x, int prec, int pow2, decimal *r) {
+  int trip;
+  if (!pow2 && exact_digits(x, prec, r, &trip)) return trip;
   round_to(x, prec, r);
   double v = value_of(r);
   if (v == x) return 1;
@@ -98,22 +162,49 @@ static void shortest(double x, decimal *r) {
   int prec = 17;
   decimal t;
   if (!pow2) {
-    int lo = 1, found = 0; /* 17 digits always round-trip */
-    while (lo < prec) {
-      int mid = (lo + prec) / 2;
-      if (digits_round_trip(x, mid, 0, &t)) {
-        prec = mid, *r = t, found = 1;
-      } else {
-        lo = mid + 1;
+    /* Most doubles that arithmetic makes need 16 or 17 digits: try those
+     * first, and search below 15 only when 15 digits round-trip. */
+    if (!digits_round_trip(x, 16, 0, &t)) {
+      int trip;
+      if (!exact_digits(x, 17, r, &trip)) round_to(x, 17, r);
+    } else if (!digits_round_trip(x, 15, 0, r)) {
+      *r = t, prec = 16;
+    } else {
+      int lo = 1;
+      prec = 15;
+      while (lo < prec) {
+        int mid = (lo + prec) / 2;
+        if (digits_round_trip(x, mid, 0, &t)) {
+          prec = mid, *r = t;
+        } else {
+          lo = mid + 1;
+        }
       }
     }
-    if (!found) round_to(x, 17, r);
   } else {
     for (prec = 1; prec <= 17; prec++)
       if (digits_round_trip(x, prec, 1, r)) break;
   }
   if (prec == 1 && digits_round_trip(x, 2, pow2, &t)) *r = t;
   while (r->n > 1 && r->d[r->n - 1] == '0') r->n--;
+}
+
+/* Sets r to the decimal of x when x is a whole number below 2^53, and
+ * returns 1 (else 0). Such a double is exact and its neighbours are at most
+ * 1 away, so any decimal with fewer significant digits than x's own (less
+ * trailing zeros) is another whole number, at least 1 away: x's digits are
+ * the shortest, and no printf is needed. */
+static int whole_number(double x, decimal *r) {
+  if (!(x < 9007199254740992.0) || x != floor(x)) return 0;
+  uint64_t v = (uint64_t)x;
+  char tmp[24];
+  int n = 0;
+  while (v > 0) tmp[n++] = (char)('0' + v % 10), v /= 10;
+  r->exp = n - 1;
+  r->n = 0;
+  while (n > 0) r->d[r->n++] = tmp[--n];
+  while (r->n > 1 && r->d[r->n - 1] == '0') r->n--;
+  return 1;
 }
 
 /* Writes the rendering of d to buf (at least 32 bytes); returns its length. */
@@ -123,7 +214,7 @@ static size_t format_double(double d, char *buf) {
   if (d == 0) return (size_t)sprintf(buf, signbit(d) ? "-0.0" : "0.0");
 
   decimal r;
-  shortest(fabs(d), &r);
+  if (!whole_number(fabs(d), &r)) shortest(fabs(d), &r);
   char *p = buf;
   if (d < 0) *p++ = '-';
   if (r.exp >= -3 && r.exp < 7) { /* plain: 0.001 .. 9999999.x */
@@ -389,6 +480,17 @@ static int format_encoded(cs_slice *v, cs_buf *out, int depth) {
       if (rc == 0) rc = format_encoded(v, out, depth + 1);
     }
     return rc ? rc : cs_buf_append(out, ")", 1);
+  }
+  /* the commonest scalars, read in place: small integers, short strings */
+  if (c < 0x80 || c >= 0xe0) {
+    v->data++, v->len--;
+    return put_integer(out, c < 0x80 ? (lua_Integer)c : (lua_Integer)c - 256);
+  }
+  if (c >= 0xa0 && c <= 0xbf) {
+    size_t sn = c & 0x1fu;
+    if (v->len < 1 + sn) return CS_EDECODE;
+    v->data += 1 + sn, v->len -= 1 + sn;
+    return cs_buf_append(out, p + 1, sn);
   }
   long n = cs_codec_skip_lean(v->data, v->len);
   if (n < 0) return CS_EDECODE;

@@ -19,12 +19,16 @@
 #ifdef CS_LUA_MIMALLOC
 #include <mimalloc.h>
 #define lua_free_ mi_free
+#define lua_malloc_ mi_malloc
 #define lua_realloc_ mi_realloc
 #else
 #define lua_free_ free
+#define lua_malloc_ malloc
 #define lua_realloc_ realloc
 #endif
 
+/* A new block (ptr NULL: osize is then a type tag, not a size) takes the
+ * allocator's malloc path, which is shorter than realloc's. */
 static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
   (void)osize;
@@ -32,6 +36,7 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     lua_free_(ptr);
     return NULL;
   }
+  if (ptr == NULL) return lua_malloc_(nsize);
   return lua_realloc_(ptr, nsize);
 }
 

@@ -276,6 +276,71 @@ int cs_emit_encoded(lua_State *L, cs_opi *op, cs_slice v) {
   return 0;
 }
 
+/* Pushes the table { v1, ..., vn } of the n values at first.  [-0, +1] */
+static void push_tuple(lua_State *L, int first, int n) {
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushvalue(L, first + i);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+int cs_emit_tuple(lua_State *L, cs_opi *op, int first, int n) {
+  cs_worker *w = op->w;
+  int top = lua_gettop(L), table = 0, rc = 0;
+  first = lua_absindex(L, first);
+  for (int i = 0; rc == 0 && i < op->nout; i++) {
+    cs_out *o = &op->out[i];
+    if (o->tag) continue;
+    if (!o->chained) {
+      /* encoded just before its use: a chained operator run in between
+       * may emit a tuple of its own */
+      char err[256];
+      cs_eout *eo = o->eout;
+      const cs_selector *sel = &w->job->plan->nodes[eo->edge->to].in[eo->edge->input].key;
+      /* a key by position that is a string or integer: its bytes as encoded
+       * are its canonical form, so it is marked while encoding */
+      int mark = 0;
+      if (eo->edge->part == CS_PART_HASH && sel->kind == CS_SEL_POS &&
+          sel->pos >= 1 && sel->pos <= n) {
+        int t = lua_type(L, first + (int)sel->pos - 1);
+        if (t == LUA_TSTRING || (t == LUA_TNUMBER && lua_isinteger(L, first + (int)sel->pos - 1)))
+          mark = (int)sel->pos;
+      }
+      size_t koff = 0, klen = 0;
+      cs_buf_reset(&w->tuplebuf);
+      if (cs_codec_encode_tuple(L, first, n, &w->tuplebuf, err, sizeof(err),
+                                mark, &koff, &klen) == 0) {
+        cs_slice v = {w->tuplebuf.data, w->tuplebuf.len};
+        if (mark) {
+          cs_buf key = {w->tuplebuf.data + koff, klen, klen};
+          cs_buf val = {w->tuplebuf.data, v.len, v.len};
+          if (eout_route(eo, &key, &val))
+            rc = cs_opi_fail(L, op, 0, "out of memory while buffering output");
+        } else {
+          rc = eout_write_encoded(L, op, eo, v);
+        }
+        continue;
+      }
+      /* the table path reports what cannot be encoded, with the record */
+    }
+    if (!table) {
+      push_tuple(L, first, n);
+      table = lua_gettop(L);
+    }
+    if (o->chained) {
+      lua_pushvalue(L, table);
+      rc = cs_opi_process(L, o->chained, o->input);
+    } else {
+      lua_pushvalue(L, table);
+      rc = eout_write(L, op, o->eout);
+    }
+    lua_settop(L, table);
+  }
+  lua_settop(L, top);
+  return rc ? -1 : 0;
+}
+
 /* Emits the value on top of L (popped) through op's outputs of side output
  * tag (NULL: the main output). */
 static int emit_tagged(lua_State *L, cs_opi *op, const char *tag) {

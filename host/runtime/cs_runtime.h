@@ -184,6 +184,7 @@ typedef struct cs_worker {
   cs_opi *opis; /* by node index; node NULL when not on this worker */
   cs_buf keybuf;
   cs_buf valbuf;
+  cs_buf tuplebuf; /* cs_emit_tuple's encoding */
   cs_buf scratch;
   cs_buf out; /* stdout lines */
   cs_buf err; /* stderr lines */
@@ -361,6 +362,11 @@ void cs_worker_flush_stdio(cs_worker *w);
 /* Emits the value on top of L through op's outputs; pops it.  [-1, +0]
  * Returns 0, or -1 when the job is failing (the error is recorded). */
 int cs_emit(lua_State *L, cs_opi *op);
+/* Emits the tuple { v1, ..., vn } of the n non-nil values at first ..
+ * first + n - 1 through op's main outputs, as cs_emit would emit that
+ * table: an exchange gets it encoded straight from the stack; a chained
+ * operator gets the table, made only then.  [-0, +0]  Returns 0 or -1. */
+int cs_emit_tuple(lua_State *L, cs_opi *op, int first, int n);
 /* Emits the encoded value v through op's outputs without decoding it
  * where the consumers allow. v must stay valid meanwhile. Returns 0 or -1. */
 int cs_emit_encoded(lua_State *L, cs_opi *op, cs_slice v);

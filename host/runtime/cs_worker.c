@@ -373,6 +373,7 @@ static void worker_teardown(cs_worker *w) {
   cs_worker_flush_stdio(w);
   cs_buf_free(&w->keybuf);
   cs_buf_free(&w->valbuf);
+  cs_buf_free(&w->tuplebuf);
   cs_buf_free(&w->scratch);
   cs_buf_free(&w->out);
   cs_buf_free(&w->err);
