@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   liblua5.4-dev lua5.4 lua-busted lua-cjson
   librocksdb-dev libuv1-dev libmsgpack-dev libxxhash-dev libyaml-dev
-  libmimalloc-dev
+  libmimalloc-dev librdkafka-dev
   time
 )
 
