@@ -340,8 +340,15 @@ static int kafka_sink_notify(lua_State *L, cs_opi *op, int64_t id) {
   ksink *s = op->data;
   if (s == NULL || !s->eo || !s->txn_open || s->txn_ckpt == 0 || s->txn_ckpt > id)
     return 0;
-  const char *crash = getenv("CSTREAM_KAFKA_TEST_KILL_BEFORE_COMMIT");
-  if (crash && atoll(crash) == s->txn_ckpt) raise(SIGKILL); /* fault injection */
+  /* Fault injection for the specs: CSTREAM_KAFKA_TEST_FAULT = "kill:N"
+   * or "fail:N" kills the process (SIGKILL) or fails the job between the
+   * pre-commit and the commit of checkpoint N's transaction. */
+  const char *fault = getenv("CSTREAM_KAFKA_TEST_FAULT");
+  if (fault && strncmp(fault, "kill:", 5) == 0 && atoll(fault + 5) == s->txn_ckpt)
+    raise(SIGKILL);
+  if (fault && strncmp(fault, "fail:", 5) == 0 && atoll(fault + 5) == s->txn_ckpt)
+    return sink_fail(s, "injected failure before the commit (CSTREAM_KAFKA_TEST_FAULT)",
+                     NULL);
   char why[64];
   snprintf(why, sizeof(why), "checkpoint %lld", (long long)s->txn_ckpt);
   if (txn_commit(s, why, s->nopen)) return -1;

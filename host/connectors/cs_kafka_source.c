@@ -337,6 +337,30 @@ static kpart *find_part(ksrc *s, const char *topic, int32_t p) {
   return NULL;
 }
 
+/* lua-cjson decodes every number as a float; JSON has one number type
+ * and Flink's JSON readers give 3 for 3, so integral values within 2^53
+ * become integers, in nested tables too.  [-0, +0] */
+static void json_integers(lua_State *L, int idx, int depth) {
+  idx = lua_absindex(L, idx);
+  if (depth > 200 || !lua_istable(L, idx)) return;
+  luaL_checkstack(L, 4, "nested JSON");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Number d = lua_tonumber(L, -1);
+      if (d == (lua_Number)(lua_Integer)d && d > -9007199254740992.0 &&
+          d < 9007199254740992.0) {
+        lua_pushvalue(L, -2);
+        lua_pushinteger(L, (lua_Integer)d);
+        lua_rawset(L, idx); /* an existing key: next() stays valid */
+      }
+    } else if (lua_istable(L, -1)) {
+      json_integers(L, -1, depth + 1);
+    }
+    lua_pop(L, 1);
+  }
+}
+
 /* Pushes the record table of m.  [-0, +1] Returns 0, or -1 when the value
  * is not JSON (the job failed). */
 static int push_record(lua_State *L, ksrc *s, const rd_kafka_message_t *m,
@@ -359,6 +383,15 @@ static int push_record(lua_State *L, ksrc *s, const rd_kafka_message_t *m,
       kfail(s->t, msg);
       return -1;
     }
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+      lua_Number d = lua_tonumber(L, -1);
+      if (d == (lua_Number)(lua_Integer)d && d > -9007199254740992.0 &&
+          d < 9007199254740992.0) {
+        lua_pop(L, 1);
+        lua_pushinteger(L, (lua_Integer)d);
+      }
+    }
+    json_integers(L, -1, 0);
   } else if (m->payload) {
     lua_pushlstring(L, m->payload, m->len);
   } else {
