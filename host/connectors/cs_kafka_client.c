@@ -72,12 +72,26 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
   cs_kafka_health *h = opaque;
   if (h == NULL) return;
   snprintf(h->last, sizeof(h->last), "%s", reason);
-  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-    if (!h->all_down) h->down_since_ms = cs_now_ms();
-    h->all_down = 1;
-  } else if (err == RD_KAFKA_RESP_ERR__FATAL) {
-    h->fatal = 1;
+  if (h->err_since_ms == 0) h->err_since_ms = cs_now_ms();
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) h->all_down = 1;
+  if (err == RD_KAFKA_RESP_ERR__FATAL) h->fatal = 1;
+}
+
+int cs__kafka_unreachable(rd_kafka_t *rk, cs_kafka_health *h, long long timeout_ms,
+                          char *err, size_t errlen) {
+  if (h->err_since_ms == 0 || cs_now_ms() - h->err_since_ms <= timeout_ms) return 0;
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, 2000);
+  if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_metadata_destroy(md);
+    h->err_since_ms = 0; /* the errors were transient */
+    h->all_down = 0;
+    return 0;
   }
+  snprintf(err, errlen, "the Kafka brokers have been failing for more than %lld ms "
+           "(kafka.connect-timeout): %s (now: %s)", timeout_ms, h->last,
+           rd_kafka_err2str(e));
+  return 1;
 }
 
 static int set_all(rd_kafka_conf_t *conf, const cs_kafka_props *p, char *err,

@@ -30,11 +30,19 @@ void cs__kafka_props_free(cs_kafka_props *p);
 
 /* What a client's error callback saw, read on the thread that polls it. */
 typedef struct cs_kafka_health {
-  int all_down;          /* every broker is down now */
-  int64_t down_since_ms; /* cs_now_ms() when they went down, 0 when up */
+  int all_down;          /* librdkafka said every broker is down */
+  int64_t err_since_ms;  /* cs_now_ms() of the first error since the
+                            client was last known to be well, or 0 */
   int fatal;             /* a fatal error: the client is unusable */
   char last[512];        /* the newest error's text */
 } cs_kafka_health;
+
+/* Whether the client's brokers have been failing for longer than
+ * timeout_ms: after an error streak that long, asks the brokers for
+ * metadata (waiting up to 2 s); an answer ends the streak. Returns 1 (with
+ * why in err) when they are unreachable, else 0. */
+int cs__kafka_unreachable(rd_kafka_t *rk, cs_kafka_health *h, long long timeout_ms,
+                          char *err, size_t errlen);
 
 /* Creates a librdkafka client of the type with bootstrap.servers set to
  * bootstrap, then the defaults in dflt (pairs, may be NULL), then the

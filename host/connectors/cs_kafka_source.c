@@ -426,10 +426,7 @@ static int consumer_error(ksrc *s, const rd_kafka_message_t *m) {
   }
   if (m->err == RD_KAFKA_RESP_ERR__TRANSPORT || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
       m->err == RD_KAFKA_RESP_ERR__RESOLVE || m->err == RD_KAFKA_RESP_ERR__TIMED_OUT) {
-    if (m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !s->h.all_down) {
-      s->h.all_down = 1;
-      s->h.down_since_ms = cs_now_ms();
-    }
+    if (s->h.err_since_ms == 0) s->h.err_since_ms = cs_now_ms();
     snprintf(s->h.last, sizeof(s->h.last), "%s", rd_kafka_message_errstr(m));
     return 0;
   }
@@ -457,7 +454,7 @@ static int kafka_src_step(lua_State *L, cs_tinst *t) {
       if (rc) return 1;
       continue;
     }
-    s->h.all_down = 0;
+    s->h.err_since_ms = 0;
     const char *topic = rd_kafka_topic_name(m->rkt);
     kpart *kp = find_part(s, topic, m->partition);
     if (kp == NULL || kp->done || (kp->next >= 0 && m->offset < kp->next)) {
@@ -485,11 +482,10 @@ static int kafka_src_step(lua_State *L, cs_tinst *t) {
   }
   if (s->bounded && s->ndone == s->nparts) t->src_done = 1;
   long long timeout = w->job->cfg->kafka_connect_timeout_ms;
-  if (s->h.all_down && cs_now_ms() - s->h.down_since_ms > timeout) {
-    char msg[900];
-    snprintf(msg, sizeof(msg), "kafka_source: every Kafka broker of %s has been down "
-             "for more than %lld ms (kafka.connect-timeout): %s", s->bootstrap,
-             timeout, s->h.last);
+  char why[900];
+  if (cs__kafka_unreachable(s->rk, &s->h, timeout, why, sizeof(why))) {
+    char msg[1200];
+    snprintf(msg, sizeof(msg), "kafka_source: brokers %s: %s", s->bootstrap, why);
     kfail(t, msg);
     return 1;
   }
@@ -536,7 +532,10 @@ static int kafka_src_notify(lua_State *L, cs_opi *op, int64_t id) {
   for (int i = 0; i < s->ncommits; i++)
     if (s->commits[i].id <= id) newest = i;
   if (newest < 0) return 0;
-  if (s->commits[newest].offsets->cnt > 0)
+  /* Not while the brokers fail: a commit waiting for its coordinator
+   * would hold up the consumer's destruction (a restart) until it times
+   * out; the next checkpoint's commit carries these offsets anyway. */
+  if (s->commits[newest].offsets->cnt > 0 && s->h.err_since_ms == 0)
     rd_kafka_commit(s->rk, s->commits[newest].offsets, 1);
   for (int i = 0; i <= newest; i++)
     rd_kafka_topic_partition_list_destroy(s->commits[i].offsets);
