@@ -56,6 +56,7 @@
  */
 #include <lauxlib.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -81,7 +82,6 @@ typedef struct ksink {
   size_t nopen;
   int txn_open;
   int64_t txn_ckpt; /* the checkpoint that pre-committed it, 0: none */
-  long seq;
   char label[300];
   int state_sid;
   int failed_delivery;
@@ -262,7 +262,9 @@ static int txn_send(ksink *s, const char *b, size_t len, const char *group, int6
 static int txn_begin(ksink *s) {
   rd_kafka_error_t *e = rd_kafka_begin_transaction(s->rk);
   if (e) return err_fail(s, "cannot begin a transaction", e);
-  snprintf(s->label, sizeof(s->label), "%s:%d:%ld", s->txn_id, (int)getpid(), ++s->seq);
+  static atomic_long seq; /* labels stay unique across restarts */
+  snprintf(s->label, sizeof(s->label), "%s:%d:%ld", s->txn_id, (int)getpid(),
+           atomic_fetch_add(&seq, 1) + 1);
   s->txn_open = 1;
   if (verbose()) fprintf(stderr, "cstream-lua: kafka_sink: transaction %s begun\n", s->label);
   return 0;
@@ -342,13 +344,14 @@ static int kafka_sink_notify(lua_State *L, cs_opi *op, int64_t id) {
     return 0;
   /* Fault injection for the specs: CSTREAM_KAFKA_TEST_FAULT = "kill:N"
    * or "fail:N" kills the process (SIGKILL) or fails the job between the
-   * pre-commit and the commit of checkpoint N's transaction. */
+   * pre-commit and the commit of the process's N-th transaction. */
+  static atomic_int commits;
   const char *fault = getenv("CSTREAM_KAFKA_TEST_FAULT");
-  if (fault && strncmp(fault, "kill:", 5) == 0 && atoll(fault + 5) == s->txn_ckpt)
-    raise(SIGKILL);
-  if (fault && strncmp(fault, "fail:", 5) == 0 && atoll(fault + 5) == s->txn_ckpt)
+  if (fault && strlen(fault) > 5 && atoi(fault + 5) == atomic_fetch_add(&commits, 1) + 1) {
+    if (strncmp(fault, "kill:", 5) == 0) raise(SIGKILL);
     return sink_fail(s, "injected failure before the commit (CSTREAM_KAFKA_TEST_FAULT)",
                      NULL);
+  }
   char why[64];
   snprintf(why, sizeof(why), "checkpoint %lld", (long long)s->txn_ckpt);
   if (txn_commit(s, why, s->nopen)) return -1;

@@ -247,6 +247,10 @@ static int dump(const char *bootstrap, const char *topic) {
     while (next < hi) {
       rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 10000);
       if (m == NULL) die("dump", "timed out");
+      if (m->partition != p) { /* left from the previous assignment */
+        rd_kafka_message_destroy(m);
+        continue;
+      }
       if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         rd_kafka_message_destroy(m);
         break;
