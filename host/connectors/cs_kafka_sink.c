@@ -571,11 +571,12 @@ static int kafka_sink_open(lua_State *L, cs_opi *op) {
   return rc;
 }
 
-/* End of input: everything not committed yet is committed now. */
+/* End of input: everything not committed yet is committed now. (A hot
+ * reload closes the old code's instances too: the sink goes on then.) */
 static int kafka_sink_close(lua_State *L, cs_opi *op) {
   (void)L;
   ksink *s = op->data;
-  if (s == NULL || s->rk == NULL) return 0;
+  if (s == NULL || s->rk == NULL || op->w->reloading) return 0;
   if (!s->eo) return flush_all(s);
   if (s->nbuf == 0 && !s->txn_open) return 0;
   if (!s->txn_open && txn_begin(s)) return -1;

@@ -545,6 +545,16 @@ static int kafka_src_notify(lua_State *L, cs_opi *op, int64_t id) {
   return 0;
 }
 
+/* After a hot reload the worker runs a new Lua state: cjson.decode is
+ * looked up in it (the old ref went with the old state). */
+static void kafka_src_rebind(lua_State *L, cs_tinst *t) {
+  ksrc *s = t->src;
+  if (s == NULL || !s->json) return;
+  char err[300];
+  s->json_ref = LUA_NOREF;
+  if (load_json(L, s, err, sizeof(err))) kfail(t, err);
+}
+
 static void kafka_src_cancel(lua_State *L, cs_tinst *t) {
   (void)L;
   (void)t;
@@ -592,6 +602,7 @@ const cs_op_type cs_src_kafka = {
     .src_start = kafka_src_start,
     .src_step = kafka_src_step,
     .src_position = kafka_src_position,
+    .src_rebind = kafka_src_rebind,
     .src_cancel = kafka_src_cancel,
     .src_destroy = kafka_src_destroy,
     .notify_checkpoint_complete = kafka_src_notify,
