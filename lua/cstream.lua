@@ -181,6 +181,80 @@ function Env:socket_text_stream(host, port, delimiter)
   }))
 end
 
+-- Options shared by kafka_source and kafka_sink: strings where strings are
+-- expected, and a properties table of librdkafka settings (string keys,
+-- string, number or boolean values).
+local function check_kafka_common(what, o, level)
+  if type(o) ~= "table" then kind_error(what, "a table of options", o, level + 1) end
+  if o.bootstrap_servers ~= nil and type(o.bootstrap_servers) ~= "string" then
+    kind_error(what .. ": bootstrap_servers", "a string 'host:port,...'",
+               o.bootstrap_servers, level + 1)
+  end
+  if o.properties ~= nil then
+    if type(o.properties) ~= "table" then
+      kind_error(what .. ": properties", "a table of librdkafka settings", o.properties,
+                 level + 1)
+    end
+    for k, v in pairs(o.properties) do
+      local tv = type(v)
+      if type(k) ~= "string" or (tv ~= "string" and tv ~= "number" and tv ~= "boolean") then
+        error(string.format("%s: properties: expected string keys and string, number "
+                            .. "or boolean values, got %s = %s", what, tostring(k),
+                            tostring(v)), level + 1)
+      end
+    end
+  end
+end
+
+-- A Kafka consumer source (librdkafka). Each subtask reads the partitions
+-- p with p % parallelism == subtask; records are tables {key, value,
+-- partition, offset, timestamp, topic}; the Kafka timestamp is the
+-- record's event time. Offsets are the checkpointed position.
+function Env:kafka_source(o)
+  check_kafka_common("kafka_source", o, 2)
+  local topics = o.topics
+  if o.topic ~= nil then
+    if type(o.topic) ~= "string" then kind_error("kafka_source: topic", "a string", o.topic, 2) end
+    if topics ~= nil then error("kafka_source: give topic or topics, not both", 2) end
+    topics = { o.topic }
+  end
+  if type(topics) ~= "table" or #topics == 0 then
+    error("kafka_source: a topic (topic = \"name\") or topics = {...} is needed", 2)
+  end
+  for i, t in ipairs(topics) do
+    if type(t) ~= "string" or t == "" then kind_error("kafka_source: topics[" .. i .. "]", "a topic name", t, 2) end
+  end
+  local so = o.starting_offsets or "earliest"
+  if type(so) == "table" then
+    for p, off in pairs(so) do
+      if math.type(p) ~= "integer" or p < 0 or math.type(off) ~= "integer" or off < 0 then
+        error("kafka_source: starting_offsets: expected {[partition] = offset} with "
+              .. "integers >= 0, got [" .. tostring(p) .. "] = " .. tostring(off), 2)
+      end
+    end
+  elseif so ~= "earliest" and so ~= "latest" and so ~= "committed" then
+    error("kafka_source: starting_offsets: expected \"earliest\", \"latest\", "
+          .. "\"committed\" or {[partition] = offset}, got " .. tostring(so), 2)
+  end
+  local vf = o.value_format or "string"
+  if vf ~= "string" and vf ~= "json" and vf ~= "raw" then
+    error("kafka_source: value_format: expected \"string\", \"json\" or \"raw\", got "
+          .. tostring(vf), 2)
+  end
+  if o.group_id ~= nil and type(o.group_id) ~= "string" then
+    kind_error("kafka_source: group_id", "a string", o.group_id, 2)
+  end
+  if o.bounded ~= nil and type(o.bounded) ~= "boolean" then
+    kind_error("kafka_source: bounded", "a boolean", o.bounded, 2)
+  end
+  return new_stream(self, add_node(self, {
+    kind = "source_kafka", name = "Source: kafka_source " .. table.concat(topics, ","),
+    kafka = { bootstrap_servers = o.bootstrap_servers, topics = topics,
+              group_id = o.group_id, starting_offsets = so, value_format = vf,
+              properties = o.properties or {}, bounded = o.bounded or false },
+  }))
+end
+
 function Env:add_source(src)
   check_fn("add_source", src, "run", 2)
   if type(src) == "function" then src = { run = function(_, ctx) return src(ctx) end } end
@@ -402,6 +476,41 @@ function DataStream:write_as_text(path)
   if type(path) ~= "string" then kind_error("write_as_text", "a path", path, 2) end
   return one_input(self, "sink_file", "Sink: write_as_text", nil,
                    { path = (path:gsub("^file://", "")) })
+end
+
+-- A Kafka producer sink (librdkafka): values are strings as they are,
+-- other records rendered as print renders them, or value(record) when
+-- given; key(record) gives the message key. delivery "at_least_once"
+-- flushes at every checkpoint; "exactly_once" writes each checkpoint's
+-- records in a Kafka transaction committed when the checkpoint completes.
+function DataStream:kafka_sink(o)
+  check_kafka_common("kafka_sink", o, 2)
+  if type(o.topic) ~= "string" or o.topic == "" then
+    kind_error("kafka_sink: topic", "a topic name", o.topic, 2)
+  end
+  for _, f in ipairs({ "key", "value" }) do
+    if o[f] ~= nil and type(o[f]) ~= "function" then
+      kind_error("kafka_sink: " .. f, "a function(record)", o[f], 2)
+    end
+  end
+  local d = o.delivery or "at_least_once"
+  if d ~= "at_least_once" and d ~= "exactly_once" then
+    error("kafka_sink: delivery: expected \"at_least_once\" or \"exactly_once\", got "
+          .. tostring(d), 2)
+  end
+  if o.transactional_id_prefix ~= nil and (type(o.transactional_id_prefix) ~= "string"
+                                           or o.transactional_id_prefix == "") then
+    kind_error("kafka_sink: transactional_id_prefix", "a non-empty string",
+               o.transactional_id_prefix, 2)
+  end
+  -- key and value travel as the fields of the node's function table, so
+  -- hot reload swaps them as it swaps rich functions.
+  return one_input(self, "sink_kafka", "Sink: kafka_sink " .. o.topic,
+                   { key = o.key, value = o.value }, {
+    kafka = { bootstrap_servers = o.bootstrap_servers, topic = o.topic, delivery = d,
+              transactional_id_prefix = o.transactional_id_prefix,
+              properties = o.properties or {} },
+  })
 end
 
 function DataStream:add_sink(fn)

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   liblua5.4-dev lua5.4 lua-busted lua-cjson
   librocksdb-dev libuv1-dev libmsgpack-dev libxxhash-dev libyaml-dev
-  libmimalloc-dev
+  libmimalloc-dev librdkafka-dev
   time
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer and clang's ASan/UBSan
   libtsan2                  # scripts/test.sh --tsan (gcc's ThreadSanitizer)

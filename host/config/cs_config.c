@@ -12,7 +12,7 @@
 
 /* ================================================================== table */
 
-typedef enum ktype { K_ENUM, K_BOOL, K_INT, K_DURATION, K_SIZE, K_PATH } ktype;
+typedef enum ktype { K_ENUM, K_BOOL, K_INT, K_DURATION, K_SIZE, K_PATH, K_STRING } ktype;
 
 /* An enum spelling accepted on input and the canonical name it stands for. */
 typedef struct choice {
@@ -90,6 +90,18 @@ static const keydef keys[] = {
     {"parallelism.default", NULL, K_INT, NULL, 1, 32768, NULL,
      "number of CPU cores",
      "parallelism of the operators that do not set their own"},
+    {"kafka.bootstrap-servers", NULL, K_STRING, NULL, 0, 0, NULL,
+     "each kafka_source/kafka_sink names its own",
+     "Kafka brokers (host:port,...) for kafka_source and kafka_sink that "
+     "give no bootstrap_servers"},
+    {"kafka.connect-timeout", NULL, K_DURATION, "30 s", 1, NO_MAX, NULL, NULL,
+     "how long kafka_source and kafka_sink wait for unreachable brokers "
+     "(at start and when every broker is down) before the job fails"},
+    {"kafka.transaction-timeout", NULL, K_DURATION, "15 min", 1000, NO_MAX,
+     NULL, NULL,
+     "transaction.timeout.ms of kafka_sink's exactly-once producers: the "
+     "broker aborts a transaction left open longer (keep it above the "
+     "checkpoint interval plus the restart time)"},
     {"pipeline.auto-watermark-interval", NULL, K_DURATION, "200 ms", 1, NO_MAX,
      NULL, NULL,
      "how often watermark generators (assign_timestamps_and_watermarks) "
@@ -528,6 +540,13 @@ int cs__config_parse_value(int idx, const char *keyname, const char *s,
     rc = parse_path(s, n, text, why, sizeof(why));
     if (rc != CS_EINVAL) return rc;
     goto bad;
+  case K_STRING:
+    if (n == 0) {
+      snprintf(why, sizeof(why), "expected a non-empty string");
+      goto bad;
+    }
+    *text = cs__config_dup_printf("%.*s", (int)n, s);
+    return *text != NULL ? 0 : CS_ENOMEM;
   }
   snprintf(why, sizeof(why), "unsupported type");
 bad:
@@ -714,6 +733,8 @@ static const char *type_name(ktype t) {
     return "size";
   case K_PATH:
     return "path or file:// URI";
+  case K_STRING:
+    return "string";
   }
   return "?";
 }

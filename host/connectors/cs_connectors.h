@@ -12,6 +12,11 @@
  *   cs_file_sink.c      write_as_text (renamed into place at the end)
  *   cs_custom_sink.c    add_sink: a Lua invoke(v, ctx)
  *   cs_source.c         what the sources share
+ *   cs_kafka_source.c   kafka_source (librdkafka; partitions dealt out
+ *                       to subtasks, offsets in checkpoints)
+ *   cs_kafka_sink.c     kafka_sink (at-least-once, or exactly-once with
+ *                       transactions committed on checkpoint completion)
+ *   cs_kafka_client.c   the librdkafka clients both share
  *
  * Depends on host/api, host/runtime, host/lua and below.
  */
@@ -29,6 +34,8 @@ extern const cs_op_type cs_src_custom;
 extern const cs_op_type cs_sink_print;
 extern const cs_op_type cs_sink_file;
 extern const cs_op_type cs_sink_custom;
+extern const cs_op_type cs_src_kafka;
+extern const cs_op_type cs_sink_kafka;
 
 /* cstream.sleep(ms): yields inside a custom source's run(), blocks the
  * calling thread elsewhere. */

@@ -258,6 +258,9 @@ static void run_config_from(const cs_config *cfg, const cs_options *o,
   rc->max_line_length = cs_config_int(cfg, "source.max-line-length");
   rc->max_record_size = cs_config_int(cfg, "pipeline.max-record-size");
   rc->lua_memory_max = cs_config_int(cfg, "taskmanager.memory.lua.max");
+  rc->kafka_bootstrap = cs_config_str(cfg, "kafka.bootstrap-servers");
+  rc->kafka_connect_timeout_ms = cs_config_int(cfg, "kafka.connect-timeout");
+  rc->kafka_txn_timeout_ms = cs_config_int(cfg, "kafka.transaction-timeout");
   if (rc->num_retained < 1) rc->num_retained = 1;
 }
 
@@ -268,6 +271,7 @@ static const cs_op_type *type_of(cs_op_kind k) {
   case CS_OP_SRC_FILE: return &cs_src_file;
   case CS_OP_SRC_SOCKET: return &cs_src_socket;
   case CS_OP_SRC_CUSTOM: return &cs_src_custom;
+  case CS_OP_SRC_KAFKA: return &cs_src_kafka;
   case CS_OP_MAP: return &cs_op_map;
   case CS_OP_FLAT_MAP: return &cs_op_flat_map;
   case CS_OP_FILTER: return &cs_op_filter;
@@ -280,6 +284,7 @@ static const cs_op_type *type_of(cs_op_kind k) {
   case CS_OP_SINK_PRINT: return &cs_sink_print;
   case CS_OP_SINK_FILE: return &cs_sink_file;
   case CS_OP_SINK_CUSTOM: return &cs_sink_custom;
+  case CS_OP_SINK_KAFKA: return &cs_sink_kafka;
   }
   return NULL;
 }

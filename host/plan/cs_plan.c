@@ -28,6 +28,7 @@ static const struct {
     {"co_process", CS_OP_CO_PROCESS},
     {"sink_print", CS_OP_SINK_PRINT},
     {"sink_file", CS_OP_SINK_FILE},          {"sink_custom", CS_OP_SINK_CUSTOM},
+    {"source_kafka", CS_OP_SRC_KAFKA},       {"sink_kafka", CS_OP_SINK_KAFKA},
 };
 
 static int is_sink(cs_op_kind k) { return k >= CS_OP_SINK_PRINT; }

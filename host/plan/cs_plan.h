@@ -27,6 +27,7 @@ typedef enum cs_op_kind {
   CS_OP_SRC_FILE,
   CS_OP_SRC_SOCKET,
   CS_OP_SRC_CUSTOM,
+  CS_OP_SRC_KAFKA,
   CS_OP_MAP,
   CS_OP_FLAT_MAP,
   CS_OP_FILTER,
@@ -38,7 +39,8 @@ typedef enum cs_op_kind {
   CS_OP_TIMESTAMPS,
   CS_OP_SINK_PRINT,
   CS_OP_SINK_FILE,
-  CS_OP_SINK_CUSTOM
+  CS_OP_SINK_CUSTOM,
+  CS_OP_SINK_KAFKA
 } cs_op_kind;
 
 typedef enum cs_part {

@@ -406,3 +406,23 @@ void cs__worker_handle_trigger(cs_worker *w) {
     }
   }
 }
+
+/* Delivers the newest completed checkpoint to the operators of the
+ * worker's unfinished subtasks (notify_checkpoint_complete). */
+void cs__worker_handle_completed(cs_worker *w) {
+  int64_t id = atomic_load(&w->job->completed);
+  if (id <= w->completed_seen) return;
+  w->completed_seen = id;
+  for (int i = 0; i < w->ntinst; i++) {
+    cs_tinst *t = &w->tinst[i];
+    if (t->finished) continue;
+    for (int k = 0; k < t->nops; k++) {
+      cs_opi *op = t->ops[k];
+      const cs_op_type *type = op->node->type;
+      if (atomic_load(&w->job->failed)) return;
+      if (type->notify_checkpoint_complete &&
+          type->notify_checkpoint_complete(w->L, op, id))
+        return;
+    }
+  }
+}

@@ -118,6 +118,9 @@ void cs__ckpt_complete(cs_job *job) {
     ckpt_retain(job, c);
   cs_ckpt_destroy(job->latest);
   job->latest = c;
+  /* Operators hear of it in their workers' next round. */
+  atomic_store(&job->completed, c->id);
+  cs__job_wake_all(job);
 }
 
 /* Starts checkpoint (or savepoint) job->last_id + 1. */

@@ -140,6 +140,7 @@ static int run_attempt(cs_job *job) {
   atomic_store(&job->all_done, 0);
   atomic_store(&job->stop_at_trigger, 0);
   atomic_store(&job->trigger, 0);
+  atomic_store(&job->completed, 0);
   job->stopping = 0;
   job->stop_ckpt = 0;
   if (cs__channels_create(job->plan)) {

@@ -76,6 +76,18 @@ typedef struct cs_op_type {
    * none yet); *idle set when it has been idle for its idle timeout. Asked
    * every pipeline.auto-watermark-interval. */
   int64_t (*gen_watermark)(struct cs_opi *op, uint64_t now_ms, int *idle);
+  /* checkpoints */
+  /* Checkpoint (or savepoint) id is complete: the coordinator has written
+   * its _metadata, so every subtask's state of it is durable and a restore
+   * will start from it or a newer one. Called on the operator's worker,
+   * from a scheduling round after the completion, for each operator of a
+   * subtask not finished yet. Completions can coalesce: when two complete
+   * before the worker's next round, only the newer id is delivered (all up
+   * to it are complete). Never called for a failed or abandoned checkpoint,
+   * nor after the job failed. The place for the commit phase of a
+   * two-phase-commit sink (kafka_sink) and for committing source offsets
+   * back to an external system. 0 or -1. */
+  int (*notify_checkpoint_complete)(lua_State *L, struct cs_opi *op, int64_t id);
 } cs_op_type;
 
 /* ================================================================ runtime */
@@ -200,6 +212,7 @@ typedef struct cs_worker {
   cs_opi *cur_op;
   int64_t trigger_seen; /* newest checkpoint trigger handled */
   int snaps_inflight;   /* snapshots whose asynchronous part runs */
+  int64_t completed_seen; /* newest completed checkpoint notified */
   atomic_int abort;
   atomic_int stop;
   int stop_seen;
@@ -251,6 +264,9 @@ typedef struct cs_run_config {
   long long max_line_length;  /* source.max-line-length, bytes */
   long long max_record_size;  /* pipeline.max-record-size, bytes, encoded */
   long long lua_memory_max;   /* taskmanager.memory.lua.max, bytes; 0: no cap */
+  const char *kafka_bootstrap;      /* kafka.bootstrap-servers, or NULL */
+  long long kafka_connect_timeout_ms; /* kafka.connect-timeout */
+  long long kafka_txn_timeout_ms;     /* kafka.transaction-timeout */
 } cs_run_config;
 
 typedef struct cs_job {
@@ -262,6 +278,7 @@ typedef struct cs_job {
   cs_ckpt *restore;  /* the checkpoint this attempt starts from, or NULL */
   atomic_llong trigger;   /* newest checkpoint id sources must inject */
   atomic_int stop_at_trigger; /* sources finish right after that barrier */
+  atomic_llong completed; /* newest completed checkpoint, for notifications */
   cs_ckpt *pending;  /* checkpoint being acknowledged (under lock) */
   int pending_acks;
   int expected_acks;

@@ -155,6 +155,8 @@ int cs__tinst_on_barrier(cs_tinst *t, struct cs_inch *in, int64_t id);
 int cs__tinst_check_aligned(cs_tinst *t);
 /* Handles the checkpoint triggers the coordinator posted. */
 void cs__worker_handle_trigger(cs_worker *w);
+/* Delivers the newest completed checkpoint to the worker's operators. */
+void cs__worker_handle_completed(cs_worker *w);
 
 /* ----------------------------------------------------- cs_coordinator.c */
 

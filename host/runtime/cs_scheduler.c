@@ -115,6 +115,7 @@ static int tinst_visit_inputs(cs_tinst *t) {
 static int worker_round(cs_worker *w) {
   int progress = 0;
   lua_State *L = w->L;
+  cs__worker_handle_completed(w);
   cs__worker_handle_trigger(w);
   if (atomic_load(&w->job->reload_gen) > w->reload_seen) cs__worker_reload(w);
   cs__worker_tick_watermarks(w);

@@ -799,7 +799,7 @@ static void test_print(void) {
     lines++;
     l = nl + 1;
   }
-  CHECK_EQ_INT(lines, 22); /* every key, the three limits included */
+  CHECK_EQ_INT(lines, 25); /* every key, the three limits and kafka.* included */
   free(buf);
 
   buf = NULL;
@@ -808,6 +808,8 @@ static void test_print(void) {
   fclose(out);
   CHECK(strstr(buf, "state.backend (or state.backend.type)\n") != NULL);
   CHECK(strstr(buf, "integer 1..32768, default 128\n") != NULL);
+  CHECK(strstr(buf, "kafka.bootstrap-servers\n    string, default unset") != NULL);
+  CHECK(strstr(buf, "kafka.connect-timeout\n    duration, default 30 s\n") != NULL);
   free(buf);
   unlink(path);
   cs_config_destroy(c);
