@@ -8,6 +8,7 @@ PACKAGES=(
   liblua5.4-dev lua5.4 lua-busted lua-cjson
   librocksdb-dev libuv1-dev libmsgpack-dev libxxhash-dev libyaml-dev
   libmimalloc-dev
+  libhttp-parser-dev chromium prometheus bsdutils curl
   time
 )
 

@@ -6,13 +6,14 @@
 #include "host/config/cs_config.h"
 #include "host/config/cs_config_int.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 
 /* ================================================================== table */
 
-typedef enum ktype { K_ENUM, K_BOOL, K_INT, K_DURATION, K_SIZE, K_PATH } ktype;
+typedef enum ktype { K_ENUM, K_BOOL, K_INT, K_DURATION, K_SIZE, K_PATH, K_ADDR } ktype;
 
 /* An enum spelling accepted on input and the canonical name it stands for. */
 typedef struct choice {
@@ -96,6 +97,11 @@ static const keydef keys[] = {
      "emit a watermark"},
     {"pipeline.max-parallelism", NULL, K_INT, "128", 1, 32768, NULL, NULL,
      "number of key groups: the upper limit when rescaling keyed state"},
+    {"rest.address", NULL, K_ADDR, "127.0.0.1", 0, 0, NULL, NULL,
+     "the address the REST endpoint (rest.port) listens on"},
+    {"rest.port", NULL, K_INT, NULL, 0, 65535, NULL, "no REST endpoint",
+     "port of the REST endpoint (/metrics, /jobs/overview, /checkpoints and the "
+     "web page); 0 picks a free one"},
     {"restart-strategy", "restart-strategy.type", K_ENUM, NULL, 0, 0,
      restart_choices, "fixed-delay with checkpointing, else none",
      "what to do when a task fails: none (off, disable) or fixed-delay "
@@ -519,6 +525,16 @@ int cs__config_parse_value(int idx, const char *keyname, const char *s,
     rc = parse_path(s, n, text, why, sizeof(why));
     if (rc != CS_EINVAL) return rc;
     goto bad;
+  case K_ADDR: {
+    char a[64];
+    unsigned char bin[16];
+    snprintf(a, sizeof(a), "%.*s", (int)(n < sizeof(a) ? n : sizeof(a) - 1), s);
+    if (n < sizeof(a) && (inet_pton(AF_INET, a, bin) == 1 || inet_pton(AF_INET6, a, bin) == 1))
+      return (*text = cs_strdup(a)) ? 0 : CS_ENOMEM;
+    snprintf(why, sizeof(why), "expected an IPv4 or IPv6 address such as 127.0.0.1, "
+             "0.0.0.0 or ::1");
+    goto bad;
+  }
   }
   snprintf(why, sizeof(why), "unsupported type");
 bad:
@@ -705,6 +721,8 @@ static const char *type_name(ktype t) {
     return "size";
   case K_PATH:
     return "path or file:// URI";
+  case K_ADDR:
+    return "IP address";
   }
   return "?";
 }

@@ -799,7 +799,7 @@ static void test_print(void) {
     lines++;
     l = nl + 1;
   }
-  CHECK_EQ_INT(lines, 19); /* every key, pipeline.auto-watermark-interval included */
+  CHECK_EQ_INT(lines, 21); /* every key, rest.address and rest.port included */
   free(buf);
 
   buf = NULL;
