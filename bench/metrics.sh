@@ -75,18 +75,21 @@ declare -A ir wall
 for v in $variants; do
   if [ "$callgrind" = 1 ]; then
     run "$v" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" -q
-    ir[$v]=$(cat "$work"/cg.* | awk '/^summary:/ {s += $2} END {print s}')
+    ir[$v]=$(cat "$work"/cg.* | awk '/^summary:/ {s += $2} END {printf "%d", s}')
     rm -f "$work"/cg.*
   else
     ir[$v]=-
   fi
-  best=
-  for _ in $(seq 1 "$runs"); do
+done
+# timed runs interleaved, so a busy moment of a shared machine hits every
+# variant alike; the best of each
+for _ in $(seq 1 "$runs"); do
+  for v in $variants; do
     run "$v"
-    t=$took
-    if [ -z "$best" ] || awk -v t="$t" -v b="$best" 'BEGIN {exit !(t < b)}'; then best=$t; fi
+    if [ -z "${wall[$v]:-}" ] || awk -v t="$took" -v b="${wall[$v]}" 'BEGIN {exit !(t < b)}'; then
+      wall[$v]=$took
+    fi
   done
-  wall[$v]=$best
 done
 ref=${base_bin:+base}
 ref=${ref:-metrics}
