@@ -282,6 +282,26 @@ static void jwm(out_ctx *c, int64_t wm) {
   else OUT(c, "%lld", (long long)wm);
 }
 
+/* The fullest input channel of subtask s of node n, as a share of its
+ * capacity, or -1 when it has no input channel (a source, a chained
+ * operator). */
+static double queue_fill(cs__observer *o, const cs_node *n, int s) {
+  cs_plan *p = o->job->plan;
+  double most = -1;
+  for (int k = 0; k < n->ninputs; k++) {
+    if (n->in[k].edge < 0) continue;
+    cs_edge *e = &p->edges[n->in[k].edge];
+    for (int a = 0; e->ch && s < e->ncons && a < e->nprod; a++) {
+      cs_channel *ch = e->ch[a * e->ncons + s];
+      if (ch == NULL) continue;
+      double f = (double)(atomic_load(&ch->tail) - atomic_load(&ch->head)) /
+                 (double)(ch->mask + 1);
+      if (f > most) most = f;
+    }
+  }
+  return most;
+}
+
 static void jsub(out_ctx *c, const sub_view *v) {
   OUT(c, "\"records_in\":%llu,\"records_out\":%llu,\"in_per_second\":",
       (unsigned long long)v->in, (unsigned long long)v->out);
@@ -315,7 +335,14 @@ static void jvertex(out_ctx *c, cs__observer *o, const cs_node *n) {
   }
   t.idle = 1 - t.busy - t.bp;
   if (t.idle < 0) t.idle = 0;
-  OUT(c, "{\"index\":%d,\"id\":", n->index);
+  double qmax = -1;
+  for (int s = 0; s < n->parallelism; s++) {
+    double q = queue_fill(o, n, s);
+    if (q > qmax) qmax = q;
+  }
+  OUT(c, "{\"index\":%d,\"input_queue_fill\":", n->index);
+  if (qmax < 0) OUT(c, "null"); else jnum(c, qmax);
+  OUT(c, ",\"id\":");
   jstr(c, n->id);
   OUT(c, ",\"name\":");
   jstr(c, n->name);
@@ -330,6 +357,9 @@ static void jvertex(out_ctx *c, cs__observer *o, const cs_node *n) {
     view_of(o, n, s, &v);
     OUT(c, "%s{\"subtask\":%d,", s ? "," : "", s);
     jsub(c, &v);
+    double q = queue_fill(o, n, s);
+    OUT(c, ",\"input_queue_fill\":");
+    if (q < 0) OUT(c, "null"); else jnum(c, q);
     OUT(c, "}");
   }
   OUT(c, "]}");

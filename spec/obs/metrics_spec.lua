@@ -102,6 +102,8 @@ describe("the REST endpoint", function()
     assert.are.equal(N, j.vertices[1].records_out)
     assert.are.equal(N / 2, j.vertices[3].records_out)
     assert.are.equal(2, j.vertices[3].subtasks.n)
+    assert.are.equal(h.json_null, j.vertices[1].input_queue_fill) -- a source has none
+    assert.is_true(j.vertices[3].input_queue_fill >= 0 and j.vertices[3].input_queue_fill <= 1)
     assert.are.equal(3, j.edges.n)
     local parts = {}
     for i = 1, j.edges.n do
@@ -123,6 +125,41 @@ describe("the REST endpoint", function()
     assert.is_true(c.history[1].duration_ms >= 0)
     h.write_file(release, "")
     assert.are.equal(0, h.wait(p, 60))
+  end)
+
+  it("shows backpressure behind a slow sink", function()
+    -- The source (one subtask) feeds two sink subtasks; the second works
+    -- 0.2 ms a record, so its input channel fills and the source waits.
+    local job = h.write_job([[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+env:set_parallelism(2)
+env:from_collection((function() local t = {} for i = 1, 200000 do t[i] = i end return t end)())
+  :name("many"):uid("many")
+  :key_by(function(v) return v % 7 end)
+  :add_sink({
+    open = function(self, ctx) self.slow = ctx:index_of_this_subtask() == 1 end,
+    invoke = function(self, v)
+      if not self.slow then return end
+      local t = os.clock() + 0.0002
+      while os.clock() < t do end
+    end,
+  }):name("slow"):uid("slow")
+env:execute("pressed")
+]])
+    local p, port = o.start(job)
+    local j = h.wait_for(function()
+      local code, body = o.get(port, "/jobs/overview")
+      local t = code == 200 and h.json_decode(body)
+      return t and t.vertices[1].backpressured > 0.5 and t.vertices[2].busy > 0.5 and t
+    end, 60)
+    assert.truthy(j, "no backpressure seen")
+    assert.is_true(j.vertices[2].input_queue_fill > 0.5)
+    local _, m = o.get(port, "/metrics")
+    local f = o.parse_prometheus(m)
+    assert.is_true(o.value(f, "cstream_operator_backpressured_ratio", { operator_id = "many" }) > 0.5)
+    assert.is_true(o.value(f, "cstream_channel_queue_fill_ratio", { operator_id = "slow" }) > 0.5)
+    h.kill(p)
   end)
 
   it("answers 404 for a path it does not serve", function()
@@ -160,7 +197,7 @@ env:execute("second")
 
   it("keeps serving and running while clients hold half-open requests", function()
     local release = h.tmpdir() .. "/release"
-    local p, port = o.start(o.job(N, release, { step = 5 }))
+    local p, port = o.start(o.job(100000000, release, { step = 5 })) -- runs until released
     -- clients that send part of a request, and one that sends nothing
     local held = {}
     for i = 1, 4 do

@@ -7,7 +7,8 @@ local M = {}
 
 -- A job: a source emitting n records {"k<i % 5>", i}, a batch of `step`
 -- records per 20 ms (step grows by `ramp` each batch), then waiting until
--- the file `release` exists; a filter keeping even i; a keyed sum; a sink
+-- the file `release` exists (which also ends the emitting; release ""
+-- ends after the n records); a filter keeping even i; a keyed sum; a sink
 -- writing nothing. Checkpoints every 100 ms (memory backend).
 function M.job(n, release, opts)
   opts = opts or {}
@@ -17,10 +18,16 @@ local env = cstream.get_execution_environment()
 env:set_parallelism(2)
 env:enable_checkpointing(100)
 local n, release, step, ramp = %d, %q, %d, %d
+local function released()
+  if release == "" then return false end -- ends on its own
+  local f = io.open(release)
+  if f then f:close() end
+  return f ~= nil
+end
 env:add_source({
   run = function(self, ctx)
     local i = 0
-    while i < n do
+    while i < n and not released() do
       for _ = 1, step do
         if i >= n then break end
         i = i + 1
@@ -29,7 +36,7 @@ env:add_source({
       step = step + ramp
       cstream.sleep(20)
     end
-    while not io.open(release) do cstream.sleep(20) end
+    while release ~= "" and not released() do cstream.sleep(20) end
   end,
 }):name("numbers"):uid("numbers")
   :filter(function(v) return v[2] %% 2 == 0 end):name("evens"):uid("evens")
