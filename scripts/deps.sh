@@ -8,6 +8,7 @@ PACKAGES=(
   liblua5.4-dev lua5.4 lua-busted lua-cjson
   librocksdb-dev libuv1-dev libmsgpack-dev libxxhash-dev libyaml-dev
   libmimalloc-dev librdkafka-dev
+  libhttp-parser-dev chromium prometheus bsdutils curl
   time
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer and clang's ASan/UBSan
   libtsan2                  # scripts/test.sh --tsan (gcc's ThreadSanitizer)

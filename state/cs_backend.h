@@ -113,6 +113,9 @@ typedef struct cs_backend_ops {
    * live on a forgotten state. Returns 0 or a negative error. */
   int (*forget_states)(cs_backend *be, int first);
 
+  /* Optional (NULL: unknown): the entries it holds and an estimate of
+   * their bytes, cheap enough to ask every few hundred ms (for metrics). */
+  void (*stats)(cs_backend *be, uint64_t *entries, uint64_t *bytes);
   /* Frees the backend and everything it holds. */
   void (*destroy)(cs_backend *be);
 } cs_backend_ops;

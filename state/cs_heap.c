@@ -763,8 +763,13 @@ static int heap_state_info(cs_backend *be, int state, const char **name,
   return 0;
 }
 
-static int heap_state_count(cs_backend *be) {
-  return container_of(be, heap, base)->nstates;
+static int heap_state_count(cs_backend *be) { return container_of(be, heap, base)->nstates; }
+/* Metrics: entries, and bytes of slot tables (long values, nested maps not counted). */
+static void heap_stats(cs_backend *be, uint64_t *n, uint64_t *bytes) {
+  heap *h = container_of(be, heap, base);
+  *n = *bytes = 0;
+  for (const hstate *s = h->states; s < h->states + h->nstates; s++)
+    *n += s->entries, *bytes += s->t.slots ? (s->t.mask + 1) * sizeof(slot) : 0;
 }
 
 static int heap_state_ttl(cs_backend *be, int state, cs_ttl_config *ttl) {
@@ -817,7 +822,7 @@ const cs_backend_ops cs__heap_ops = {
     .state_ttl = heap_state_ttl,
     .cleanup_expired = heap_cleanup_expired,
     .forget_states = heap_forget_states,
-    .destroy = heap_destroy,
+    .destroy = heap_destroy, .stats = heap_stats,
 };
 
 cs_backend *cs_heap_backend_create(void) {

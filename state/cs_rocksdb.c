@@ -742,6 +742,25 @@ static void rdb_destroy(cs_backend *be) {
   cs_free(r);
 }
 
+/* Metrics: RocksDB's own estimates per column family (keys, live data),
+ * plus what the value cache holds and has not written yet. */
+static void rdb_stats(cs_backend *be, uint64_t *n, uint64_t *bytes) {
+  cs__rocksdb *r = container_of(be, cs__rocksdb, base);
+  *n = *bytes = 0;
+  for (int i = 0; i < r->nstates; i++) {
+    uint64_t v = 0;
+    if (rocksdb_property_int_cf(r->db, r->states[i].cf, "rocksdb.estimate-num-keys", &v) == 0)
+      *n += v;
+    if (rocksdb_property_int_cf(r->db, r->states[i].cf,
+                                "rocksdb.estimate-live-data-size", &v) == 0)
+      *bytes += v;
+    if (rocksdb_property_int_cf(r->db, r->states[i].cf,
+                                "rocksdb.cur-size-all-mem-tables", &v) == 0)
+      *bytes += v;
+  }
+  *bytes += r->cbytes;
+}
+
 const cs_backend_ops cs__rocksdb_ops = {
     .name = "rocksdb",
     .register_state = rdb_register_state,
@@ -760,4 +779,5 @@ const cs_backend_ops cs__rocksdb_ops = {
     .cleanup_expired = rdb_cleanup_expired,
     .forget_states = rdb_forget_states,
     .destroy = rdb_destroy,
+    .stats = rdb_stats,
 };

@@ -47,6 +47,12 @@ static void usage(FILE *f) {
           "                             when the script or a local module it\n"
           "                             requires changes (or on SIGHUP), keeping\n"
           "                             its state\n"
+          "  --rest-port N              serve /metrics, /jobs/overview, /checkpoints\n"
+          "                             and a web page on 127.0.0.1:N (rest.port,\n"
+          "                             rest.address); 0 picks a free port\n"
+          "  --progress                 a status line on stderr even when it is\n"
+          "                             not a terminal (default: on a terminal)\n"
+          "  --quiet                    no status line\n"
           "  --print-config             print the configuration and where each\n"
           "                             value comes from, then exit\n"
           "  --help-config              list every configuration key\n"
@@ -87,6 +93,7 @@ static const struct {
     {"--state-backend", NULL, "state.backend"},
     {"--checkpoint-dir", NULL, "state.checkpoints.dir"},
     {"--checkpoint-interval", NULL, "execution.checkpointing.interval"},
+    {"--rest-port", NULL, "rest.port"},
 };
 
 /* Parses the options before the script. Returns the index of the script
@@ -120,6 +127,10 @@ static int parse_options(int argc, char **argv, cs_options *o) {
     }
     if (strcmp(a, "--watch") == 0) {
       o->watch = 1;
+      continue;
+    }
+    if (strcmp(a, "--progress") == 0 || strcmp(a, "--quiet") == 0) {
+      o->progress = a[2] == 'p' ? 1 : -1;
       continue;
     }
     if (strcmp(a, "--print-config") == 0) {

@@ -6,13 +6,14 @@
 #include "host/config/cs_config.h"
 #include "host/config/cs_config_int.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 
 /* ================================================================== table */
 
-typedef enum ktype { K_ENUM, K_BOOL, K_INT, K_DURATION, K_SIZE, K_PATH, K_STRING } ktype;
+typedef enum ktype { K_ENUM, K_BOOL, K_INT, K_DURATION, K_SIZE, K_PATH, K_STRING, K_ADDR } ktype;
 
 /* An enum spelling accepted on input and the canonical name it stands for. */
 typedef struct choice {
@@ -117,6 +118,11 @@ static const keydef keys[] = {
     {"taskmanager.memory.lua.max", NULL, K_SIZE, "1 gb", 0, NO_MAX, NULL, NULL,
      "memory each worker's Lua state may hold; user code that needs more "
      "fails the job naming the operator and the record; 0 turns the cap off"},
+    {"rest.address", NULL, K_ADDR, "127.0.0.1", 0, 0, NULL, NULL,
+     "the address the REST endpoint (rest.port) listens on"},
+    {"rest.port", NULL, K_INT, NULL, 0, 65535, NULL, "no REST endpoint",
+     "port of the REST endpoint (/metrics, /jobs/overview, /checkpoints and the "
+     "web page); 0 picks a free one"},
     {"restart-strategy", "restart-strategy.type", K_ENUM, NULL, 0, 0,
      restart_choices, "fixed-delay with checkpointing, else none",
      "what to do when a task fails: none (off, disable) or fixed-delay "
@@ -547,6 +553,16 @@ int cs__config_parse_value(int idx, const char *keyname, const char *s,
     }
     *text = cs__config_dup_printf("%.*s", (int)n, s);
     return *text != NULL ? 0 : CS_ENOMEM;
+  case K_ADDR: {
+    char a[64];
+    unsigned char bin[16];
+    snprintf(a, sizeof(a), "%.*s", (int)(n < sizeof(a) ? n : sizeof(a) - 1), s);
+    if (n < sizeof(a) && (inet_pton(AF_INET, a, bin) == 1 || inet_pton(AF_INET6, a, bin) == 1))
+      return (*text = cs_strdup(a)) ? 0 : CS_ENOMEM;
+    snprintf(why, sizeof(why), "expected an IPv4 or IPv6 address such as 127.0.0.1, "
+             "0.0.0.0 or ::1");
+    goto bad;
+  }
   }
   snprintf(why, sizeof(why), "unsupported type");
 bad:
@@ -735,6 +751,8 @@ static const char *type_name(ktype t) {
     return "path or file:// URI";
   case K_STRING:
     return "string";
+  case K_ADDR:
+    return "IP address";
   }
   return "?";
 }

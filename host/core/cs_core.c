@@ -17,6 +17,7 @@
 #include "host/core/cs_core.h"
 #include "host/lua/cs_lua.h"
 #include "host/operators/cs_operators.h"
+#include "host/rest/cs_rest.h"
 #include "host/runtime/cs_runtime.h"
 #include "host/testing/cs_testing.h"
 
@@ -250,6 +251,9 @@ static void run_config_from(const cs_config *cfg, const cs_options *o,
   rc->restore = o->restore;
   rc->allow_non_restored = o->allow_non_restored;
   rc->savepoint_on_stop = o->savepoint_on_stop;
+  rc->rest_port = cs_config_is_set(cfg, "rest.port") ? (int)cs_config_int(cfg, "rest.port") : -1;
+  rc->rest_address = cs_config_str(cfg, "rest.address");
+  rc->progress = o->progress;
   rc->rocksdb_localdir = cs_config_str(cfg, "state.backend.rocksdb.localdir");
   rc->rocksdb_block_cache = cs_config_int(cfg, "state.backend.rocksdb.block.cache-size");
   rc->rocksdb_write_buffer = cs_config_int(cfg, "state.backend.rocksdb.writebuffer.size");
@@ -336,6 +340,10 @@ static int core_execute(lua_State *L) {
   cs_job_hooks hooks = {0};
   if (o->dev_hooks) hooks = *o->dev_hooks;
   hooks.open_core = cs_core_open;
+  hooks.observe_open = cs_rest_open;
+  hooks.observe_start = cs_rest_start;
+  hooks.observe_stop = cs_rest_stop;
+  hooks.observe_close = cs_rest_close;
   char **watch = NULL;
   if (o->watch) {
     get_digests(L, 1, &run.digests, &run.ndigests);

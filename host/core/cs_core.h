@@ -33,6 +33,7 @@ typedef struct cs_options {
   int savepoint_on_stop;
   int print_config;
   int watch;           /* --watch: hot reload */
+  int progress;        /* 1 --progress, -1 --quiet, 0 when stderr is a TTY */
   char **all_argv;     /* the whole command line, for a restart */
   int script_index;    /* all_argv[script_index] is the script */
   int plan_only;       /* a reload's check: plan, record, do not run */

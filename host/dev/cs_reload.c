@@ -195,6 +195,7 @@ static int check_new_version(cs_job *job, cs_options *o, char ***mods, int *nmod
     const char *m = lua_tostring(L, -1);
     fprintf(stderr, "cstream-lua: reload failed, the running code stays:\n%s\n",
             m ? m : "(error object is not a string)");
+    cs_metrics_reload(job->metrics, 0, m);
     lua_pop(L, 1);
     rc = -1;
   } else if (o->fingerprint == NULL) {
@@ -363,6 +364,7 @@ static void reload_on_wake(cs_job *job) {
   else
     fprintf(stderr, "cstream-lua: reload rolled back, the running code stays:\n%s\n",
             err ? err : "?");
+  cs_metrics_reload(job->metrics, commit, commit ? r->changed : err);
   cs_free(err);
   r->gen = 0;
 }

@@ -13,6 +13,7 @@
  * checkpoints failed in a row than it tolerates. */
 static void ckpt_failed(cs_job *job, int64_t id, const char *why) {
   job->failed_ckpts++;
+  cs_metrics_ckpt_failed(job->metrics, id, why);
   fprintf(stderr, "cstream-lua: checkpoint %lld failed: %s\n", (long long)id, why);
   if (job->failed_ckpts > job->cfg->tolerable_failures) {
     char msg[1400];
@@ -93,6 +94,9 @@ void cs__ckpt_complete(cs_job *job) {
   uv_mutex_unlock(&job->lock);
   job->last_duration = uv_hrtime() - job->pending_started;
   job->failed_ckpts = 0;
+  long long bytes = c->dir ? cs_dir_size(c->dir) : (long long)total;
+  cs_metrics_ckpt_done(job->metrics, c->id, c->savepoint, uv_hrtime() - job->pending_started,
+                       job->pending_sync_max, bytes > 0 ? (uint64_t)bytes : 0);
   if (cs__verbose()) {
     long long size = (long long)total, shared = 0;
     if (c->dir) {

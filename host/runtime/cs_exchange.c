@@ -28,7 +28,7 @@ void cs__eout_send(cs_eout *eo, int c, cs_batch *b) {
   b->next = NULL;
   if (eo->ovf_head[c] == NULL) {
     eo->ovf_head[c] = eo->ovf_tail[c] = b;
-    eo->t->ovf++;
+    if (eo->t->ovf++ == 0) cs_metric_set(&eo->t->m->bp_since, uv_hrtime());
   } else {
     eo->ovf_tail[c]->next = b;
     eo->ovf_tail[c] = b;
@@ -40,6 +40,13 @@ void cs__eout_flush(cs_eout *eo, int c) {
   if (b == NULL || b->count == 0) return;
   eo->pending[c] = NULL;
   cs__eout_send(eo, c, b);
+}
+
+/* The task's spell of backpressure ended: counted in its metrics. */
+static void tinst_unblocked(cs_tinst *t) {
+  uint64_t since = cs_metric_get(&t->m->bp_since);
+  cs_metric_add(&t->m->bp_ns, uv_hrtime() - since);
+  cs_metric_set(&t->m->bp_since, 0);
 }
 
 /* Moves overflow into channels while they have room. Returns 1 if any
@@ -57,7 +64,7 @@ int cs__eout_drain(cs_eout *eo) {
       eo->ovf_head[c] = next;
       if (next == NULL) {
         eo->ovf_tail[c] = NULL;
-        eo->t->ovf--;
+        if (--eo->t->ovf == 0) tinst_unblocked(eo->t);
       }
     }
   }
@@ -266,9 +273,11 @@ nomem:
 }
 
 int cs_emit_encoded(lua_State *L, cs_opi *op, cs_slice v) {
+  cs_metric_add(&op->m->out, 1);
   for (int i = 0; i < op->nout; i++) {
     cs_out *o = &op->out[i];
     if (o->tag) continue;
+    if (o->chained) cs_metric_add(&o->chained->m->in, 1);
     int rc = o->chained ? cs_opi_process_encoded(L, o->chained, o->input, v)
                         : eout_write_encoded(L, op, o->eout, v);
     if (rc) return -1;
@@ -345,11 +354,13 @@ int cs_emit_tuple(lua_State *L, cs_opi *op, int first, int n) {
  * tag (NULL: the main output). */
 static int emit_tagged(lua_State *L, cs_opi *op, const char *tag) {
   int top = lua_gettop(L);
+  cs_metric_add(&op->m->out, 1);
   for (int i = 0; i < op->nout; i++) {
     cs_out *o = &op->out[i];
     if (o->tag != tag && (o->tag == NULL || tag == NULL || strcmp(o->tag, tag) != 0))
       continue;
     if (o->chained) {
+      cs_metric_add(&o->chained->m->in, 1);
       lua_pushvalue(L, top);
       if (cs_opi_process(L, o->chained, o->input)) {
         lua_settop(L, top - 1);

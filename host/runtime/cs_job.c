@@ -61,6 +61,7 @@ static void main_close(main_ctx *m) {
   uv_close((uv_handle_t *)&m->sigterm, close_cb);
   uv_close((uv_handle_t *)&m->ckpt_timer, close_cb);
   if (m->job->hooks->reload_stop) m->job->hooks->reload_stop(m->job);
+  if (m->job->observer && m->job->hooks->observe_stop) m->job->hooks->observe_stop(m->job);
 }
 
 static void on_main_wake(uv_async_t *h) {
@@ -167,6 +168,8 @@ static int run_attempt(cs_job *job) {
     uv_timer_start(&m.ckpt_timer, on_ckpt_timer, (uint64_t)job->cfg->interval_ms,
                    (uint64_t)job->cfg->interval_ms);
   if (job->cfg->watch && job->hooks->reload_start) job->hooks->reload_start(job, &loop);
+  cs_metrics_reset_attempt(job->metrics);
+  if (job->observer && job->hooks->observe_start) job->hooks->observe_start(job, &loop);
 
   for (int i = 0; i < job->nworkers; i++) {
     cs_worker *w = &job->workers[i];
@@ -333,6 +336,13 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hook
   uv_mutex_init(&job.out_lock);
   uv_cond_init(&job.reload_cond);
   if ((rc = job_prepare(&job, errmsg)) != 0) goto done;
+  job.metrics = cs_metrics_create(plan->nnodes, plan->ntasks, plan->nworkers);
+  if (job.metrics == NULL) {
+    *errmsg = cs_strdup("out of memory");
+    rc = CS_ENOMEM;
+    goto done;
+  }
+  if (hooks->observe_open && (rc = hooks->observe_open(&job, errmsg)) != 0) goto done;
   int attempts = 0;
   int max_attempts = cfg->restart_attempts;
   for (;;) {
@@ -346,6 +356,7 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hook
     if (rc == 0 || job.stopping) break;
     if (max_attempts < 0 || attempts >= max_attempts) break;
     attempts++;
+    job.metrics->restarts++;
     fprintf(stderr, "cstream-lua: the job failed:\n%s\n", job.error ? job.error : "?");
     if (job.latest)
       fprintf(stderr, "cstream-lua: restarting (attempt %d of %d) in %lld ms from "
@@ -373,6 +384,8 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hook
     }
   }
 done:
+  if (job.observer && hooks->observe_close) hooks->observe_close(&job);
+  cs_metrics_destroy(job.metrics);
   if (job.lock_fd >= 0) close(job.lock_fd);
   cs_free(job.error);
   cs_ckpt_destroy(job.latest);

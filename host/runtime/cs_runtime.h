@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "host/checkpoint/cs_checkpoint.h"
+#include "host/metrics/cs_metrics.h"
 #include "host/plan/cs_plan.h"
 #include "host/runtime/cs_channel.h"
 #include "state/cs_backend.h"
@@ -141,6 +142,7 @@ typedef struct cs_opi {
   int64_t wm;          /* the newest watermark the operator has seen */
   int wm_idle;         /* a generator that announced it is idle */
   struct cs_timers *timers; /* its timers, or NULL (cs_timers.c) */
+  cs_opm *m;           /* its metrics (the job's slot) */
 } cs_opi;
 
 /* A subtask of a task, on the worker that runs it. */
@@ -177,6 +179,7 @@ typedef struct cs_tinst {
   int is_source;
   int src_done;
   void *src; /* the source's own state, owned by its type */
+  cs_tm *m;  /* its metrics (the job's slot) */
 } cs_tinst;
 
 typedef struct cs_worker {
@@ -231,6 +234,7 @@ typedef struct cs_worker {
   int test_clock;
   int64_t test_now_ms;
   int (*side_output)(lua_State *L, struct cs_opi *op, const char *tag);
+  uint64_t metrics_due; /* uv_now() of the next state-size sample */
 } cs_worker;
 
 /* How a job runs: state backend, checkpoints, restarts, restore. Filled
@@ -267,6 +271,9 @@ typedef struct cs_run_config {
   const char *kafka_bootstrap;      /* kafka.bootstrap-servers, or NULL */
   long long kafka_connect_timeout_ms; /* kafka.connect-timeout */
   long long kafka_txn_timeout_ms;     /* kafka.transaction-timeout */
+  int rest_port;              /* rest.port: -1 off, 0 any free port */
+  const char *rest_address;   /* rest.address */
+  int progress;               /* -1 --quiet, 0 when stderr is a TTY, 1 --progress */
 } cs_run_config;
 
 typedef struct cs_job {
@@ -327,6 +334,8 @@ typedef struct cs_job {
   atomic_int failed;
   atomic_int workers_done;
   uv_async_t *main_wake;
+  cs_metrics *metrics; /* the job's metrics (host/metrics), for its whole run */
+  void *observer;      /* the REST endpoint and progress line (hooks), or NULL */
 } cs_job;
 
 /* What the runtime calls above itself, given by the layer that starts the
@@ -337,6 +346,14 @@ typedef struct cs_job_hooks {
   int (*reload_start)(struct cs_job *job, uv_loop_t *loop); /* main thread */
   void (*reload_stop)(struct cs_job *job);
   void (*reload_on_wake)(struct cs_job *job);
+  /* Watching the job (host/rest), all on the main thread: observe_open
+   * once before the first attempt (binds the endpoint: non-zero with
+   * *errmsg, caller frees, and the job does not start), observe_start and
+   * observe_stop around each attempt's loop, observe_close at the end. */
+  int (*observe_open)(struct cs_job *job, char **errmsg);
+  void (*observe_start)(struct cs_job *job, uv_loop_t *loop);
+  void (*observe_stop)(struct cs_job *job);
+  void (*observe_close)(struct cs_job *job);
 } cs_job_hooks;
 
 /* ================================================================ the job */

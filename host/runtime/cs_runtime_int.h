@@ -102,6 +102,9 @@ void cs__worker_bind_keys(cs_worker *w);
  * working directory of an operator subtask. */
 void cs__job_rocksdb_options(const cs_job *job, struct cs_rocksdb_options *o);
 void cs__opi_workdir(const cs_opi *op, char *buf, size_t len);
+/* Copies what the worker's operators hold (watermarks, state sizes) into
+ * their metric slots; every 200 ms, from the scheduler. */
+void cs__worker_sample_metrics(cs_worker *w);
 
 /* ------------------------------------------------------- cs_scheduler.c */
 

@@ -54,6 +54,7 @@ static int process_batch(cs_tinst *t, cs_batch *b, int input) {
     if (rc) return -1;
     if (atomic_load_explicit(&w->abort, memory_order_relaxed)) return -1;
   }
+  cs_metric_add(&t->ops[0]->m->in, b->count);
   if (rc < 0) {
     cs_job_fail(w->job, "internal error: a record batch is corrupt");
     return -1;
@@ -125,10 +126,13 @@ static int worker_round(cs_worker *w) {
       if (w->tinst[i].is_source && !w->tinst[i].src_done)
         cs__src_cancel(L, &w->tinst[i]);
   }
+  if (uv_now(&w->loop) >= w->metrics_due) cs__worker_sample_metrics(w);
+  uint64_t t0 = uv_hrtime();
   for (int i = 0; i < w->ntinst; i++) {
     cs_tinst *t = &w->tinst[i];
     if (atomic_load_explicit(&w->abort, memory_order_relaxed)) return 0;
     if (t->done) continue;
+    int visit = 0;
     if (t->ovf) {
       int was_blocked = 1;
       for (int k = 0; k < t->neouts; k++) progress |= cs__eout_drain(t->eouts[k]);
@@ -144,15 +148,19 @@ static int worker_round(cs_worker *w) {
     }
     if (t->ovf) continue;
     if (t->is_source) {
-      if (!t->src_done) progress |= cs__src_step(L, t);
+      if (!t->src_done) visit = cs__src_step(L, t);
       if (t->src_done && !atomic_load(&w->job->failed)) {
         cs__tinst_finish(t);
-        progress = 1;
+        visit = 1;
       }
     } else {
-      progress |= tinst_visit_inputs(t);
+      visit = tinst_visit_inputs(t);
     }
     cs__flush_outputs(t, 0);
+    uint64_t t1 = uv_hrtime();
+    if (visit) cs_metric_add(&t->m->busy_ns, t1 - t0); /* time that did work */
+    t0 = t1;
+    progress |= visit;
   }
   /* Printed lines wait no longer than batches do, even while busy. */
   if ((w->out.len || w->err.len) && uv_hrtime() - w->stdio_born >= CS__FLUSH_TIMEOUT_NS)

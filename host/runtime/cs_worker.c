@@ -145,6 +145,21 @@ cs_backend *cs_opi_backend(cs_opi *op) {
   return op->be;
 }
 
+void cs__worker_sample_metrics(cs_worker *w) {
+  w->metrics_due = uv_now(&w->loop) + 200;
+  for (int i = 0; i < w->nopis; i++) {
+    cs_opi *op = &w->opis[i];
+    if (op->node == NULL) continue;
+    atomic_store_explicit(&op->m->wm, op->wm, memory_order_relaxed);
+    cs_metric_set(&op->m->running, !op->t->done);
+    uint64_t n = 0, bytes = 0;
+    if (op->be && op->be->ops->stats) op->be->ops->stats(op->be, &n, &bytes);
+    cs_metric_set(&op->m->state_entries, n);
+    cs_metric_set(&op->m->state_bytes, bytes);
+    cs_metric_set(&op->m->has_state, op->be != NULL);
+  }
+}
+
 /* A failure while loading: fatal, or captured while reloading. */
 static void worker_error(cs_worker *w, const char *msg) {
   if (w->reloading) {
@@ -253,6 +268,7 @@ static int worker_build(cs_worker *w) {
     t->w = w;
     t->nops = task->nnodes;
     t->wm = CS_NO_TS;
+    t->m = cs_metrics_tm(w->job->metrics, ti, w->index);
     t->ops = cs_calloc((size_t)task->nnodes, sizeof(cs_opi *));
     if (!t->ops) return CS_ENOMEM;
     for (int k = 0; k < task->nnodes; k++) {
@@ -264,6 +280,7 @@ static int worker_build(cs_worker *w) {
       op->self_ref = op->fn_ref[0] = op->fn_ref[1] = LUA_NOREF;
       op->ctx_ref = op->out_ref = LUA_NOREF;
       op->wm = CS_NO_TS;
+      op->m = cs_metrics_opm(w->job->metrics, task->nodes[k], w->index);
       t->ops[k] = op;
     }
     cs_node *root = &p->nodes[task->root];

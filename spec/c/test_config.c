@@ -799,7 +799,7 @@ static void test_print(void) {
     lines++;
     l = nl + 1;
   }
-  CHECK_EQ_INT(lines, 25); /* every key, the three limits and kafka.* included */
+  CHECK_EQ_INT(lines, 27); /* every key: the three limits, kafka.* and rest.* included */
   free(buf);
 
   buf = NULL;

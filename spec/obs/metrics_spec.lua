@@ -1,0 +1,227 @@
+-- The REST endpoint's /metrics and JSON against a job whose counts are
+-- known: scraped live while the job waits, exact once every record went
+-- through; an unknown path, a port in use, a half-open client.
+local h = require("helpers")
+local o = require("obs_helpers")
+
+local N = 600 -- records from the source; the filter keeps N / 2
+
+local function have(cmd)
+  return os.execute("command -v " .. cmd .. " > /dev/null 2>&1") == true
+end
+
+describe("the REST endpoint", function()
+  after_each(h.cleanup)
+
+  it("counts every operator's records exactly, with the job's other metrics", function()
+    local release = h.tmpdir() .. "/release"
+    local p, port = o.start(o.job(N, release))
+    -- Every record reached the sink while the source still waits.
+    local fams = h.wait_for(function()
+      local code, body = o.get(port, "/metrics")
+      if code ~= 200 then return nil end
+      local f = o.parse_prometheus(body)
+      local sunk = o.value(f, "cstream_operator_records_in_total", { operator_id = "nowhere" })
+      return sunk == N / 2 and f
+    end, 60)
+    assert.truthy(fams, "the sink never counted " .. N / 2 .. " records")
+    local function v(name, id) return o.value(fams, name, { operator_id = id, job = "watched" }) end
+    assert.are.equal(0, v("cstream_operator_records_in_total", "numbers"))
+    assert.are.equal(N, v("cstream_operator_records_out_total", "numbers"))
+    assert.are.equal(N, v("cstream_operator_records_in_total", "evens"))
+    assert.are.equal(N / 2, v("cstream_operator_records_out_total", "evens"))
+    assert.are.equal(N / 2, v("cstream_operator_records_in_total", "sums"))
+    assert.are.equal(N / 2, v("cstream_operator_records_out_total", "sums"))
+    assert.are.equal(0, v("cstream_operator_records_out_total", "nowhere"))
+    -- one subtask line per subtask: the sum runs at parallelism 2
+    assert.are.equal(2, #(function()
+      local t = {}
+      for _, s in ipairs(fams.cstream_operator_records_in_total.samples) do
+        if s.labels.operator_id == "sums" then t[#t + 1] = s end
+      end
+      return t
+    end)())
+    -- keys k1, k2, k3, k4, k0 each have an even i: five keys of state
+    assert.are.equal(5, o.value(fams, "cstream_operator_state_entries",
+      { operator_id = "sums", backend = "heap" }))
+    assert.is_true(v("cstream_operator_state_bytes", "sums") > 0)
+    assert.are.equal("counter", fams.cstream_operator_records_in_total.type)
+    assert.are.equal("gauge", fams.cstream_operator_busy_ratio.type)
+    for _, name in ipairs({ "cstream_operator_busy_ratio", "cstream_operator_backpressured_ratio",
+                            "cstream_operator_idle_ratio" }) do
+      for _, s in ipairs(fams[name].samples) do
+        assert.is_true(s.value >= 0 and s.value <= 1, name)
+      end
+    end
+    assert.truthy(fams.cstream_channel_queue_fill_ratio.samples[1])
+    assert.are.equal(0, o.value(fams, "cstream_job_restarts_total"))
+    -- checkpoints every 100 ms complete while the job waits
+    local ck = h.wait_for(function()
+      local _, body = o.get(port, "/metrics")
+      local f = o.parse_prometheus(body)
+      return (o.value(f, "cstream_job_checkpoints_total", { result = "completed" }) or 0) >= 2 and f
+    end, 30)
+    assert.truthy(ck)
+    assert.are.equal(0, o.value(ck, "cstream_job_checkpoints_total", { result = "failed" }))
+    assert.is_true(o.value(ck, "cstream_job_last_checkpoint_duration_seconds") >= 0)
+    assert.is_true(o.value(ck, "cstream_job_last_checkpoint_size_bytes") > 0)
+    -- Prometheus' own checker accepts the text
+    if have("promtool") then
+      local _, body = o.get(port, "/metrics")
+      local file = h.write_file(h.tmpdir() .. "/metrics.txt", body)
+      local r = h.run({}, { cmd = { "promtool", "check", "metrics" }, stdin = file })
+      assert.are.equal(0, r.code, r.stdout .. r.stderr)
+    end
+    h.write_file(release, "")
+    assert.are.equal(0, h.wait(p, 60))
+  end)
+
+  it("describes the job graph and the checkpoints as JSON", function()
+    local release = h.tmpdir() .. "/release"
+    local p, port = o.start(o.job(N, release))
+    local j = h.wait_for(function()
+      local code, body = o.get(port, "/jobs/overview")
+      if code ~= 200 then return nil end
+      local t = h.json_decode(body)
+      return t.vertices[4].records_in == N / 2 and t
+    end, 60)
+    assert.truthy(j)
+    assert.are.equal("watched", j.job)
+    assert.are.equal("RUNNING", j.state)
+    assert.are.equal(2, j.parallelism)
+    assert.are.equal(4, j.vertices.n)
+    local names, ids = {}, {}
+    for i = 1, j.vertices.n do
+      names[i], ids[i] = j.vertices[i].name, j.vertices[i].id
+    end
+    assert.are.same({ "numbers", "evens", "sums", "nowhere" }, names)
+    assert.are.same({ "numbers", "evens", "sums", "nowhere" }, ids)
+    assert.are.equal(1, j.vertices[1].parallelism) -- a Lua source runs once
+    assert.is_true(j.vertices[1].source)
+    assert.are.equal(2, j.vertices[3].parallelism)
+    assert.are.equal(N, j.vertices[1].records_out)
+    assert.are.equal(N / 2, j.vertices[3].records_out)
+    assert.are.equal(2, j.vertices[3].subtasks.n)
+    assert.are.equal(h.json_null, j.vertices[1].input_queue_fill) -- a source has none
+    assert.is_true(j.vertices[3].input_queue_fill >= 0 and j.vertices[3].input_queue_fill <= 1)
+    assert.are.equal(3, j.edges.n)
+    local parts = {}
+    for i = 1, j.edges.n do
+      local e = j.edges[i]
+      parts[#parts + 1] = string.format("%d->%d %s", e.from, e.to, e.partitioning)
+    end
+    -- the source runs once, the filter twice: a rebalance, as in Flink
+    assert.are.same({ "0->1 rebalance", "1->2 hash", "2->3 forward" }, parts)
+    assert.are.equal(0, j.reloads.committed)
+    local c = h.wait_for(function()
+      local _, body = o.get(port, "/checkpoints")
+      local t = h.json_decode(body)
+      return t.completed >= 1 and t
+    end, 30)
+    assert.truthy(c)
+    assert.are.equal(100, c.interval_ms)
+    assert.are.equal("COMPLETED", c.history[1].status)
+    assert.are.equal(c.latest.id, c.history[1].id)
+    assert.is_true(c.history[1].duration_ms >= 0)
+    h.write_file(release, "")
+    assert.are.equal(0, h.wait(p, 60))
+  end)
+
+  it("shows backpressure behind a slow sink", function()
+    -- The source (one subtask) feeds two sink subtasks; the second works
+    -- 0.2 ms a record, so its input channel fills and the source waits.
+    local job = h.write_job([[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+env:set_parallelism(2)
+env:from_collection((function() local t = {} for i = 1, 200000 do t[i] = i end return t end)())
+  :name("many"):uid("many")
+  :key_by(function(v) return v % 7 end)
+  :add_sink({
+    open = function(self, ctx) self.slow = ctx:index_of_this_subtask() == 1 end,
+    invoke = function(self, v)
+      if not self.slow then return end
+      local t = os.clock() + 0.0002
+      while os.clock() < t do end
+    end,
+  }):name("slow"):uid("slow")
+env:execute("pressed")
+]])
+    local p, port = o.start(job)
+    local j = h.wait_for(function()
+      local code, body = o.get(port, "/jobs/overview")
+      local t = code == 200 and h.json_decode(body)
+      return t and t.vertices[1].backpressured > 0.5 and t.vertices[2].busy > 0.5 and t
+    end, 60)
+    assert.truthy(j, "no backpressure seen")
+    assert.is_true(j.vertices[2].input_queue_fill > 0.5)
+    local _, m = o.get(port, "/metrics")
+    local f = o.parse_prometheus(m)
+    assert.is_true(o.value(f, "cstream_operator_backpressured_ratio", { operator_id = "many" }) > 0.5)
+    assert.is_true(o.value(f, "cstream_channel_queue_fill_ratio", { operator_id = "slow" }) > 0.5)
+    h.kill(p)
+  end)
+
+  it("answers 404 for a path it does not serve", function()
+    local release = h.tmpdir() .. "/release"
+    local p, port = o.start(o.job(10, release))
+    local code, body = o.get(port, "/jobs/nope")
+    assert.are.equal(404, code)
+    assert.matches("no such path: /jobs/nope", body)
+    code = o.get(port, "/metrics?x=1") -- a query string is not part of the path
+    assert.are.equal(200, code)
+    h.write_file(release, "")
+    assert.are.equal(0, h.wait(p, 60))
+  end)
+
+  it("refuses a port in use: the job does not start", function()
+    local release = h.tmpdir() .. "/release"
+    local p, port = o.start(o.job(10, release))
+    local job = h.write_job([[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+env:from_elements(1, 2, 3):print()
+env:execute("second")
+]])
+    local r = h.run({ "--rest-port", tostring(port), job }, { timeout = 60 })
+    assert.are_not.equal(0, r.code)
+    assert.matches("cannot listen on 127%.0%.0%.1:" .. port ..
+      " for the REST endpoint %(%-%-rest%-port, rest%.port%): the port is already in use", r.stderr)
+    assert.are.equal("", r.stdout) -- nothing ran
+    r = h.run({ "-D", "rest.address=localhost", "--rest-port", "0", job })
+    assert.are.equal(2, r.code)
+    assert.matches("invalid value 'localhost' for 'rest.address'", r.stderr)
+    h.write_file(release, "")
+    assert.are.equal(0, h.wait(p, 60))
+  end)
+
+  it("keeps serving and running while clients hold half-open requests", function()
+    local release = h.tmpdir() .. "/release"
+    local p, port = o.start(o.job(100000000, release, { step = 5 })) -- runs until released
+    -- clients that send part of a request, and one that sends nothing
+    local held = {}
+    for i = 1, 4 do
+      held[i] = h.spawn({ "bash", "-c", string.format(
+        "exec 3<>/dev/tcp/127.0.0.1/%d; printf '%s' >&3; sleep 60", port,
+        i == 1 and "" or "GET /metr") })
+    end
+    h.sleep(0.5)
+    local t0 = os.time()
+    local code, body = o.get(port, "/metrics", 5)
+    assert.are.equal(200, code)
+    local first = o.value(o.parse_prometheus(body), "cstream_operator_records_out_total",
+      { operator_id = "numbers" })
+    -- the workers are not held either: the source goes on emitting
+    local later = h.wait_for(function()
+      local c, b = o.get(port, "/metrics", 5)
+      local n = c == 200 and o.value(o.parse_prometheus(b), "cstream_operator_records_out_total",
+        { operator_id = "numbers" })
+      return n and n > first and n
+    end, 30)
+    assert.truthy(later)
+    assert.is_true(os.time() - t0 < 30)
+    for _, c in ipairs(held) do assert.is_true(h.alive(c)) end
+    h.write_file(release, "")
+    assert.are.equal(0, h.wait(p, 60))
+  end)
+end)
