@@ -38,6 +38,8 @@ typedef struct harness {
   cs_tinst t;
   cs_opi *tops[2]; /* t.ops */
   cs_opi opis[2];
+  cs_opm opm[2];   /* their metrics, as a job's (counted, never read) */
+  cs_tm tm;
   cs_out out;      /* the operator's one output: into the capture */
   int sync_init;   /* job's mutexes and condition made */
   int loop_init;
@@ -187,12 +189,14 @@ static int build(harness *h, int kind, int keyed, const char *name,
   w->opis = h->opis;
   w->ntinst = 1;
   w->tinst = &h->t;
-  h->t = (cs_tinst){.task = &h->task, .w = w, .nops = 2, .ops = h->tops, .wm = CS_NO_TS};
+  h->t = (cs_tinst){.task = &h->task, .w = w, .nops = 2, .ops = h->tops, .wm = CS_NO_TS,
+                    .m = &h->tm};
   for (int i = 0; i < 2; i++) {
     cs_opi *op = &h->opis[i];
     op->w = w;
     op->t = &h->t;
     op->wm = CS_NO_TS;
+    op->m = &h->opm[i];
     h->tops[i] = op;
   }
   h->out.chained = &h->opis[1];
