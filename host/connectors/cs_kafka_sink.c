@@ -122,12 +122,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
 /* ------------------------------------------------------------ records */
 
-/* Appends one record (key may be NULL) to b: [has key][klen][key][vlen][v]. */
-static int rec_append(cs_buf *b, const char *k, size_t kl, const char *v, size_t vl,
-                      int has_val) {
+/* Appends one record (key, value may be NULL) to b:
+ * [flags][timestamp][klen][key][vlen][value]. */
+static int rec_append(cs_buf *b, int64_t ts, const char *k, size_t kl, const char *v,
+                      size_t vl, int has_val) {
   unsigned char hdr = (unsigned char)((k ? 1 : 0) | (has_val ? 2 : 0));
   uint32_t kl32 = (uint32_t)kl, vl32 = (uint32_t)vl;
-  if (cs_buf_append(b, (char *)&hdr, 1) || cs_buf_append(b, (char *)&kl32, 4) ||
+  if (cs_buf_append(b, (char *)&hdr, 1) || cs_buf_append(b, (char *)&ts, 8) ||
+      cs_buf_append(b, (char *)&kl32, 4) ||
       cs_buf_append(b, k ? k : "", kl) || cs_buf_append(b, (char *)&vl32, 4) ||
       cs_buf_append(b, v ? v : "", vl))
     return CS_ENOMEM;
@@ -135,34 +137,40 @@ static int rec_append(cs_buf *b, const char *k, size_t kl, const char *v, size_t
 }
 
 /* Reads the record at *off of b; 1 with the fields set, 0 at the end. */
-static int rec_next(const char *b, size_t len, size_t *off, const char **k, size_t *kl,
-                    const char **v, size_t *vl) {
-  if (*off + 9 > len) return 0;
-  unsigned char hdr = (unsigned char)b[*off];
+static int rec_next(const char *b, size_t len, size_t *off, int64_t *ts, const char **k,
+                    size_t *kl, const char **v, size_t *vl) {
+  if (*off + 17 > len) return 0;
+  const char *p = b + *off;
+  unsigned char hdr = (unsigned char)p[0];
   uint32_t kl32, vl32;
-  memcpy(&kl32, b + *off + 1, 4);
-  *k = hdr & 1 ? b + *off + 5 : NULL;
+  memcpy(ts, p + 1, 8);
+  memcpy(&kl32, p + 9, 4);
+  *k = hdr & 1 ? p + 13 : NULL;
   *kl = kl32;
-  memcpy(&vl32, b + *off + 5 + kl32, 4);
-  *v = hdr & 2 ? b + *off + 9 + kl32 : NULL;
+  memcpy(&vl32, p + 13 + kl32, 4);
+  *v = hdr & 2 ? p + 17 + kl32 : NULL;
   *vl = vl32;
-  *off += 9 + kl32 + vl32;
+  *off += 17 + kl32 + vl32;
   return 1;
 }
 
-/* Produces one record, waiting while librdkafka's queue is full. */
-static int produce(ksink *s, const char *k, size_t kl, const char *v, size_t vl) {
+/* Produces one record with the record's timestamp (CS_NO_TS: the time of
+ * sending), waiting while librdkafka's queue is full. */
+static int produce(ksink *s, int64_t ts, const char *k, size_t kl, const char *v,
+                   size_t vl) {
   rd_kafka_resp_err_t e;
+  int64_t kts = ts == CS_NO_TS || ts < 0 ? 0 : ts;
   for (;;) {
     if (s->eo)
       e = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->topic),
                             RD_KAFKA_V_KEY(k, k ? kl : 0), RD_KAFKA_V_VALUE((void *)v, v ? vl : 0),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(kts),
                             RD_KAFKA_V_HEADER(TXN_HEADER, s->label, -1), RD_KAFKA_V_END);
     else
       e = rd_kafka_producev(s->rk, RD_KAFKA_V_TOPIC(s->topic),
                             RD_KAFKA_V_KEY(k, k ? kl : 0), RD_KAFKA_V_VALUE((void *)v, v ? vl : 0),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(kts),
+                            RD_KAFKA_V_END);
     if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
     rd_kafka_poll(s->rk, 10);
   }
@@ -216,12 +224,12 @@ static int kafka_sink_process(lua_State *L, cs_opi *op, int input) {
   const char *k = knil ? NULL : (s->kbuf.data ? s->kbuf.data : "");
   const char *v = vnil ? NULL : (s->vbuf.data ? s->vbuf.data : "");
   if (s->eo) {
-    if (rec_append(&s->buf, k, s->kbuf.len, v, s->vbuf.len, !vnil))
+    if (rec_append(&s->buf, op->w->cur_ts, k, s->kbuf.len, v, s->vbuf.len, !vnil))
       return cs_opi_fail(L, op, 0, "out of memory");
     s->nbuf++;
     return 0;
   }
-  return produce(s, k, s->kbuf.len, v, s->vbuf.len);
+  return produce(s, op->w->cur_ts, k, s->kbuf.len, v, s->vbuf.len);
 }
 
 /* Waits until every record produced is acknowledged. 0 or -1 (failed). */
@@ -245,8 +253,9 @@ static void set_marker(rd_kafka_topic_partition_list_t *l, const char *topic,
 static int txn_send(ksink *s, const char *b, size_t len, const char *group, int64_t id) {
   const char *k, *v;
   size_t kl, vl, off = 0;
-  while (rec_next(b, len, &off, &k, &kl, &v, &vl))
-    if (produce(s, k, kl, v, vl)) return -1;
+  int64_t ts;
+  while (rec_next(b, len, &off, &ts, &k, &kl, &v, &vl))
+    if (produce(s, ts, k, kl, v, vl)) return -1;
   if (id > 0) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     set_marker(l, s->topic, id);
@@ -403,7 +412,8 @@ static int recover_item(ksink *s, const char *blob, size_t len) {
   size_t n = 0, off = 12;
   const char *k, *v;
   size_t kl, vl;
-  while (rec_next(blob, len, &off, &k, &kl, &v, &vl)) n++;
+  int64_t ts;
+  while (rec_next(blob, len, &off, &ts, &k, &kl, &v, &vl)) n++;
   if (done >= id) {
     if (verbose())
       fprintf(stderr, "cstream-lua: kafka_sink: the transaction of %s-%d for checkpoint "

@@ -29,7 +29,7 @@ end
 
 local function inputs(from, to)
   local t = {}
-  for i = from, to do t[#t + 1] = { -1, "k" .. (i % 3), "v" .. i } end
+  for i = from, to do t[#t + 1] = { -1, "k" .. (i % 3), "v" .. i, 5000 + i } end
   return t
 end
 
@@ -59,6 +59,7 @@ local function committed_values(mock, p)
   for _, r in ipairs(mock:dump("out")) do
     local label = r.headers["cstream.txn"]
     assert.is_truthy(label, "a record without transaction header")
+    assert.are.equal(5000 + tonumber(r.value:match("%d+")), r.timestamp)
     if p.committed[label] then out[#out + 1] = r.value else other[#other + 1] = r.value end
   end
   return h.sorted(out), other
@@ -86,7 +87,9 @@ describe("kafka_sink", function()
     local got = {}
     for _, rec in ipairs(mock:dump("out")) do
       got[#got + 1] = rec.value
-      assert.are.equal("k" .. (tonumber(rec.value:match("%d+")) % 3), rec.key)
+      local i = tonumber(rec.value:match("%d+"))
+      assert.are.equal("k" .. (i % 3), rec.key)
+      assert.are.equal(5000 + i, rec.timestamp) -- the record's timestamp
     end
     assert.are.same(values(1, 60), h.sorted(got))
   end)
