@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 build_args=()
 # The TSan subset: multi-worker dataflow, reloads, checkpoints restored at
 # another parallelism (a part of the checkpoint spec, CMakeLists.txt),
-# timers, the examples (about 5 minutes on 2 cores).
+# timers, the examples (about 6 minutes on 2 busy cores).
 TSAN_SPECS='^(spec_engine_(dataflow|reload)_spec_lua|spec_state_checkpoint_spec_lua_tsan|spec_time_timers_spec_lua|spec_examples_spec_lua)$'
 
 if [ "${1:-}" = "--sanitize" ]; then

@@ -415,9 +415,11 @@ static int parse_path(const char *s, size_t n, char **out, char *why,
              (int)(i > 20 ? 20 : i), s);
     return CS_EINVAL;
   }
+  /* Trailing slashes go, and so does whitespace they exposed: the value
+   * was trimmed, and the normalised text must read back as itself. */
   if (!is_file) {
     size_t len = n;
-    while (len > 1 && s[len - 1] == '/') len--;
+    while (len > 1 && (s[len - 1] == '/' || is_space(s[len - 1]))) len--;
     *out = dup_n(s, len);
     return *out != NULL ? 0 : CS_ENOMEM;
   }
@@ -456,7 +458,7 @@ static int parse_path(const char *s, size_t n, char **out, char *why,
     d[o++] = (char)(hi * 16 + lo);
     p += 2;
   }
-  while (o > 1 && d[o - 1] == '/') o--;
+  while (o > 1 && (d[o - 1] == '/' || is_space(d[o - 1]))) o--;
   d[o] = '\0';
   *out = d;
   return 0;

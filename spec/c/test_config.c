@@ -403,6 +403,11 @@ static void test_types(void) {
   GOOD(cd, "file://localhost/tmp/ckpt", "/tmp/ckpt", 0);
   GOOD(cd, "file:///tmp/my%20dir", "/tmp/my dir", 0);
   GOOD(cd, "c:weird", "c:weird", 0);
+  /* whitespace a trailing slash hid goes too, so the normalised text reads
+   * back as itself (found by spec/fuzz/fuzz_config.c) */
+  GOOD(cd, "/tmp/ckpt \r/", "/tmp/ckpt", 0);
+  GOOD(cd, "file:///tmp/ckpt%20/", "/tmp/ckpt", 0);
+  GOOD(cd, "/tmp/a b", "/tmp/a b", 0);
   BAD(cd, "");
   BAD(cd, "hdfs://namenode:9000/ckpt");
   BAD(cd, "s3://bucket/ckpt");
