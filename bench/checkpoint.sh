@@ -304,8 +304,8 @@ if [ "$latency" = 1 ]; then
           > "$work/stdout" 2> "$work/err"; then
         echo "latency benchmark failed ($be):" >&2; tail -20 "$work/err" >&2; exit 1
       fi
-      pause=$(grep -o 'sync pause [0-9.]* ms' "$work/err" | awk '{ print $3 }' | median)
-      [ "$pause" = nan ] && pause=$(grep -o 'snapshot [0-9.]* ms' "$work/err" | awk '{ print $2 }' | median)
+      pause=$( (grep -o 'sync pause [0-9.]* ms' "$work/err" || true) | awk '{ print $3 }' | median)
+      [ "$pause" = nan ] && pause=$( (grep -o 'snapshot [0-9.]* ms' "$work/err" || true) | awk '{ print $2 }' | median)
       echo "$(awk '{ print $8, $10, $12 }' "$work/stdout") $pause" >> "$work/lat-runs"
     done
     echo "$be $(col 1 < "$work/lat-runs" | median) $(col 2 < "$work/lat-runs" | median) $(col 3 < "$work/lat-runs" | sort -g | tail -1) $(col 4 < "$work/lat-runs" | median)" >> "$work/lat"

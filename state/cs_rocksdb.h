@@ -39,7 +39,8 @@
  * Memory is bounded per instance: one LRU block cache shared by all column
  * families (index and filter blocks live in it too), memtables capped in
  * total (total_write_buffer_bytes), at most 16 pinned get views, and the
- * write-back cache of VALUE states (value_cache_bytes): hot keys are read
+ * write-back cache of VALUE states (value_cache_bytes; up to twice that while
+ * a checkpoint stages its files): hot keys are read
  * and updated there, and written to RocksDB in batches, before a checkpoint
  * or a scan, and when the cache is full.
  *

@@ -178,7 +178,11 @@ static void cmark_dirty(cs__rocksdb *r, centry *e) {
 
 /* After a write into the cache: keeps it within its budget. */
 static int cbound(cs__rocksdb *r) {
-  return r->cbytes > r->climit ? cs__rocksdb_cache_flush(r, 1) : 0;
+  if (r->cbytes <= r->climit) return 0;
+  /* While a checkpoint stages its files, emptying the cache would wait for
+   * it: the cache may grow to twice its budget first. */
+  if (atomic_load(&r->exclusive) && r->cbytes / 2 <= r->climit) return 0;
+  return cs__rocksdb_cache_flush(r, 1);
 }
 
 /* ========================================================= operations */
