@@ -76,6 +76,26 @@ describe("the REST endpoint", function()
     assert.are.equal(0, h.wait(p, 60))
   end)
 
+  it("reports RocksDB's own estimates of the state's size", function()
+    local dir = h.tmpdir()
+    local release = dir .. "/release"
+    local p, port = o.start(o.job(N, release), { "--state-backend", "rocksdb",
+      "--checkpoint-dir", dir .. "/ckpt", "-D", "state.backend.rocksdb.localdir=" .. dir })
+    -- the value cache writes the sums into RocksDB at each checkpoint
+    local f = h.wait_for(function()
+      local code, body = o.get(port, "/metrics")
+      local t = code == 200 and o.parse_prometheus(body)
+      return t and (o.value(t, "cstream_operator_state_entries",
+        { operator_id = "sums", backend = "rocksdb" }) or 0) >= 5 and t
+    end, 60)
+    assert.truthy(f, "no RocksDB estimate")
+    assert.is_true(o.value(f, "cstream_operator_state_bytes",
+      { operator_id = "sums", backend = "rocksdb" }) > 0)
+    assert.is_nil(o.value(f, "cstream_operator_state_entries", { backend = "heap" }))
+    h.write_file(release, "")
+    assert.are.equal(0, h.wait(p, 60))
+  end)
+
   it("describes the job graph and the checkpoints as JSON", function()
     local release = h.tmpdir() .. "/release"
     local p, port = o.start(o.job(N, release))
