@@ -126,7 +126,9 @@ describe("asynchronous snapshots", function()
 
     it(backend .. ": a kill during the asynchronous part leaves the previous checkpoint restorable", function()
       local dir = h.tmpdir()
-      local input, totals = input_of(dir, 20000)
+      -- 1 ms of sleep per 20 records: about 3 s of input, enough for
+      -- checkpoint 1 (1.6 s) and the next one's synchronous part
+      local input, totals = input_of(dir, 60000)
       local job = h.write_job(JOB)
       local p = h.spawn(flags_of(backend, dir, { job, input }),
                         { env = "CSTREAM_VERBOSE=1 CSTREAM_TEST_SNAPSHOT_DELAY_MS=1500" })
@@ -148,7 +150,8 @@ describe("asynchronous snapshots", function()
        "with a message; the job goes on within the tolerance, or fails without it", function()
       for _, tolerate in ipairs({ true, false }) do
         local dir = h.tmpdir()
-        local input, totals = input_of(dir, 12000)
+        -- about 2 s of input: checkpoint 1 fails at 0.9 s, later ones complete
+        local input, totals = input_of(dir, 40000)
         local job = h.write_job(JOB)
         local extra = { "-D", "restart-strategy=none" }
         if tolerate then extra = { "-D", "execution.checkpointing.tolerable-failed-checkpoints=100" } end
