@@ -209,7 +209,8 @@ end
 -- A Kafka consumer source (librdkafka). Each subtask reads the partitions
 -- p with p % parallelism == subtask; records are tables {key, value,
 -- partition, offset, timestamp, topic}; the Kafka timestamp is the
--- record's event time. Offsets are the checkpointed position.
+-- record's event time, or what watermark_strategy's extractor(record,
+-- kafka_timestamp) returns. Offsets are the checkpointed position.
 function Env:kafka_source(o)
   check_kafka_common("kafka_source", o, 2)
   local topics = o.topics
@@ -247,11 +248,21 @@ function Env:kafka_source(o)
   if o.bounded ~= nil and type(o.bounded) ~= "boolean" then
     kind_error("kafka_source: bounded", "a boolean", o.bounded, 2)
   end
+  local ws = o.watermark_strategy
+  if ws ~= nil and not M._internal.is_watermark_strategy(ws) then
+    kind_error("kafka_source: watermark_strategy", "a strategy from cstream.watermark_strategy",
+               ws, 2)
+  end
   return new_stream(self, add_node(self, {
     kind = "source_kafka", name = "Source: kafka_source " .. table.concat(topics, ","),
     kafka = { bootstrap_servers = o.bootstrap_servers, topics = topics,
               group_id = o.group_id, starting_offsets = so, value_format = vf,
-              properties = o.properties or {}, bounded = o.bounded or false },
+              properties = o.properties or {}, bounded = o.bounded or false,
+              -- per-partition watermarks (Flink's fromSource(source, strategy)):
+              -- the strategy runs for each partition, the subtask's watermark
+              -- is the minimum over its partitions that are not idle
+              watermarks = ws and ws.watermarks, bound = ws and ws.bound,
+              idleness = ws and ws.idleness, extractor = ws and ws.extractor },
   }))
 end
 

@@ -22,6 +22,15 @@
  * the checkpoint's. A bounded source (bounded = true) stops at the end
  * offsets the partitions had when it started, as Flink's
  * setBounded(OffsetsInitializer.latest()).
+ *
+ * With a watermark_strategy (Flink's fromSource(source, strategy)), the
+ * strategy runs per partition: each keeps the largest timestamp it read,
+ * and the subtask's watermark is the minimum over its partitions of
+ * max - bound - 1, leaving out partitions read to their end (bounded) and,
+ * with with_idleness, partitions without a record for that long. A
+ * partition that has given no record yet holds the watermark back, as in
+ * Flink. Watermarks are not checkpointed: after a restore they start
+ * again from the records read.
  */
 #include <fcntl.h>
 #include <lauxlib.h>
@@ -29,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "host/api/cs_api.h"
 #include "host/connectors/cs_kafka_int.h"
 
 #define RECORDS_PER_STEP 512
@@ -40,6 +50,8 @@ typedef struct kpart {
   int64_t next; /* next offset, or a logical RD_KAFKA_OFFSET_* before any */
   int64_t stop; /* bounded: the end offset to stop at; -1 when unbounded */
   int done;
+  int64_t max_ts;    /* watermarks: the largest timestamp read, or CS_NO_TS */
+  int64_t last_seen; /* watermarks: wall-clock ms of its last record */
 } kpart;
 
 typedef struct ksrc {
@@ -52,6 +64,11 @@ typedef struct ksrc {
   int json;    /* value_format = "json" */
   int json_ref; /* cjson.decode */
   int bounded;
+  /* watermark_strategy: wm_mode 0 none given, 1 timestamps only
+   * (no_watermarks), 2 bounded out-of-orderness */
+  int wm_mode;
+  int64_t wm_bound, wm_idleness;
+  int extractor_ref; /* the strategy's timestamp extractor, or LUA_NOREF */
   kpart *parts;
   int nparts, ndone;
   int pipefd[2];
@@ -174,6 +191,8 @@ static int assign_partitions(lua_State *L, int kidx, ksrc *s, long long timeout,
       kp->topic = cs_strdup(topic);
       kp->partition = p;
       kp->stop = -1;
+      kp->max_ts = CS_NO_TS;
+      kp->last_seen = cs_now_ms();
       int r = restored_offset(t, topic, p, &kp->next);
       if (r < 0) {
         snprintf(err, errlen, "the checkpoint holds a malformed position for '%s'",
@@ -216,6 +235,31 @@ static int bound_partitions(ksrc *s, long long timeout, char *err, size_t errlen
   return 0;
 }
 
+/* The watermark strategy of the options at kidx (without its extractor,
+ * which bind_extractor looks up in each Lua state the worker runs). */
+static void read_strategy(lua_State *L, int kidx, ksrc *s) {
+  lua_getfield(L, kidx, "watermarks");
+  const char *m = lua_tostring(L, -1);
+  s->wm_mode = m == NULL ? 0 : strcmp(m, "none") == 0 ? 1 : 2;
+  lua_getfield(L, kidx, "bound");
+  s->wm_bound = lua_tointeger(L, -1);
+  lua_getfield(L, kidx, "idleness");
+  s->wm_idleness = lua_tointeger(L, -1);
+  lua_pop(L, 3);
+}
+
+/* Takes a reference to the strategy's extractor in L (none: LUA_NOREF). */
+static void bind_extractor(lua_State *L, ksrc *s) {
+  s->extractor_ref = LUA_NOREF;
+  cs__kafka_push_options(L, s->op);
+  lua_getfield(L, -1, "extractor");
+  if (lua_isfunction(L, -1))
+    s->extractor_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
+  lua_pop(L, 1);
+}
+
 /* Reads the options, creates the consumer, assigns the partitions. */
 static int ksrc_open(lua_State *L, ksrc *s, char *err, size_t errlen) {
   cs_tinst *t = s->t;
@@ -236,6 +280,7 @@ static int ksrc_open(lua_State *L, ksrc *s, char *err, size_t errlen) {
   s->json = strcmp(luaL_optstring(L, -1, "string"), "json") == 0;
   lua_getfield(L, kidx, "bounded");
   s->bounded = lua_toboolean(L, -1);
+  read_strategy(L, kidx, s);
   lua_getfield(L, kidx, "group_id");
   char group[300];
   snprintf(group, sizeof(group), "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
@@ -303,8 +348,10 @@ static int kafka_src_start(lua_State *L, cs_tinst *t) {
   s->op = t->ops[0];
   s->pipefd[0] = s->pipefd[1] = -1;
   s->json_ref = LUA_NOREF;
+  s->extractor_ref = LUA_NOREF;
   char err[1200], msg[1400];
   int rc = ksrc_open(L, s, err, sizeof(err));
+  if (rc == 0) bind_extractor(L, s);
   if (rc == 0 && s->json) rc = load_json(L, s, err, sizeof(err));
   if (rc == 0 && pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
     snprintf(err, sizeof(err), "cannot make a pipe");
@@ -439,6 +486,40 @@ static int consumer_error(ksrc *s, const rd_kafka_message_t *m) {
   return kfail(s->t, msg);
 }
 
+/* Calls the strategy's extractor(record, kafka_timestamp) on the record at
+ * the top of L; *ts becomes what it returns (an integer number of ms).
+ * Returns 0, or -1 when it failed or returned something else (the job
+ * failed, the record popped). */
+static int extract_ts(lua_State *L, ksrc *s, const rd_kafka_message_t *m, int64_t *ts) {
+  int rec = lua_gettop(L);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, s->extractor_ref);
+  lua_pushvalue(L, rec);
+  if (*ts == CS_NO_TS)
+    lua_pushnil(L);
+  else
+    lua_pushinteger(L, *ts);
+  if (cs_api_call(L, s->op, 2, 1, rec)) {
+    lua_settop(L, rec - 1);
+    return -1;
+  }
+  int isnum = 0;
+  lua_Integer v = lua_tointegerx(L, -1, &isnum);
+  if (!isnum) {
+    char msg[700];
+    snprintf(msg, sizeof(msg), "kafka_source: topic '%s' partition %d offset %lld: the "
+             "watermark strategy's timestamp extractor returned %s, not an integer "
+             "number of milliseconds", rd_kafka_topic_name(m->rkt), (int)m->partition,
+             (long long)m->offset, luaL_typename(L, -1));
+    lua_settop(L, rec);
+    kfail(s->t, msg);
+    lua_settop(L, rec - 1);
+    return -1;
+  }
+  lua_pop(L, 1);
+  *ts = v;
+  return 0;
+}
+
 static int kafka_src_step(lua_State *L, cs_tinst *t) {
   ksrc *s = t->src;
   if (s == NULL || t->src_done) return 0;
@@ -468,6 +549,13 @@ static int kafka_src_step(lua_State *L, cs_tinst *t) {
       rd_kafka_message_destroy(m);
       return 1;
     }
+    if (s->extractor_ref != LUA_NOREF && extract_ts(L, s, m, &ts)) {
+      rd_kafka_message_destroy(m);
+      return 1;
+    }
+    if (s->wm_mode && ts != CS_NO_TS && (kp->max_ts == CS_NO_TS || ts > kp->max_ts))
+      kp->max_ts = ts;
+    kp->last_seen = cs_now_ms();
     kp->next = m->offset + 1;
     if (s->bounded && kp->next >= kp->stop) {
       kp->done = 1;
@@ -549,7 +637,9 @@ static int kafka_src_notify(lua_State *L, cs_opi *op, int64_t id) {
  * looked up in it (the old ref went with the old state). */
 static void kafka_src_rebind(lua_State *L, cs_tinst *t) {
   ksrc *s = t->src;
-  if (s == NULL || !s->json) return;
+  if (s == NULL) return;
+  bind_extractor(L, s); /* the reloaded script's extractor */
+  if (!s->json) return;
   char err[300];
   s->json_ref = LUA_NOREF;
   if (load_json(L, s, err, sizeof(err))) kfail(t, err);
@@ -592,9 +682,34 @@ static void kafka_src_destroy(lua_State *L, cs_tinst *t) {
   if (s->pipefd[0] >= 0) close(s->pipefd[0]);
   if (s->pipefd[1] >= 0) close(s->pipefd[1]);
   luaL_unref(L, LUA_REGISTRYINDEX, s->json_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, s->extractor_ref);
   cs_free(s->bootstrap);
   cs_free(s);
   t->src = NULL;
+}
+
+/* The subtask's watermark: the minimum over its partitions (see the top of
+ * the file); *idle when every partition still read is idle. */
+static int64_t kafka_src_watermark(cs_opi *op, uint64_t now_ms, int *idle) {
+  ksrc *s = op->t->src;
+  if (s == NULL || s->wm_mode != 2 || op != op->t->ops[0]) return CS_NO_TS;
+  int64_t min = CS_MAX_WATERMARK;
+  int active = 0;
+  for (int i = 0; i < s->nparts; i++) {
+    kpart *kp = &s->parts[i];
+    if (kp->done) continue;
+    if (s->wm_idleness > 0 && (int64_t)now_ms - kp->last_seen >= s->wm_idleness) continue;
+    active++;
+    if (kp->max_ts == CS_NO_TS) return CS_NO_TS; /* nothing read yet: holds back */
+    int64_t wm = kp->max_ts < CS_NO_TS + s->wm_bound + 1 ? CS_NO_TS
+                                                        : kp->max_ts - s->wm_bound - 1;
+    if (wm < min) min = wm;
+  }
+  if (active == 0) {
+    *idle = s->wm_idleness > 0 && s->ndone < s->nparts;
+    return CS_NO_TS;
+  }
+  return min;
 }
 
 const cs_op_type cs_src_kafka = {
@@ -606,4 +721,5 @@ const cs_op_type cs_src_kafka = {
     .src_cancel = kafka_src_cancel,
     .src_destroy = kafka_src_destroy,
     .notify_checkpoint_complete = kafka_src_notify,
+    .gen_watermark = kafka_src_watermark,
 };

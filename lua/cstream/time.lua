@@ -82,6 +82,8 @@ function M.install(cstream)
     return strategy(t)
   end
 
+  function I.is_watermark_strategy(s) return getmetatable(s) == WatermarkStrategy end
+
   function DataStream:assign_timestamps_and_watermarks(s)
     if getmetatable(s) ~= WatermarkStrategy then
       I.kind_error("assign_timestamps_and_watermarks",
