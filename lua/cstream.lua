@@ -559,6 +559,8 @@ function Env:execute(name)
   if not has_sink then
     error("execute: the job has no sink (add print(), write_as_text() or add_sink())", 2)
   end
+  local group, partitions = core.cluster(self)
+  if group then require("cstream.group").rewrite(self, group, partitions) end
   self._executed = true
   return core.execute(self, name or "cstream-lua job", fingerprint(self))
 end

@@ -50,6 +50,8 @@ static void usage(FILE *f) {
           "  --rest-port N              serve /metrics, /jobs/overview, /checkpoints\n"
           "                             and a web page on 127.0.0.1:N (rest.port,\n"
           "                             rest.address); 0 picks a free port\n"
+          "  --group NAME               one process of a group sharing the job\n"
+          "                             through Kafka (cluster.group)\n"
           "  --progress                 a status line on stderr even when it is\n"
           "                             not a terminal (default: on a terminal)\n"
           "  --quiet                    no status line\n"
@@ -94,6 +96,7 @@ static const struct {
     {"--checkpoint-dir", NULL, "state.checkpoints.dir"},
     {"--checkpoint-interval", NULL, "execution.checkpointing.interval"},
     {"--rest-port", NULL, "rest.port"},
+    {"--group", NULL, "cluster.group"},
 };
 
 /* Parses the options before the script. Returns the index of the script

@@ -91,6 +91,15 @@ static const keydef keys[] = {
     {"parallelism.default", NULL, K_INT, NULL, 1, 32768, NULL,
      "number of CPU cores",
      "parallelism of the operators that do not set their own"},
+    {"cluster.group", NULL, K_STRING, NULL, 0, 0, NULL, "one process runs the job",
+     "run as one process of the group NAME: the processes of a group share "
+     "the job through Kafka (docs/scale-out.md)"},
+    {"cluster.partitions", NULL, K_INT, "4", 1, 32768, NULL, NULL,
+     "partitions of each repartition topic of a group: the job's logical "
+     "parallelism, fixed for its life"},
+    {"cluster.session-timeout", NULL, K_DURATION, "10 s", 1000, 3600000, NULL, NULL,
+     "how long the group waits for a silent process before its share goes "
+     "to the others"},
     {"kafka.bootstrap-servers", NULL, K_STRING, NULL, 0, 0, NULL,
      "each kafka_source/kafka_sink names its own",
      "Kafka brokers (host:port,...) for kafka_source and kafka_sink that "

@@ -36,6 +36,13 @@ extern const cs_op_type cs_sink_file;
 extern const cs_op_type cs_sink_custom;
 extern const cs_op_type cs_src_kafka;
 extern const cs_op_type cs_sink_kafka;
+/* A group (docs/scale-out.md): the repartition topics of key_by exchanges
+ * between processes (cs_repartition.c), and the membership that gives
+ * this process its share (cs_group.c; cs_job_hooks.group_open/close). */
+extern const cs_op_type cs_src_repartition;
+extern const cs_op_type cs_sink_repartition;
+int cs_group_open(cs_job *job, char **errmsg);
+void cs_group_close(cs_job *job);
 
 /* cstream.sleep(ms): yields inside a custom source's run(), blocks the
  * calling thread elsewhere. */

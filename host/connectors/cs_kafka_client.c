@@ -108,11 +108,9 @@ static int set_all(rd_kafka_conf_t *conf, const cs_kafka_props *p, char *err,
   return 0;
 }
 
-rd_kafka_t *cs__kafka_new(rd_kafka_type_t type, const char *bootstrap,
-                          const cs_kafka_props *dflt, const cs_kafka_props *props,
-                          const cs_kafka_props *force, cs_kafka_health *h,
-                          void (*dr)(rd_kafka_t *, const rd_kafka_message_t *, void *),
-                          char *err, size_t errlen) {
+rd_kafka_conf_t *cs__kafka_conf(const char *bootstrap, const cs_kafka_props *dflt,
+                                const cs_kafka_props *props, const cs_kafka_props *force,
+                                cs_kafka_health *h, char *err, size_t errlen) {
   char why[512];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, why, sizeof(why)) !=
@@ -131,17 +129,28 @@ rd_kafka_t *cs__kafka_new(rd_kafka_type_t type, const char *bootstrap,
       set_all(conf, force, err, errlen))
     goto fail;
   rd_kafka_conf_set_error_cb(conf, on_error);
-  if (dr) rd_kafka_conf_set_dr_msg_cb(conf, dr);
   rd_kafka_conf_set_opaque(conf, h);
+  return conf;
+fail:
+  rd_kafka_conf_destroy(conf);
+  return NULL;
+}
+
+rd_kafka_t *cs__kafka_new(rd_kafka_type_t type, const char *bootstrap,
+                          const cs_kafka_props *dflt, const cs_kafka_props *props,
+                          const cs_kafka_props *force, cs_kafka_health *h,
+                          void (*dr)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                          char *err, size_t errlen) {
+  char why[512];
+  rd_kafka_conf_t *conf = cs__kafka_conf(bootstrap, dflt, props, force, h, err, errlen);
+  if (conf == NULL) return NULL;
+  if (dr) rd_kafka_conf_set_dr_msg_cb(conf, dr);
   rd_kafka_t *rk = rd_kafka_new(type, conf, why, sizeof(why));
   if (rk == NULL) {
     snprintf(err, errlen, "cannot create a Kafka client for %s: %s", bootstrap, why);
     return NULL; /* rd_kafka_new destroyed conf */
   }
   return rk;
-fail:
-  rd_kafka_conf_destroy(conf);
-  return NULL;
 }
 
 int cs__kafka_topic_partitions(rd_kafka_t *rk, const char *bootstrap,

@@ -57,6 +57,18 @@ rd_kafka_t *cs__kafka_new(rd_kafka_type_t type, const char *bootstrap,
                           void (*dr)(rd_kafka_t *, const rd_kafka_message_t *, void *),
                           char *err, size_t errlen);
 
+/* The configuration cs__kafka_new makes (bootstrap, defaults, the user's
+ * props, forced pairs; errors to h, the opaque), for a client that needs
+ * more callbacks. NULL with a message in err. */
+rd_kafka_conf_t *cs__kafka_conf(const char *bootstrap, const cs_kafka_props *dflt,
+                                const cs_kafka_props *props, const cs_kafka_props *force,
+                                cs_kafka_health *h, char *err, size_t errlen);
+
+/* A group (cs_group.c): the partitions of topic that this process's
+ * kafka_source subtasks read (*out: caller frees; none when not in a
+ * group). 0 or CS_ENOMEM. */
+int cs__group_source_parts(cs_job *job, const char *topic, int32_t **out, int *n);
+
 /* Waits up to timeout_ms for the metadata of topic: sets *nparts. Returns
  * 0; CS_ENOTFOUND with "topic 'x' does not exist on brokers b" in err;
  * CS_EIO with "cannot reach the Kafka broker(s) b within N ms

@@ -180,7 +180,16 @@ static int assign_partitions(lua_State *L, int kidx, ksrc *s, long long timeout,
     int n = 0;
     int rc = cs__kafka_topic_partitions(s->rk, s->bootstrap, topic, timeout, &n, err,
                                         errlen);
-    for (int p = 0; rc == 0 && p < n; p++, k++) {
+    /* In a group the member's share of the partitions is dealt out over
+     * this process's subtasks; each starts from the group's committed
+     * offset (the checkpoint's source positions stay with its process). */
+    int32_t *gp = NULL;
+    int ngp = 0;
+    cs_job *job = t->w->job;
+    if (rc == 0 && job->group) rc = cs__group_source_parts(job, topic, &gp, &ngp);
+    if (job->group) n = ngp;
+    for (int i = 0; rc == 0 && i < n; i++, k++) {
+      int p = job->group ? gp[i] : i;
       if (k % par != t->subtask) continue;
       kpart *np = cs_realloc(s->parts, sizeof(*np) * (size_t)(s->nparts + 1));
       if (np == NULL) rc = CS_ENOMEM;
@@ -193,15 +202,16 @@ static int assign_partitions(lua_State *L, int kidx, ksrc *s, long long timeout,
       kp->stop = -1;
       kp->max_ts = CS_NO_TS;
       kp->last_seen = cs_now_ms();
-      int r = restored_offset(t, topic, p, &kp->next);
+      int r = job->group ? 0 : restored_offset(t, topic, p, &kp->next);
       if (r < 0) {
         snprintf(err, errlen, "the checkpoint holds a malformed position for '%s'",
                  t->ops[0]->node->id);
         rc = CS_EDECODE;
       } else if (r == 0) {
-        kp->next = start_offset(L, kidx, p);
+        kp->next = job->group ? RD_KAFKA_OFFSET_STORED : start_offset(L, kidx, p);
       }
     }
+    cs_free(gp);
     lua_pop(L, 1);
     if (rc) {
       lua_pop(L, 1);
@@ -285,6 +295,8 @@ static int ksrc_open(lua_State *L, ksrc *s, char *err, size_t errlen) {
   char group[300];
   snprintf(group, sizeof(group), "%s", lua_isstring(L, -1) ? lua_tostring(L, -1)
                                                            : job->name);
+  if (job->cfg->group) /* the group's committed offsets are its positions */
+    snprintf(group, sizeof(group), "%s-source", job->cfg->group);
   lua_pop(L, 3);
   lua_getfield(L, kidx, "properties");
   rc = cs__kafka_props_read(L, -1, &props);
@@ -564,7 +576,11 @@ static int kafka_src_step(lua_State *L, cs_tinst *t) {
     rd_kafka_message_destroy(m);
     int64_t before = w->cur_ts;
     w->cur_ts = ts;
+    w->cur_src_topic = kp->topic;
+    w->cur_src_part = kp->partition;
+    w->cur_src_off = kp->next - 1;
     int rc = cs_emit(L, s->op);
+    w->cur_src_topic = NULL;
     w->cur_ts = before;
     if (rc) return 1;
   }

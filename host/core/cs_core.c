@@ -263,6 +263,9 @@ static void run_config_from(const cs_config *cfg, const cs_options *o,
   rc->max_record_size = cs_config_int(cfg, "pipeline.max-record-size");
   rc->lua_memory_max = cs_config_int(cfg, "taskmanager.memory.lua.max");
   rc->kafka_bootstrap = cs_config_str(cfg, "kafka.bootstrap-servers");
+  rc->group = cs_config_str(cfg, "cluster.group");
+  rc->group_partitions = (int)cs_config_int(cfg, "cluster.partitions");
+  rc->group_session_ms = cs_config_int(cfg, "cluster.session-timeout");
   rc->kafka_connect_timeout_ms = cs_config_int(cfg, "kafka.connect-timeout");
   rc->kafka_txn_timeout_ms = cs_config_int(cfg, "kafka.transaction-timeout");
   if (rc->num_retained < 1) rc->num_retained = 1;
@@ -289,6 +292,8 @@ static const cs_op_type *type_of(cs_op_kind k) {
   case CS_OP_SINK_FILE: return &cs_sink_file;
   case CS_OP_SINK_CUSTOM: return &cs_sink_custom;
   case CS_OP_SINK_KAFKA: return &cs_sink_kafka;
+  case CS_OP_SRC_REPARTITION: return &cs_src_repartition;
+  case CS_OP_SINK_REPARTITION: return &cs_sink_repartition;
   }
   return NULL;
 }
@@ -344,6 +349,8 @@ static int core_execute(lua_State *L) {
   hooks.observe_start = cs_rest_start;
   hooks.observe_stop = cs_rest_stop;
   hooks.observe_close = cs_rest_close;
+  hooks.group_open = cs_group_open;
+  hooks.group_close = cs_group_close;
   char **watch = NULL;
   if (o->watch) {
     get_digests(L, 1, &run.digests, &run.ndigests);
@@ -366,6 +373,36 @@ static int core_execute(lua_State *L) {
   cs_free(msg);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* core.cluster(env): the group this process belongs to and the number of
+ * partitions of its repartition topics (cluster.group, cluster.partitions),
+ * or nothing when it runs the job alone. env:execute() rewrites the graph
+ * for a group in the planning state and in every worker alike. */
+static int core_cluster(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  cs_worker *w = cs_worker_of(L);
+  if (w) {
+    const cs_run_config *rc = w->job->cfg;
+    if (rc->group == NULL) return 0;
+    lua_pushstring(L, rc->group);
+    lua_pushinteger(L, rc->group_partitions);
+    return 2;
+  }
+  cs_options *o = get_options(L);
+  if (o == NULL) return 0;
+  char err[1024];
+  cs_config *cfg = build_config(L, 1, o, err, sizeof(err));
+  if (cfg == NULL) return raise_job_error(L, err);
+  const char *g = cs_config_str(cfg, "cluster.group");
+  int n = 0;
+  if (g) {
+    lua_pushstring(L, g);
+    lua_pushinteger(L, cs_config_int(cfg, "cluster.partitions"));
+    n = 2;
+  }
+  cs_config_destroy(cfg);
+  return n;
 }
 
 /* core.digest(s): a 128-bit hash of s, as 32 hex digits. */
@@ -399,6 +436,7 @@ int cs_core_open(lua_State *L) {
       {"execute", core_execute},
       {"format", core_format},
       {"digest", core_digest},
+      {"cluster", core_cluster},
       {"sleep", cs_source_sleep},
       {"default_parallelism", core_default_parallelism},
       {"_harness", cs_testing_new},

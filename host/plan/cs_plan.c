@@ -29,9 +29,13 @@ static const struct {
     {"sink_print", CS_OP_SINK_PRINT},
     {"sink_file", CS_OP_SINK_FILE},          {"sink_custom", CS_OP_SINK_CUSTOM},
     {"source_kafka", CS_OP_SRC_KAFKA},       {"sink_kafka", CS_OP_SINK_KAFKA},
+    {"source_repartition", CS_OP_SRC_REPARTITION},
+    {"sink_repartition", CS_OP_SINK_REPARTITION},
 };
 
-static int is_sink(cs_op_kind k) { return k >= CS_OP_SINK_PRINT; }
+static int is_sink(cs_op_kind k) {
+  return k >= CS_OP_SINK_PRINT && k != CS_OP_SRC_REPARTITION;
+}
 
 /* Reads t[field] as a string copy (NULL if absent).  [-0, +0] */
 static char *get_str(lua_State *L, int t, const char *field) {

@@ -40,7 +40,9 @@ typedef enum cs_op_kind {
   CS_OP_SINK_PRINT,
   CS_OP_SINK_FILE,
   CS_OP_SINK_CUSTOM,
-  CS_OP_SINK_KAFKA
+  CS_OP_SINK_KAFKA,
+  CS_OP_SRC_REPARTITION, /* a group's repartition topic (cstream/group.lua) */
+  CS_OP_SINK_REPARTITION
 } cs_op_kind;
 
 typedef enum cs_part {
@@ -86,7 +88,8 @@ typedef struct cs_node {
   int task;
   int chained; /* runs in its producer's task */
   /* parameters */
-  char *path;    /* file source, file sink */
+  char *path;    /* file source, file sink; a group's kafka source or
+                    repartition node: its topic(s), comma-separated */
   char *host;    /* socket source */
   int port;
   char delim;

@@ -38,6 +38,7 @@ typedef struct main_ctx {
   uv_async_t wake;
   uv_signal_t sigint, sigterm;
   uv_timer_t ckpt_timer;
+  uv_timer_t group_timer; /* a group: notices a new assignment */
   int signals;
   int closing;
 } main_ctx;
@@ -60,6 +61,7 @@ static void main_close(main_ctx *m) {
   uv_close((uv_handle_t *)&m->sigint, close_cb);
   uv_close((uv_handle_t *)&m->sigterm, close_cb);
   uv_close((uv_handle_t *)&m->ckpt_timer, close_cb);
+  uv_close((uv_handle_t *)&m->group_timer, close_cb);
   if (m->job->hooks->reload_stop) m->job->hooks->reload_stop(m->job);
   if (m->job->observer && m->job->hooks->observe_stop) m->job->hooks->observe_stop(m->job);
 }
@@ -75,6 +77,11 @@ static void on_main_wake(uv_async_t *h) {
     cs__job_wake_all(job);
   }
   if (atomic_load(&job->workers_done) == job->nworkers) main_close(m);
+}
+
+static void on_group_timer(uv_timer_t *h) {
+  main_ctx *m = h->data;
+  if (!m->job->stopping) cs__group_check(m->job);
 }
 
 static void on_ckpt_timer(uv_timer_t *h) {
@@ -167,6 +174,9 @@ static int run_attempt(cs_job *job) {
   if (job->cfg->interval_ms > 0)
     uv_timer_start(&m.ckpt_timer, on_ckpt_timer, (uint64_t)job->cfg->interval_ms,
                    (uint64_t)job->cfg->interval_ms);
+  uv_timer_init(&loop, &m.group_timer);
+  m.group_timer.data = &m;
+  if (job->group) uv_timer_start(&m.group_timer, on_group_timer, 100, 100);
   if (job->cfg->watch && job->hooks->reload_start) job->hooks->reload_start(job, &loop);
   cs_metrics_reset_attempt(job->metrics);
   if (job->observer && job->hooks->observe_start) job->hooks->observe_start(job, &loop);
@@ -256,6 +266,49 @@ static int lock_checkpoints(cs_job *job, char **errmsg) {
   return 0;
 }
 
+/* A group's requirements and bookkeeping: a shared checkpoint directory,
+ * checkpointing, brokers, no --restore (each logical subtask restores from
+ * the shared directory), and this process's member id. */
+static int group_prepare(cs_job *job, char **errmsg) {
+  const cs_run_config *cfg = job->cfg;
+  const char *why = NULL;
+  if (cfg->checkpoint_dir == NULL)
+    why = "a checkpoint directory that every process of the group sees "
+          "(--checkpoint-dir or state.checkpoints.dir)";
+  else if (cfg->interval_ms <= 0)
+    why = "checkpointing (--checkpoint-interval or execution.checkpointing.interval)";
+  else if (strcmp(cfg->backend, "memory") == 0)
+    why = "the filesystem or rocksdb state backend (--state-backend)";
+  else if (cfg->kafka_bootstrap == NULL)
+    why = "Kafka brokers (kafka.bootstrap-servers)";
+  else if (cfg->restore)
+    why = "no --restore: each logical subtask starts from the newest checkpoint of "
+          "it in the shared checkpoint directory";
+  if (why) {
+    cs_buf b = {0};
+    cs_buf_printf(&b, "--group %s needs %s", cfg->group, why);
+    *errmsg = b.data;
+    return CS_EINVAL;
+  }
+  char host[256];
+  if (gethostname(host, sizeof(host)) != 0) snprintf(host, sizeof(host), "host");
+  host[sizeof(host) - 1] = '\0';
+  for (char *c = host; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
+      *c = '_';
+  cs_buf b = {0};
+  cs_buf_printf(&b, "member-%s-%d-%lld", host, (int)getpid(), (long long)cs_now_ms());
+  job->member = b.data;
+  job->group_n = cfg->group_partitions;
+  job->group_mine = cs_calloc((size_t)job->group_n, 1);
+  job->attempt_mine = cs_calloc((size_t)job->group_n, 1);
+  if (job->member == NULL || job->group_mine == NULL || job->attempt_mine == NULL) {
+    *errmsg = cs_strdup("out of memory");
+    return CS_ENOMEM;
+  }
+  return 0;
+}
+
 /* Checks the run configuration against the job and makes what a run needs
  * before its first attempt: the checkpoint base and the RocksDB working
  * directory; loads the checkpoint to restore. Returns 0, or an error with
@@ -264,9 +317,11 @@ static int job_prepare(cs_job *job, char **errmsg) {
   const cs_run_config *cfg = job->cfg;
   char err[4096];
   int rc;
+  if (cfg->group && (rc = group_prepare(job, errmsg)) != 0) return rc;
   if (cfg->checkpoint_dir) {
     cs_buf b = {0};
     cs_buf_printf(&b, "%s/%s", cfg->checkpoint_dir, job->name);
+    if (job->member) cs_buf_printf(&b, "/%s", job->member);
     job->ckpt_base = b.data;
   }
   if (cfg->interval_ms > 0 && strcmp(cfg->backend, "memory") != 0 &&
@@ -299,7 +354,7 @@ static int job_prepare(cs_job *job, char **errmsg) {
                         "(state.savepoints.dir or --checkpoint-dir)");
     return CS_EINVAL;
   }
-  if ((rc = cs__restore_load(job, &job->latest, err, sizeof(err))) != 0) {
+  if (!cfg->group && (rc = cs__restore_load(job, &job->latest, err, sizeof(err))) != 0) {
     *errmsg = cs_strdup(err);
     return rc;
   }
@@ -335,7 +390,16 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hook
   uv_mutex_init(&job.lock);
   uv_mutex_init(&job.out_lock);
   uv_cond_init(&job.reload_cond);
+  uv_cond_init(&job.group_cond);
   if ((rc = job_prepare(&job, errmsg)) != 0) goto done;
+  if (cfg->group) {
+    if (hooks->group_open == NULL) {
+      *errmsg = cs_strdup("this build cannot run in a group");
+      rc = CS_EINVAL;
+      goto done;
+    }
+    if ((rc = hooks->group_open(&job, errmsg)) != 0) goto done;
+  }
   job.metrics = cs_metrics_create(plan->nnodes, plan->ntasks, plan->nworkers);
   if (job.metrics == NULL) {
     *errmsg = cs_strdup("out of memory");
@@ -347,7 +411,22 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hook
   int max_attempts = cfg->restart_attempts;
   for (;;) {
     job.restore = job.latest;
+    if (job.group) {
+      job.restore = NULL;
+      if ((rc = cs__group_begin_attempt(&job, &job.error)) != 0) {
+        cs__group_end_attempt(&job);
+        break;
+      }
+    }
     rc = run_attempt(&job);
+    if (job.group) cs__group_end_attempt(&job);
+    if (rc && job.group && atomic_load(&job.rebalanced) && !job.stopping) {
+      fprintf(stderr, "cstream-lua: group '%s': the group's assignment changed; "
+              "restarting with the new share\n", cfg->group);
+      cs_free(job.error);
+      job.error = NULL;
+      continue;
+    }
     if (rc == 0 && job.restart_savepoint && job.latest && job.latest->savepoint &&
         cfg->restart_savepoint) {
       *cfg->restart_savepoint = cs_strdup(job.latest->dir);
@@ -384,6 +463,7 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hook
     }
   }
 done:
+  if (job.group && hooks->group_close) hooks->group_close(&job);
   if (job.observer && hooks->observe_close) hooks->observe_close(&job);
   cs_metrics_destroy(job.metrics);
   if (job.lock_fd >= 0) close(job.lock_fd);
@@ -394,6 +474,10 @@ done:
   cs_free(job.workdir);
   cs_free(job.reload_error);
   cs_free(job.restart_savepoint);
+  cs_free(job.member);
+  cs_free(job.group_mine);
+  cs_free(job.attempt_mine);
+  uv_cond_destroy(&job.group_cond);
   uv_cond_destroy(&job.reload_cond);
   uv_mutex_destroy(&job.lock);
   uv_mutex_destroy(&job.out_lock);

@@ -300,8 +300,7 @@ int cs__restore_opi(cs_opi *op, const cs_ckpt *ck) {
 /* Checks that checkpoint ck can start this plan: same max parallelism,
  * and every operator with state in ck still exists (or the user allowed
  * dropping its state). Returns 0 or CS_EPLAN with a message. */
-static int check_restorable(const cs_job *job, const cs_ckpt *ck, char *err,
-                            size_t errlen) {
+int cs__restore_check(const cs_job *job, const cs_ckpt *ck, char *err, size_t errlen) {
   const cs_plan *p = job->plan;
   if (ck->max_parallelism != p->max_parallelism) {
     snprintf(err, errlen, "cannot restore %s: it was taken with max parallelism "
@@ -398,7 +397,7 @@ static int load_restore(cs_job *job, cs_ckpt **out, char *err, size_t errlen) {
 
 int cs__restore_load(cs_job *job, cs_ckpt **out, char *err, size_t errlen) {
   int rc = load_restore(job, out, err, errlen);
-  if (rc == 0 && *out && (rc = check_restorable(job, *out, err, errlen)) != 0) {
+  if (rc == 0 && *out && (rc = cs__restore_check(job, *out, err, errlen)) != 0) {
     cs_ckpt_destroy(*out);
     *out = NULL;
   }

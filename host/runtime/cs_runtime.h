@@ -209,6 +209,11 @@ typedef struct cs_worker {
   cs_slice cur_key;
   int key_valid; /* a keyed record is being processed */
   int64_t cur_ts;  /* the current record's timestamp, or CS_NO_TS */
+  /* where the record being emitted by a kafka_source came from, for a
+   * group's repartition sink chained to it (cur_src_topic NULL: none) */
+  const char *cur_src_topic;
+  int32_t cur_src_part;
+  int64_t cur_src_off;
   uint64_t wm_tick; /* uv_now() when the generators were last asked */
   int cur_domain;  /* in on_timer: CS_TIME_EVENT or CS_TIME_PROCESSING, else 0 */
   int64_t cur_timer; /* in on_timer: the timer's time */
@@ -274,6 +279,9 @@ typedef struct cs_run_config {
   int rest_port;              /* rest.port: -1 off, 0 any free port */
   const char *rest_address;   /* rest.address */
   int progress;               /* -1 --quiet, 0 when stderr is a TTY, 1 --progress */
+  const char *group;          /* cluster.group, or NULL: one process */
+  int group_partitions;       /* cluster.partitions */
+  long long group_session_ms; /* cluster.session-timeout */
 } cs_run_config;
 
 typedef struct cs_job {
@@ -336,6 +344,21 @@ typedef struct cs_job {
   uv_async_t *main_wake;
   cs_metrics *metrics; /* the job's metrics (host/metrics), for its whole run */
   void *observer;      /* the REST endpoint and progress line (hooks), or NULL */
+  /* a group (cluster.group; cs_group_run.c): the process runs the logical
+   * subtasks its membership (hooks->group_open) was assigned */
+  void *group;         /* the membership, or NULL */
+  char *member;        /* this process's member id: its checkpoint directory */
+  int group_n;         /* cluster.partitions */
+  unsigned char *group_mine; /* [group_n]: the newest assignment (under lock) */
+  int group_assigned;  /* an assignment holds (under lock) */
+  int64_t group_gen;   /* bumped by every assignment and revocation (under lock) */
+  uv_cond_t group_cond;
+  int64_t attempt_gen; /* the assignment the running attempt started with */
+  unsigned char *attempt_mine; /* its copy, read by the workers */
+  atomic_int rebalanced; /* the attempt stops because the assignment changed */
+  int ngroup_ckpts;
+  cs_ckpt **group_ckpts; /* checkpoints the attempt restores from */
+  cs_ckpt **restore_sub; /* [group_n]: the one of each logical subtask, or NULL */
 } cs_job;
 
 /* What the runtime calls above itself, given by the layer that starts the
@@ -354,6 +377,11 @@ typedef struct cs_job_hooks {
   void (*observe_start)(struct cs_job *job, uv_loop_t *loop);
   void (*observe_stop)(struct cs_job *job);
   void (*observe_close)(struct cs_job *job);
+  /* A group's membership (host/connectors/cs_group.c), main thread: joins
+   * before the first attempt (non-zero with *errmsg: the job does not
+   * start), leaves at the end. */
+  int (*group_open)(struct cs_job *job, char **errmsg);
+  void (*group_close)(struct cs_job *job);
 } cs_job_hooks;
 
 /* ================================================================ the job */
@@ -370,6 +398,19 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hook
  * keeps the environment at env_idx and unwinds the script (raises). */
 int cs_job_worker_execute(lua_State *L, cs_worker *w, int env_idx,
                           const char *fingerprint);
+
+/* Groups (cs_group_run.c). The membership reports what the group gave
+ * this process: the logical subtasks it runs (mine[r] != 0, n entries),
+ * or that they were taken away. Either stops a running attempt whose
+ * assignment differs; the next attempt starts when an assignment holds. */
+void cs_job_group_assigned(cs_job *job, const unsigned char *mine, int n);
+void cs_job_group_revoked(cs_job *job);
+/* Whether this process runs logical subtask r in this attempt (1 when not
+ * in a group). */
+int cs_job_runs_subtask(const cs_job *job, int r);
+/* The checkpoint operator subtask `subtask` starts from in this attempt:
+ * in a group, the newest that holds it; else job->restore. */
+cs_ckpt *cs_job_restore_for(const cs_job *job, int subtask);
 
 /* Records the job's failure (the first one wins) and stops every worker. */
 void cs_job_fail(cs_job *job, const char *msg);

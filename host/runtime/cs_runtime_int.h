@@ -175,6 +175,18 @@ void cs__ckpt_discard(cs_job *job, const char *why);
 /* Loads the checkpoint --restore names into *out (NULL: none) and checks
  * that it can start this plan. Returns 0 or an error with a message. */
 int cs__restore_load(cs_job *job, cs_ckpt **out, char *err, size_t errlen);
+/* Checks that checkpoint ck can start this plan (max parallelism, no
+ * operator's state dropped unless allowed). 0 or CS_EPLAN with a message. */
+int cs__restore_check(const cs_job *job, const cs_ckpt *ck, char *err, size_t errlen);
+/* A group: waits for an assignment, then takes it for the next attempt
+ * and finds the checkpoint of each logical subtask it holds. 0, or an
+ * error with a message (owned by the caller) in *errmsg. */
+int cs__group_begin_attempt(cs_job *job, char **errmsg);
+/* Main thread, during an attempt: stops it (job->rebalanced) when the
+ * group's assignment no longer is the one it started with. */
+void cs__group_check(cs_job *job);
+/* Frees what cs__group_begin_attempt loaded. */
+void cs__group_end_attempt(cs_job *job);
 /* Loads op's keyed and operator state from checkpoint ck, redistributing
  * it when the operator's parallelism changed; sets op->restored when the
  * checkpoint has the operator. Returns 0 or -1 (job failed). */

@@ -430,8 +430,10 @@ void cs__worker_main(void *arg) {
   /* Everyone's handles exist before anyone sends to a channel. */
   uv_barrier_wait(&job->ready);
   if (ok && !atomic_load(&job->failed)) {
-    for (int i = 0; ok && job->restore && i < w->nopis; i++)
-      if (w->opis[i].node && cs__restore_opi(&w->opis[i], job->restore)) ok = 0;
+    for (int i = 0; ok && i < w->nopis; i++) {
+      cs_ckpt *ck = w->opis[i].node ? cs_job_restore_for(job, w->opis[i].subtask) : NULL;
+      if (ck && cs__restore_opi(&w->opis[i], ck)) ok = 0;
+    }
     for (int i = 0; ok && i < w->nopis; i++)
       if (w->opis[i].node && cs__opi_open(w->L, &w->opis[i])) ok = 0;
     for (int i = 0; ok && i < w->ntinst; i++)

@@ -804,7 +804,7 @@ static void test_print(void) {
     lines++;
     l = nl + 1;
   }
-  CHECK_EQ_INT(lines, 27); /* every key: the three limits, kafka.* and rest.* included */
+  CHECK_EQ_INT(lines, 30); /* every key: the limits, cluster.*, kafka.* and rest.* included */
   free(buf);
 
   buf = NULL;
