@@ -9,7 +9,8 @@
  * attempt whose share changed (job->rebalanced); cs_job_run starts the
  * next one once an assignment holds, without counting it as a restart.
  *
- * Every process checkpoints into its own directory <dir>/<job>/<member>/.
+ * Every process checkpoints into its own directory
+ * <dir>/<job>/<group>/<member>/.
  * Before an attempt, each logical subtask r this process now runs is
  * restored from the complete checkpoint, in any member's directory, whose
  * repartition sources were furthest into their partition r (the sum of
@@ -75,11 +76,11 @@ static long long score(const cs_job *job, const cs_ckpt *ck, int r) {
   return sum;
 }
 
-/* Loads every complete checkpoint under <dir>/<job>/<member>/ of every
- * member into job->group_ckpts. */
+/* Loads every complete checkpoint under <dir>/<job>/<group>/<member>/ of
+ * every member into job->group_ckpts. */
 static int load_all(cs_job *job) {
   cs_buf base = {0};
-  cs_buf_printf(&base, "%s/%s", job->cfg->checkpoint_dir, job->name);
+  cs_buf_printf(&base, "%s/%s/%s", job->cfg->checkpoint_dir, job->name, job->cfg->group);
   if (base.data == NULL) return CS_ENOMEM;
   DIR *d = opendir(base.data);
   struct dirent *e;

@@ -284,6 +284,11 @@ static int group_prepare(cs_job *job, char **errmsg) {
   else if (cfg->restore)
     why = "no --restore: each logical subtask starts from the newest checkpoint of "
           "it in the shared checkpoint directory";
+  for (const char *c = cfg->group; *c && !why; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+          *c == '.' || *c == '_' || *c == '-'))
+      why = "a name of letters, digits, '.', '_' and '-' (it names Kafka topics and "
+            "a directory)";
   if (why) {
     cs_buf b = {0};
     cs_buf_printf(&b, "--group %s needs %s", cfg->group, why);
@@ -321,7 +326,7 @@ static int job_prepare(cs_job *job, char **errmsg) {
   if (cfg->checkpoint_dir) {
     cs_buf b = {0};
     cs_buf_printf(&b, "%s/%s", cfg->checkpoint_dir, job->name);
-    if (job->member) cs_buf_printf(&b, "/%s", job->member);
+    if (job->member) cs_buf_printf(&b, "/%s/%s", cfg->group, job->member);
     job->ckpt_base = b.data;
   }
   if (cfg->interval_ms > 0 && strcmp(cfg->backend, "memory") != 0 &&
