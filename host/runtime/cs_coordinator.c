@@ -49,9 +49,11 @@ void cs__ckpt_discard(cs_job *job, const char *why) {
  * savepoint is never removed. Then drops the shared files no remaining
  * checkpoint or savepoint references. */
 static void ckpt_retain(cs_job *job, const cs_ckpt *c) {
-  /* A group keeps every checkpoint: another member may still need the
-   * newest state of a logical subtask this one no longer runs. */
-  if (c->dir == NULL || job->ckpt_base == NULL || job->group) return;
+  if (c->dir == NULL || job->ckpt_base == NULL) return;
+  if (job->group) { /* see cs_group_run.c */
+    if (cs__group_retain(job) && cs_job_uses_rocksdb(job)) cs_ckpt_gc_shared(job->ckpt_base);
+    return;
+  }
   int removed = cs_ckpt_retain(job->ckpt_base, c->id, job->cfg->num_retained);
   if (removed && cs_job_uses_rocksdb(job)) cs_ckpt_gc_shared(job->ckpt_base);
 }

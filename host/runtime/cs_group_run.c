@@ -6,8 +6,11 @@
  * The membership (host/connectors/cs_group.c, through the job's hooks)
  * reports assignments and revocations from its own thread; the main
  * thread's loop looks every 100 ms (cs__group_check) and stops a running
- * attempt whose share changed (job->rebalanced); cs_job_run starts the
- * next one once an assignment holds, without counting it as a restart.
+ * attempt whose share changed (job->rebalanced) with a final checkpoint,
+ * which commits what its subtasks did (or, when that does not complete
+ * within cluster.session-timeout, fails it: the new owners replay from the
+ * checkpoint before); cs_job_run starts the next attempt once an
+ * assignment holds, without counting it as a restart.
  *
  * Every process checkpoints into its own directory
  * <dir>/<job>/<group>/<member>/.
@@ -15,7 +18,9 @@
  * restored from the complete checkpoint, in any member's directory, whose
  * repartition sources were furthest into their partition r (the sum of
  * their next offsets for subtask r): the offsets of a partition only grow,
- * so that is the newest state of r, whoever wrote it.
+ * so that is the newest state of r, whoever wrote it. A member keeps the
+ * newest of its checkpoints that holds each subtask, besides the newest
+ * state.checkpoints.num-retained (cs__group_retain).
  */
 #include <dirent.h>
 #include <stdlib.h>
@@ -39,15 +44,14 @@ void cs_job_group_revoked(cs_job *job) {
   uv_mutex_unlock(&job->lock);
 }
 
-void cs__group_check(cs_job *job) {
+int cs__group_check(cs_job *job) {
   uv_mutex_lock(&job->lock);
   int changed = job->group_gen != job->attempt_gen &&
                 (!job->group_assigned ||
                  memcmp(job->attempt_mine, job->group_mine, (size_t)job->group_n) != 0);
   if (!changed) job->attempt_gen = job->group_gen; /* the same share again */
   uv_mutex_unlock(&job->lock);
-  if (changed && atomic_exchange(&job->rebalanced, 1) == 0)
-    cs_job_fail(job, "the group's assignment changed");
+  return changed && atomic_exchange(&job->rebalanced, 1) == 0;
 }
 
 int cs_job_runs_subtask(const cs_job *job, int r) {
@@ -154,6 +158,66 @@ static int choose(cs_job *job, char **errmsg) {
     }
   }
   return 0;
+}
+
+int cs__group_retain(cs_job *job) {
+  DIR *d = opendir(job->ckpt_base);
+  if (d == NULL) return 0;
+  int n = 0, cap = 0, removed = 0;
+  struct held {
+    int64_t id;
+    char *dir;
+    long long *score; /* [group_n], -1 where it holds nothing of r */
+  } *all = NULL;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, "chk-", 4) != 0) continue;
+    cs_buf path = {0};
+    cs_buf_printf(&path, "%s/%s", job->ckpt_base, e->d_name);
+    cs_ckpt *ck = NULL;
+    char err[512];
+    if (path.data == NULL || cs_ckpt_read(path.data, &ck, err, sizeof(err)) != 0) {
+      cs_buf_free(&path); /* incomplete: cs_ckpt_remove_incomplete's */
+      continue;
+    }
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      struct held *na = cs_realloc(all, sizeof(*na) * (size_t)cap);
+      if (na == NULL) {
+        cs_ckpt_destroy(ck);
+        cs_buf_free(&path);
+        break;
+      }
+      all = na;
+    }
+    all[n].id = ck->id;
+    all[n].dir = path.data;
+    all[n].score = cs_calloc((size_t)job->group_n, sizeof(long long));
+    for (int r = 0; all[n].score && r < job->group_n; r++)
+      all[n].score[r] = score(job, ck, r);
+    cs_ckpt_destroy(ck);
+    n++;
+  }
+  closedir(d);
+  for (int i = 0; i < n; i++) {
+    int newer = 0, keep = all[i].score == NULL;
+    for (int j = 0; j < n; j++) newer += all[j].id > all[i].id;
+    keep |= newer < job->cfg->num_retained;
+    for (int r = 0; !keep && r < job->group_n; r++) {
+      if (all[i].score[r] < 0) continue;
+      int newest = 1; /* of the checkpoints of this member that hold r */
+      for (int j = 0; j < n && newest; j++)
+        if (all[j].id > all[i].id && all[j].score && all[j].score[r] >= 0) newest = 0;
+      keep = newest;
+    }
+    if (!keep && cs_ckpt_remove_dir(all[i].dir) == 0) removed++;
+  }
+  for (int i = 0; i < n; i++) {
+    cs_free(all[i].dir);
+    cs_free(all[i].score);
+  }
+  cs_free(all);
+  return removed;
 }
 
 int cs__group_begin_attempt(cs_job *job, char **errmsg) {

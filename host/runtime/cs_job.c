@@ -39,6 +39,7 @@ typedef struct main_ctx {
   uv_signal_t sigint, sigterm;
   uv_timer_t ckpt_timer;
   uv_timer_t group_timer; /* a group: notices a new assignment */
+  uint64_t group_deadline; /* uv_now() by which a rebalance's stop must end */
   int signals;
   int closing;
 } main_ctx;
@@ -81,7 +82,19 @@ static void on_main_wake(uv_async_t *h) {
 
 static void on_group_timer(uv_timer_t *h) {
   main_ctx *m = h->data;
-  if (!m->job->stopping) cs__group_check(m->job);
+  cs_job *job = m->job;
+  uint64_t now = uv_now(h->loop);
+  if (atomic_load(&job->rebalanced)) {
+    if (now > m->group_deadline)
+      cs_job_fail(job, "the group's assignment changed and the final checkpoint of the "
+                       "old share did not complete within cluster.session-timeout");
+    return;
+  }
+  if (job->stopping || !cs__group_check(job)) return;
+  fprintf(stderr, "cstream-lua: group '%s': the group's assignment changed; committing "
+          "the old share with a final checkpoint\n", job->cfg->group);
+  m->group_deadline = now + (uint64_t)job->cfg->group_session_ms;
+  cs_job_stop(job, 0);
 }
 
 static void on_ckpt_timer(uv_timer_t *h) {
@@ -116,6 +129,7 @@ int cs_job_stop(cs_job *job, int savepoint) {
 static void on_signal(uv_signal_t *h, int signum) {
   main_ctx *m = h->data;
   cs_job *job = m->job;
+  job->user_stop = 1;
   if (++m->signals == 1) {
     const cs_run_config *cfg = job->cfg;
     int in_memory = strcmp(cfg->backend, "memory") == 0;
@@ -425,9 +439,9 @@ int cs_job_run(cs_plan *plan, const cs_run_config *cfg, const cs_job_hooks *hook
     }
     rc = run_attempt(&job);
     if (job.group) cs__group_end_attempt(&job);
-    if (rc && job.group && atomic_load(&job.rebalanced) && !job.stopping) {
-      fprintf(stderr, "cstream-lua: group '%s': the group's assignment changed; "
-              "restarting with the new share\n", cfg->group);
+    if (job.group && atomic_load(&job.rebalanced) && !job.user_stop) {
+      fprintf(stderr, "cstream-lua: group '%s': restarting with the new share\n",
+              cfg->group);
       cs_free(job.error);
       job.error = NULL;
       continue;

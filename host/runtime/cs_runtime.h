@@ -356,6 +356,7 @@ typedef struct cs_job {
   int64_t attempt_gen; /* the assignment the running attempt started with */
   unsigned char *attempt_mine; /* its copy, read by the workers */
   atomic_int rebalanced; /* the attempt stops because the assignment changed */
+  int user_stop;         /* a signal asked the job to stop (main thread) */
   int ngroup_ckpts;
   cs_ckpt **group_ckpts; /* checkpoints the attempt restores from */
   cs_ckpt **restore_sub; /* [group_n]: the one of each logical subtask, or NULL */

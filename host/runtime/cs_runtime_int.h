@@ -182,9 +182,14 @@ int cs__restore_check(const cs_job *job, const cs_ckpt *ck, char *err, size_t er
  * and finds the checkpoint of each logical subtask it holds. 0, or an
  * error with a message (owned by the caller) in *errmsg. */
 int cs__group_begin_attempt(cs_job *job, char **errmsg);
-/* Main thread, during an attempt: stops it (job->rebalanced) when the
+/* Main thread, during an attempt: 1 (once, job->rebalanced set) when the
  * group's assignment no longer is the one it started with. */
-void cs__group_check(cs_job *job);
+int cs__group_check(cs_job *job);
+/* After a checkpoint of this member completed: removes its checkpoints
+ * that are neither among the newest state.checkpoints.num-retained nor the
+ * newest of it that holds some logical subtask (another member may need
+ * that one to take the subtask over). Returns the number removed. */
+int cs__group_retain(cs_job *job);
 /* Frees what cs__group_begin_attempt loaded. */
 void cs__group_end_attempt(cs_job *job);
 /* Loads op's keyed and operator state from checkpoint ck, redistributing

@@ -141,6 +141,18 @@ describe("a group of processes", function()
     end, 30), share(procs[1]) .. " | " .. tostring(share(procs[2])) .. " | " .. tostring(share(procs[3])))
     assert_exact(procs, totals)
     stop(procs)
+    -- each member keeps its newest checkpoint and the newest of it that
+    -- holds each logical subtask: at most 1 + 6, after hundreds taken
+    local members = 0
+    for m in io.popen("ls " .. h.quote(dir .. "/chk/sums/trio")):lines() do
+      members = members + 1
+      local n = 0
+      for c in io.popen("ls " .. h.quote(dir .. "/chk/sums/trio/" .. m)):lines() do
+        if c:match("^chk%-%d+$") then n = n + 1 end
+      end
+      assert(n >= 1 and n <= 7, m .. " keeps " .. n .. " checkpoints")
+    end
+    assert.are.equal(3, members)
   end)
 
   it("survives a SIGKILL of one of three: the others take its subtasks, no record lost or "
@@ -186,6 +198,16 @@ describe("a group of processes", function()
     end, 60), h.read_file(procs[4].stderr))
     mock:produce("in", records(6001, 12000, totals))
     assert_exact(procs, totals)
+    -- those that gave work away committed it first (with the range
+    -- assignor at least one of the three loses a subtask to the fourth)
+    local committed = 0
+    for i = 1, 3 do
+      if h.read_file(procs[i].stderr):find("committing the old share with a final checkpoint",
+                                           1, true) then
+        committed = committed + 1
+      end
+    end
+    assert.is_true(committed >= 1)
     -- the newcomer did part of the work
     assert.is_true(#h.lines(h.read_file(procs[4].stdout) or "") > 0)
     stop(procs)
