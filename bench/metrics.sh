@@ -75,7 +75,7 @@ declare -A ir wall
 for v in $variants; do
   if [ "$callgrind" = 1 ]; then
     run "$v" valgrind --tool=callgrind --callgrind-out-file="$work/cg.%p" -q
-    ir[$v]=$(cat "$work"/cg.* | awk '/^summary:/ {s += $2} END {printf "%d", s}')
+    ir[$v]=$(cat "$work"/cg.* | awk '/^summary:/ {s += $2} END {printf "%.0f", s}')
     rm -f "$work"/cg.*
   else
     ir[$v]=-
