@@ -462,29 +462,15 @@ static int encode_table(enc *e, int t, int depth) {
 
   /* General case: one pass to count the entries and see whether the keys
    * are exactly 1..n, then one to write them. */
-  size_t count = 0;
-  int seq = 1;
-  lua_Integer max = 0;
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    lua_pop(L, 1);
-    count++;
-    if (seq) {
-      lua_Integer k;
-      if (lua_isinteger(L, -1) && (k = lua_tointeger(L, -1)) >= 1) {
-        if (k > max) max = k;
-      } else {
-        seq = 0;
-      }
-    }
-  }
+  size_t count;
+  int seq = cs_codec_table_is_sequence(L, t, &count);
   if (count > 0xffffffffu)
     return fail(e, depth, "a table with more than 4294967295 entries", "");
   if (count == 0) return put_byte(e, 0x90);
-  if (!seq || (size_t)max != count) return encode_map(e, t, count, depth);
+  if (!seq) return encode_map(e, t, count, depth);
 
   int rc = put_array_header(e, count);
-  for (lua_Integer i = 1; rc == 0 && i <= max; i++) {
+  for (lua_Integer i = 1; rc == 0 && i <= (lua_Integer)count; i++) {
     lua_rawgeti(L, t, i);
     e->path[depth].kind = SEG_INDEX;
     e->path[depth].index = i;
@@ -745,3 +731,23 @@ int cs_codec_decode(lua_State *L, const char *data, size_t len, size_t *used) {
   return 0;
 }
 
+int cs_codec_table_is_sequence(lua_State *L, int t, size_t *count) {
+  size_t n = 0;
+  int seq = 1;
+  lua_Integer max = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1);
+    n++;
+    if (seq) {
+      lua_Integer k;
+      if (lua_isinteger(L, -1) && (k = lua_tointeger(L, -1)) >= 1) {
+        if (k > max) max = k;
+      } else {
+        seq = 0;
+      }
+    }
+  }
+  *count = n;
+  return seq && (size_t)max == n;
+}

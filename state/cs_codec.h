@@ -44,6 +44,12 @@ int cs_codec_encode_tuple(lua_State *L, int first, int n, cs_buf *out,
                           char *err, size_t errlen, int mark,
                           size_t *mark_off, size_t *mark_len);
 
+/* Counts the entries of the table at absolute index t and returns whether
+ * its keys are exactly the integers 1..count (an empty table counts as
+ * one): the test for rendering or encoding it as a sequence. Needs one
+ * free stack slot.  [-0, +0, -] */
+int cs_codec_table_is_sequence(lua_State *L, int t, size_t *count);
+
 /* Decodes one value from data[0, len) and pushes it.  [-0, +1, m]
  * On success returns 0 and, when used is not NULL, stores the bytes consumed.
  * On error returns CS_EDECODE and pushes nothing. Never reads past len, never

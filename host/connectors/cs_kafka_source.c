@@ -94,10 +94,7 @@ static void on_pipe(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
   ksrc *s = h->data;
-  char buf[64];
-  while (read(s->pipefd[0], buf, sizeof(buf)) > 0) {
-  }
-  cs_worker_kick(s->t->w);
+  cs_worker_kick_from_pipe(s->t->w, s->pipefd[0]);
 }
 
 static void on_timer(uv_timer_t *h) {

@@ -279,10 +279,7 @@ static void rsrc_on_pipe(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
   rsrc *s = h->data;
-  char buf[64];
-  while (read(s->pipefd[0], buf, sizeof(buf)) > 0) {
-  }
-  cs_worker_kick(s->t->w);
+  cs_worker_kick_from_pipe(s->t->w, s->pipefd[0]);
 }
 
 static void rsrc_poll_closed(uv_handle_t *h) {

@@ -381,26 +381,12 @@ static int format_table(fmt *f, int t, int depth) {
   if (!lua_checkstack(L, 8)) return CS_ENOMEM;
   f->path[depth] = self;
 
-  size_t count = 0;
-  int seq = 1;
-  lua_Integer max = 0;
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    lua_pop(L, 1);
-    count++;
-    if (seq) {
-      lua_Integer k;
-      if (lua_isinteger(L, -1) && (k = lua_tointeger(L, -1)) >= 1) {
-        if (k > max) max = k;
-      } else {
-        seq = 0;
-      }
-    }
-  }
-  if (!seq || (size_t)max != count) return format_map(f, t, count, depth);
+  size_t count;
+  int seq = cs_codec_table_is_sequence(L, t, &count);
+  if (!seq) return format_map(f, t, count, depth);
 
   int rc = cs_buf_append(f->out, "(", 1);
-  for (lua_Integer i = 1; rc == 0 && i <= max; i++) {
+  for (lua_Integer i = 1; rc == 0 && i <= (lua_Integer)count; i++) {
     if (i > 1) rc = cs_buf_append(f->out, ",", 1);
     lua_rawgeti(L, t, i);
     if (rc == 0) rc = format_value(f, lua_gettop(L), depth + 1);

@@ -432,6 +432,10 @@ cs_worker *cs_worker_of(lua_State *L);
 void cs_worker_wake(cs_worker *w);
 /* Schedules a scheduling round (the worker's own thread only). */
 void cs_worker_kick(cs_worker *w);
+/* Empties the non-blocking wake-up pipe read end fd (a client library's
+ * threads write a byte to it when they have something for the worker),
+ * then schedules a round: the body of a uv_poll callback on that pipe. */
+void cs_worker_kick_from_pipe(cs_worker *w, int fd);
 /* Writes the worker's buffered stdout/stderr lines (w->out, w->err). */
 void cs_worker_flush_stdio(cs_worker *w);
 

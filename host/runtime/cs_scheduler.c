@@ -10,6 +10,7 @@
  * the loop sleeps (wake-ups: channels, sockets, timers) when there is none.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include "host/runtime/cs_runtime_int.h"
 
@@ -221,6 +222,13 @@ static void on_idle(uv_idle_t *h) {
 }
 
 void cs_worker_kick(cs_worker *w) { uv_idle_start(&w->idle, on_idle); }
+
+void cs_worker_kick_from_pipe(cs_worker *w, int fd) {
+  char buf[64];
+  while (read(fd, buf, sizeof(buf)) > 0) {
+  }
+  cs_worker_kick(w);
+}
 
 void cs__worker_start_rounds(cs_worker *w) {
   uv_idle_start(&w->idle, on_idle);
