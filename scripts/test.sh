@@ -11,10 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_args=()
-# The TSan subset: multi-worker dataflow, reloads, checkpoints restored at
-# another parallelism (a part of the checkpoint spec, CMakeLists.txt),
-# timers, the examples (about 6 minutes on 2 busy cores).
-TSAN_SPECS='^(spec_engine_(dataflow|reload)_spec_lua|spec_state_checkpoint_spec_lua_tsan|spec_time_timers_spec_lua|spec_examples_spec_lua)$'
+# The TSan subset: multi-worker dataflow, reloads (of jobs with timers and
+# windows too), checkpoints restored at another parallelism and windows at
+# -p 2 (parts of the checkpoint and window specs, CMakeLists.txt), timers,
+# asynchronous snapshots, the REST endpoint reading the workers' counters,
+# the Kafka source and sink (librdkafka's own threads), the examples
+# (about 2 minutes with ctest -j 2 on 2 busy cores; the reload spec, about
+# 90 s, is the longest).
+TSAN_SPECS='^(spec_engine_(dataflow|reload)_spec_lua|spec_state_checkpoint_spec_lua_tsan|spec_time_window_spec_lua_tsan|spec_time_reload_time_spec_lua(_rocksdb)?|spec_time_timers_spec_lua|spec_state_async_snapshot_spec_lua|spec_obs_(metrics|events)_spec_lua|spec_kafka_(source|sink)_spec_lua|spec_examples_spec_lua)$'
 
 if [ "${1:-}" = "--sanitize" ]; then
   build_args+=(--sanitize)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "host/connectors/cs_connectors_int.h"
+#include "host/runtime/cs_handle.h"
 
 #define fail cs__source_fail
 
@@ -84,7 +85,8 @@ static void sock_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
       /* failed: stop reading */
       uv_read_stop(st);
       s->reading = 0;
-      if (!uv_is_closing((uv_handle_t *)&s->tcp)) uv_close((uv_handle_t *)&s->tcp, sock_closed);
+      if (!uv_is_closing((uv_handle_t *)&s->tcp))
+        cs_handle_close((uv_handle_t *)&s->tcp, sock_closed);
     } else if (cs_tinst_blocked(t) && s->reading) {
       uv_read_stop(st);
       s->reading = 0;
@@ -101,7 +103,8 @@ static void sock_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     uv_read_stop(st);
     s->reading = 0;
     t->src_done = 1;
-    if (!uv_is_closing((uv_handle_t *)&s->tcp)) uv_close((uv_handle_t *)&s->tcp, sock_closed);
+    if (!uv_is_closing((uv_handle_t *)&s->tcp))
+      cs_handle_close((uv_handle_t *)&s->tcp, sock_closed);
   }
   cs_worker_kick(t->w);
 }
@@ -113,7 +116,7 @@ static void sock_connected(uv_connect_t *req, int status) {
     if (s->ai_cur && s->ai_cur->ai_next) {
       /* Try the next address once this handle has closed. */
       s->ai_cur = s->ai_cur->ai_next;
-      uv_close((uv_handle_t *)&s->tcp, sock_retry);
+      cs_handle_close((uv_handle_t *)&s->tcp, sock_retry);
       return;
     }
     char msg[300];
@@ -179,7 +182,7 @@ static void socket_cancel(lua_State *L, cs_tinst *t) {
   (void)L;
   cs_source *s = t->src;
   if (s && s->tcp_open && !uv_is_closing((uv_handle_t *)&s->tcp))
-    uv_close((uv_handle_t *)&s->tcp, sock_closed);
+    cs_handle_close((uv_handle_t *)&s->tcp, sock_closed);
 }
 
 /* The socket is driven by its read callbacks, not by steps. */

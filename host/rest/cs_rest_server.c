@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "host/rest/cs_rest_int.h"
+#include "host/runtime/cs_handle.h"
 
 typedef struct cs__conn {
   uv_tcp_t tcp;
@@ -55,7 +56,7 @@ static void conn_close(cs__conn *c) {
   if (c->prev) c->prev->next = c->next; else o->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   o->nconns--;
-  uv_close((uv_handle_t *)&c->tcp, conn_closed);
+  cs_handle_close((uv_handle_t *)&c->tcp, conn_closed);
   uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
 
@@ -299,7 +300,7 @@ void cs_rest_stop(cs_job *job) {
   if (!o->running) return;
   o->running = 0;
   while (o->conns) conn_close(o->conns);
-  uv_close((uv_handle_t *)&o->server, noop_close);
+  cs_handle_close((uv_handle_t *)&o->server, noop_close);
   uv_close((uv_handle_t *)&o->tick, noop_close);
   if (o->progress) cs__progress_clear(o);
 }
