@@ -244,4 +244,119 @@ env:execute("second")
     h.write_file(release, "")
     assert.are.equal(0, h.wait(p, 60))
   end)
+
+  it("keeps serving and running while clients never read what they asked for", function()
+    -- A job of a hundred maps at parallelism 2: /metrics runs to some
+    -- 150 kB, far more than a receive buffer of 1 kB holds.
+    local dir = h.tmpdir()
+    local release = dir .. "/release"
+    local job = h.write_job(string.format([[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+env:set_parallelism(2)
+local release = %q
+local s = env:add_source({
+  run = function(self, ctx)
+    local i = 0
+    while true do
+      local f = io.open(release)
+      if f then f:close() break end
+      i = i + 1
+      ctx:collect(i)
+      cstream.sleep(5)
+    end
+  end,
+}):name("ticks"):uid("ticks")
+for k = 1, 100 do s = s:map(function(v) return v end):name("m" .. k):uid("m" .. k) end
+s:add_sink(function(v) end):name("nowhere"):uid("nowhere")
+env:execute("unread")
+]], release))
+    -- A client with a 1 kB receive buffer that pipelines 200 requests on
+    -- one connection and reads nothing until the file `go` exists; then it
+    -- reads to the end and writes what it got on stdout.
+    local client = h.write_file(dir .. "/stuck.pl", [[
+use strict; use Socket;
+my ($port, $path, $go) = @ARGV;
+socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+setsockopt($s, SOL_SOCKET, SO_RCVBUF, 1024) or die "SO_RCVBUF: $!";
+connect($s, sockaddr_in($port, inet_aton("127.0.0.1"))) or die "connect: $!";
+my $req = "GET $path HTTP/1.1\r\nHost: spec\r\n\r\n" x 200;
+defined(send($s, $req, 0)) or die "send: $!";
+print STDERR "sent\n";
+sleep 1 until -e $go;
+binmode STDOUT;
+my $buf;
+while (1) {
+  my $n = sysread($s, $buf, 65536);
+  die "read: $!" unless defined $n;
+  last if $n == 0;
+  print $buf;
+}
+]])
+    local go = dir .. "/go"
+    local p, port = o.start(job)
+    local stuck = {}
+    for i, path in ipairs({ "/metrics", "/metrics", "/metrics", "/" }) do
+      stuck[i] = h.spawn({ "perl", client, tostring(port), path, go })
+    end
+    for _, c in ipairs(stuck) do
+      assert.truthy(h.wait_for(function() return h.read_file(c.stderr):match("sent") end, 30),
+        h.read_file(c.stderr))
+    end
+    local function sunk()
+      local code, body = o.get(port, "/metrics", 5)
+      assert.are.equal(200, code) -- another client, answered whole within 5 s
+      local f = o.parse_prometheus(body)
+      -- the source runs once, the others twice: every line, none cut off
+      assert.are.equal(1 + 101 * 2, #f.cstream_operator_records_in_total.samples)
+      return o.value(f, "cstream_operator_records_in_total", { operator_id = "nowhere" })
+    end
+    local first = sunk()
+    -- the records go on flowing to the sink, and new clients are answered
+    local later = h.wait_for(function()
+      local n = sunk()
+      return n > first + 100 and n
+    end, 30)
+    assert.truthy(later, "the sink stayed at " .. first)
+    for _ = 1, 5 do
+      local code, body = o.get(port, "/jobs/overview", 5)
+      assert.are.equal(200, code)
+      assert.are.equal(102, h.json_decode(body).vertices.n)
+    end
+    -- The server holds none of the unread connections open: each is
+    -- answered once and closed (or closed at the request timeout), its
+    -- unsent bytes left to the kernel, while the clients hold on.
+    local held = h.wait_for(function()
+      local l = io.popen("ss -Htn state established '( sport = :" .. port .. " )'")
+      local s = l:read("a")
+      l:close()
+      return s == "" and "none"
+    end, 30)
+    assert.are.equal("none", held)
+    for _, c in ipairs(stuck) do assert.is_true(h.alive(c)) end
+    h.write_file(release, "")
+    assert.are.equal(0, h.wait(p, 60))
+    for _, c in ipairs(stuck) do assert.is_true(h.alive(c)) end
+    -- Reading at last, each client gets exactly one whole response, then
+    -- the end of the connection: the 199 requests after the first are not
+    -- answered, nor queued.
+    h.write_file(go, "")
+    for i, c in ipairs(stuck) do
+      assert.are.equal(0, h.wait(c, 60), h.read_file(c.stderr))
+      local got = h.read_file(c.stdout)
+      local head, body = got:match("^(.-\r\n)\r\n(.*)$")
+      assert.truthy(head, "no response head")
+      assert.matches("^HTTP/1%.1 200 OK\r\n", head)
+      assert.matches("\r\nConnection: close\r\n", head)
+      assert.are.equal(tonumber(head:match("\r\nContent%-Length: (%d+)\r\n")), #body)
+      assert.is_nil(body:find("HTTP/1.1 ", 1, true))
+      if i < 4 then
+        assert.is_true(#body > 100000, "a small /metrics: " .. #body)
+        local f = o.parse_prometheus(body)
+        assert.truthy(o.value(f, "cstream_operator_records_in_total", { operator_id = "m100" }))
+      else
+        assert.matches("^<!DOCTYPE html>", body)
+      end
+    end
+  end)
 end)
