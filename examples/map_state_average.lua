@@ -3,28 +3,10 @@
 -- (2,3.6666666666666665).
 local cstream = require("cstream")
 
-local CountWindowAverageWithMapState = {
-  open = function(self, ctx)
-    self.map_state = ctx:get_map_state(cstream.map_state_descriptor("average"))
-    self.next_id = 0
-  end,
-
-  flat_map = function(self, element, out)
-    -- the tutorial uses a random UUID as the map key; any unique key will do
-    self.next_id = self.next_id + 1
-    self.map_state:put(string.format("%d-%d", element[1], self.next_id), element[2])
-
-    local count, sum = 0, 0
-    for v in self.map_state:values() do
-      count = count + 1
-      sum = sum + v
-    end
-    if count >= 3 then
-      out:collect({ element[1], sum / count })
-      self.map_state:clear()
-    end
-  end,
-}
+-- the operators live in examples/operators/, where specs require them too
+local dir = arg[0]:match("^(.*)/[^/]*$") or "."
+package.path = dir .. "/?.lua;" .. package.path
+local CountWindowAverageWithMapState = require("operators.map_average")
 
 local env = cstream.get_execution_environment()
 env:from_elements({ 1, 3 }, { 1, 5 }, { 1, 7 }, { 2, 4 }, { 2, 2 }, { 2, 5 })

@@ -13,6 +13,7 @@
 #define CS__REST_MAX_CONNS 64
 #define CS__REST_MAX_REQUEST (16 * 1024) /* bytes of a request's head */
 #define CS__REST_TIMEOUT_MS 5000         /* a request read and answered */
+#define CS__REST_MAX_DISCARD (64 * 1024) /* bytes read and dropped after it */
 #define CS__REST_TICK_MS 500             /* sampling and progress */
 
 struct cs__conn;

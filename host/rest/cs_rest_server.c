@@ -9,7 +9,16 @@
  * CS__REST_MAX_REQUEST bytes, it is answered and closed within
  * CS__REST_TIMEOUT_MS whatever the client does (a half-open or slow client
  * only holds its own connection), and at most CS__REST_MAX_CONNS are open.
- * One request per connection (Connection: close).
+ * One request per connection (Connection: close): a connection holds one
+ * response at most, so a client that never reads costs one response's
+ * bytes for at most the timeout.
+ *
+ * The close lingers, as a web server's must: once the response is written
+ * the connection is shut down for writing and what the client still sends
+ * (pipelined requests, a body) is read and dropped, up to
+ * CS__REST_MAX_DISCARD bytes, until it closes its side or the timeout
+ * strikes. Closing with unread input would make the kernel reset the
+ * connection and throw away the response it had not sent yet.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +35,7 @@ typedef struct cs__conn {
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_write_t wr;
+  uv_shutdown_t sd;
   http_parser parser;
   cs__observer *o;
   char url[1024];
@@ -33,6 +43,9 @@ typedef struct cs__conn {
   int url_too_long;
   size_t nread;
   int answered;
+  int written;     /* the response is with the kernel */
+  int peer_done;   /* the client closed its side */
+  size_t discarded; /* bytes read after the request */
   int closing;
   int open_handles;
   cs_buf resp;
@@ -60,9 +73,21 @@ static void conn_close(cs__conn *c) {
   uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
 
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  if (status < 0) conn_close(req->data);
+  /* else wait for the client's end (on_read) or the timeout */
+}
+
 static void on_written(uv_write_t *req, int status) {
-  (void)status;
-  conn_close(req->data);
+  cs__conn *c = req->data;
+  if (c->closing) return;
+  c->written = 1;
+  if (status < 0 || c->peer_done) {
+    conn_close(c);
+    return;
+  }
+  c->sd.data = c;
+  if (uv_shutdown(&c->sd, (uv_stream_t *)&c->tcp, on_shutdown)) conn_close(c);
 }
 
 /* Sends the response with the given status and closes the connection once
@@ -74,7 +99,6 @@ static void respond(cs__conn *c, int code, const char *type, const char *body,
                      : code == 431 ? "Request Header Fields Too Large"
                      : code == 503 ? "Service Unavailable" : "Internal Server Error";
   c->answered = 1;
-  uv_read_stop((uv_stream_t *)&c->tcp);
   cs_buf_reset(&c->resp);
   if (cs_buf_printf(&c->resp, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
@@ -148,11 +172,22 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   cs__conn *c = s->data;
+  if (n == UV_EOF && c->answered && !c->written) {
+    /* the client is done sending; the response is still on its way */
+    c->peer_done = 1;
+    uv_read_stop(s);
+    return;
+  }
   if (n < 0) {
     conn_close(c);
     return;
   }
-  if (n == 0 || c->answered) return;
+  if (n == 0) return;
+  if (c->answered) {
+    c->discarded += (size_t)n;
+    if (c->discarded > CS__REST_MAX_DISCARD) conn_close(c);
+    return;
+  }
   c->nread += (size_t)n;
   size_t used = http_parser_execute(&c->parser, &parser_settings, buf->base, (size_t)n);
   if (c->answered || c->closing) return;
@@ -184,13 +219,13 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   uv_timer_start(&c->timer, on_timeout, CS__REST_TIMEOUT_MS, 0);
-  if (o->nconns > CS__REST_MAX_CONNS) {
-    respond_text(c, 503, "too many connections\n");
-    return;
-  }
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read)) {
+    conn_close(c);
+    return;
+  }
+  if (o->nconns > CS__REST_MAX_CONNS) respond_text(c, 503, "too many connections\n");
 }
 
 /* -------------------------------------------------------------- lifecycle */

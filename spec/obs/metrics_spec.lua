@@ -76,6 +76,120 @@ describe("the REST endpoint", function()
     assert.are.equal(0, h.wait(p, 60))
   end)
 
+  it("reports records per second while records flow, and none after", function()
+    -- 10 records each 20 ms (at most 500 a second) for 4000 records, then
+    -- the source waits: the filter passes half of what it gets.
+    local release = h.tmpdir() .. "/release"
+    local p, port = o.start(o.job(4000, release, { step = 10 }))
+    local function scrape()
+      local code, body = o.get(port, "/metrics")
+      return code == 200 and o.parse_prometheus(body)
+    end
+    local function rate(f, dir, id)
+      return o.value(f, "cstream_operator_records_" .. dir .. "_per_second", { operator_id = id })
+    end
+    assert.are.equal("gauge", scrape().cstream_operator_records_in_per_second.type)
+    local f = h.wait_for(function()
+      local t = scrape()
+      local n = t and o.value(t, "cstream_operator_records_out_total", { operator_id = "numbers" })
+      -- a second into the flow, with records still to come
+      return t and n > 500 and n < 3000 and rate(t, "out", "numbers") > 50 and t
+    end, 60)
+    assert.truthy(f, "no rate seen while records flowed")
+    assert.are.equal(0, rate(f, "in", "numbers")) -- a source receives nothing
+    assert.are.equal(0, rate(f, "out", "nowhere")) -- a sink emits nothing
+    for _, r in ipairs({ rate(f, "out", "numbers"), rate(f, "in", "evens"), rate(f, "out", "evens"),
+                         rate(f, "in", "sums"), rate(f, "in", "nowhere") }) do
+      -- records a second, not a count nor per tick: never past the source's pace
+      assert.is_true(r > 0 and r < 2 * 500, "rate " .. r)
+    end
+    -- the filter keeps half: its rate out is about half its rate in
+    local share = rate(f, "out", "evens") / rate(f, "in", "evens")
+    assert.is_true(share > 0.3 and share < 0.7, "share " .. share)
+    -- once the source waits, every rate falls to nothing
+    local still = h.wait_for(function()
+      local t = scrape()
+      return t and o.value(t, "cstream_operator_records_out_total", { operator_id = "numbers" }) == 4000
+        and rate(t, "out", "numbers") < 1 and rate(t, "in", "nowhere") < 1 and t
+    end, 60)
+    assert.truthy(still, "the rates stayed up after the records stopped")
+    h.write_file(release, "")
+    assert.are.equal(0, h.wait(p, 60))
+  end)
+
+  it("reports each operator's watermark and the checkpoints' sync pause", function()
+    -- Ten records stamped 1 s .. 10 s, 500 ms out of order allowed: the
+    -- watermark is 10000 - 500 - 1. One more at 20 s once `more` exists.
+    local dir = h.tmpdir()
+    local more, release = dir .. "/more", dir .. "/release"
+    local job = h.write_job(string.format([[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+env:set_parallelism(1)
+env:enable_checkpointing(100)
+local more, release = %q, %q
+local function exists(path)
+  local f = io.open(path)
+  if f then f:close() end
+  return f ~= nil
+end
+env:add_source({
+  run = function(self, ctx)
+    for i = 1, 10 do ctx:collect({ "k" .. (i %% 2), i * 1000 }) end
+    while not exists(more) do cstream.sleep(20) end
+    ctx:collect({ "k0", 20000 })
+    while not exists(release) do cstream.sleep(20) end
+  end,
+}):name("stamped"):uid("stamped")
+  :assign_timestamps_and_watermarks(
+    cstream.watermark_strategy.for_bounded_out_of_orderness(500, function(v) return v[2] end))
+  :name("stamps"):uid("stamps")
+  :key_by(1):sum(2):name("sums"):uid("sums")
+  :add_sink(function(v) end):name("nowhere"):uid("nowhere")
+env:execute("timed")
+]], more, release))
+    local p, port = o.start(job)
+    local function watermarks(want)
+      return h.wait_for(function()
+        local code, body = o.get(port, "/metrics")
+        local f = code == 200 and o.parse_prometheus(body)
+        return f and o.value(f, "cstream_operator_watermark_milliseconds",
+          { operator_id = "nowhere" }) == want and f
+      end, 60)
+    end
+    local f = watermarks(9499)
+    assert.truthy(f, "the sink's watermark never reached 9499")
+    assert.are.equal("gauge", f.cstream_operator_watermark_milliseconds.type)
+    local function wm(id) return o.value(f, "cstream_operator_watermark_milliseconds", { operator_id = id }) end
+    assert.is_nil(wm("stamped")) -- before the strategy there is no event time
+    assert.are.equal(9499, wm("stamps"))
+    assert.are.equal(9499, wm("sums"))
+    assert.are.equal(3, #f.cstream_operator_watermark_milliseconds.samples)
+    local _, body = o.get(port, "/jobs/overview")
+    local j = h.json_decode(body)
+    assert.are.equal(h.json_null, j.vertices[1].watermark)
+    assert.are.equal(9499, j.vertices[3].watermark)
+    -- it moves with event time
+    h.write_file(more, "")
+    f = watermarks(19499)
+    assert.truthy(f, "the sink's watermark never reached 19499")
+    assert.are.equal(19499, wm("stamps"))
+    -- the checkpoints every 100 ms report their synchronous pause
+    local ck = h.wait_for(function()
+      local code, b = o.get(port, "/metrics")
+      local t = code == 200 and o.parse_prometheus(b)
+      return t and t.cstream_job_last_checkpoint_sync_pause_seconds and t
+    end, 30)
+    assert.truthy(ck, "no sync pause after a checkpoint")
+    assert.are.equal("gauge", ck.cstream_job_last_checkpoint_sync_pause_seconds.type)
+    assert.are.equal(1, #ck.cstream_job_last_checkpoint_sync_pause_seconds.samples)
+    local pause = o.value(ck, "cstream_job_last_checkpoint_sync_pause_seconds", { job = "timed" })
+    assert.is_true(pause >= 0 and pause < 5, "pause " .. pause)
+    assert.is_true(o.value(ck, "cstream_job_checkpoints_total", { result = "completed" }) >= 1)
+    h.write_file(release, "")
+    assert.are.equal(0, h.wait(p, 60))
+  end)
+
   it("reports RocksDB's own estimates of the state's size", function()
     local dir = h.tmpdir()
     local release = dir .. "/release"
@@ -243,5 +357,120 @@ env:execute("second")
     for _, c in ipairs(held) do assert.is_true(h.alive(c)) end
     h.write_file(release, "")
     assert.are.equal(0, h.wait(p, 60))
+  end)
+
+  it("keeps serving and running while clients never read what they asked for", function()
+    -- A job of a hundred maps at parallelism 2: /metrics runs to some
+    -- 150 kB, far more than a receive buffer of 1 kB holds.
+    local dir = h.tmpdir()
+    local release = dir .. "/release"
+    local job = h.write_job(string.format([[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+env:set_parallelism(2)
+local release = %q
+local s = env:add_source({
+  run = function(self, ctx)
+    local i = 0
+    while true do
+      local f = io.open(release)
+      if f then f:close() break end
+      i = i + 1
+      ctx:collect(i)
+      cstream.sleep(5)
+    end
+  end,
+}):name("ticks"):uid("ticks")
+for k = 1, 100 do s = s:map(function(v) return v end):name("m" .. k):uid("m" .. k) end
+s:add_sink(function(v) end):name("nowhere"):uid("nowhere")
+env:execute("unread")
+]], release))
+    -- A client with a 1 kB receive buffer that pipelines 200 requests on
+    -- one connection and reads nothing until the file `go` exists; then it
+    -- reads to the end and writes what it got on stdout.
+    local client = h.write_file(dir .. "/stuck.pl", [[
+use strict; use Socket;
+my ($port, $path, $go) = @ARGV;
+socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+setsockopt($s, SOL_SOCKET, SO_RCVBUF, 1024) or die "SO_RCVBUF: $!";
+connect($s, sockaddr_in($port, inet_aton("127.0.0.1"))) or die "connect: $!";
+my $req = "GET $path HTTP/1.1\r\nHost: spec\r\n\r\n" x 200;
+defined(send($s, $req, 0)) or die "send: $!";
+print STDERR "sent\n";
+sleep 1 until -e $go;
+binmode STDOUT;
+my $buf;
+while (1) {
+  my $n = sysread($s, $buf, 65536);
+  die "read: $!" unless defined $n;
+  last if $n == 0;
+  print $buf;
+}
+]])
+    local go = dir .. "/go"
+    local p, port = o.start(job)
+    local stuck = {}
+    for i, path in ipairs({ "/metrics", "/metrics", "/metrics", "/" }) do
+      stuck[i] = h.spawn({ "perl", client, tostring(port), path, go })
+    end
+    for _, c in ipairs(stuck) do
+      assert.truthy(h.wait_for(function() return h.read_file(c.stderr):match("sent") end, 30),
+        h.read_file(c.stderr))
+    end
+    local function sunk()
+      local code, body = o.get(port, "/metrics", 5)
+      assert.are.equal(200, code) -- another client, answered whole within 5 s
+      local f = o.parse_prometheus(body)
+      -- the source runs once, the others twice: every line, none cut off
+      assert.are.equal(1 + 101 * 2, #f.cstream_operator_records_in_total.samples)
+      return o.value(f, "cstream_operator_records_in_total", { operator_id = "nowhere" })
+    end
+    local first = sunk()
+    -- the records go on flowing to the sink, and new clients are answered
+    local later = h.wait_for(function()
+      local n = sunk()
+      return n > first + 100 and n
+    end, 30)
+    assert.truthy(later, "the sink stayed at " .. first)
+    for _ = 1, 5 do
+      local code, body = o.get(port, "/jobs/overview", 5)
+      assert.are.equal(200, code)
+      assert.are.equal(102, h.json_decode(body).vertices.n)
+    end
+    -- The server holds none of the unread connections open: each is
+    -- answered once and closed (or closed at the request timeout), its
+    -- unsent bytes left to the kernel, while the clients hold on.
+    local held = h.wait_for(function()
+      local l = io.popen("ss -Htn state established '( sport = :" .. port .. " )'")
+      local s = l:read("a")
+      l:close()
+      return s == "" and "none"
+    end, 30)
+    assert.are.equal("none", held)
+    for _, c in ipairs(stuck) do assert.is_true(h.alive(c)) end
+    h.write_file(release, "")
+    assert.are.equal(0, h.wait(p, 60))
+    for _, c in ipairs(stuck) do assert.is_true(h.alive(c)) end
+    -- Reading at last, each client gets exactly one whole response, then
+    -- the end of the connection: the 199 requests after the first are not
+    -- answered, nor queued.
+    h.write_file(go, "")
+    for i, c in ipairs(stuck) do
+      assert.are.equal(0, h.wait(c, 60), h.read_file(c.stderr))
+      local got = h.read_file(c.stdout)
+      local head, body = got:match("^(.-\r\n)\r\n(.*)$")
+      assert.truthy(head, "no response head")
+      assert.matches("^HTTP/1%.1 200 OK\r\n", head)
+      assert.matches("\r\nConnection: close\r\n", head)
+      assert.are.equal(tonumber(head:match("\r\nContent%-Length: (%d+)\r\n")), #body)
+      assert.is_nil(body:find("HTTP/1.1 ", 1, true))
+      if i < 4 then
+        assert.is_true(#body > 100000, "a small /metrics: " .. #body)
+        local f = o.parse_prometheus(body)
+        assert.truthy(o.value(f, "cstream_operator_records_in_total", { operator_id = "m100" }))
+      else
+        assert.matches("^<!DOCTYPE html>", body)
+      end
+    end
   end)
 end)

@@ -44,6 +44,43 @@ describe("the progress line", function()
     assert.matches("\r\27%[Kcstream%-lua: watched | ", r.stderr)
   end)
 
+  it("shows the watermark and how far event time lags the clock", function()
+    -- Records stamped 30 s before the wall clock for about 2.5 s: the
+    -- watermark trails the clock by 30 s and a little more.
+    local j = h.write_job([[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+env:set_parallelism(1)
+env:add_source({
+  run = function(self, ctx)
+    for i = 1, 125 do
+      ctx:collect({ "k" .. (i % 3), os.time() * 1000 - 30000 })
+      cstream.sleep(20)
+    end
+  end,
+}):name("behind"):uid("behind")
+  :assign_timestamps_and_watermarks(
+    cstream.watermark_strategy.for_monotonous_timestamps(function(v) return v[2] end))
+  :key_by(1):sum(2)
+  :add_sink(function(v) end)
+env:execute("lagging")
+]])
+    local r = h.run({ "--progress", j })
+    assert.are.equal(0, r.code, r.stderr)
+    local lags = {}
+    for clock, lag in r.stderr:gmatch(
+        "\r\27%[Kcstream%-lua: lagging | [^\r]- | watermark %d%d%d%d%-%d%d%-%d%dT"
+        .. "(%d%d:%d%d:%d%d%.%d%d%d)Z %(lag (%d+%.%d) s%)") do
+      lags[#lags + 1] = tonumber(lag)
+      -- stamped on whole seconds, less a millisecond
+      assert.matches("%.999$", clock)
+    end
+    assert.is_true(#lags >= 1, "no lag shown:\n" .. r.stderr)
+    for _, lag in ipairs(lags) do
+      assert.is_true(lag >= 30 and lag < 40, "lag " .. lag)
+    end
+  end)
+
   it("stops with --quiet", function()
     local shown = on_pty("--quiet", job())
     assert.is_nil(shown:match("rec/s"), shown)

@@ -30,6 +30,83 @@ describe("the seed examples' operators in the harness", function()
     h:close()
   end)
 
+  -- what the example job prints (examples/expected/, as the tutorial has it)
+  local function expected(name)
+    local want = {}
+    for line in io.lines("examples/expected/" .. name .. ".txt") do want[#want + 1] = line end
+    return want
+  end
+
+  it("ListState average: every element kept per key, averaged after three", function()
+    local h = testing.keyed(require("operators.list_average"), { key_by = 1 })
+    h:open()
+    h:process_element(ELEMENTS[1])
+    h:process_element(ELEMENTS[2])
+    assert.are.same({ { 1, 3 }, { 1, 5 } }, h:get_state("average"))
+    h:process_element(ELEMENTS[3])
+    assert.are.same({}, h:get_state("average")) -- cleared after three
+    for i = 4, 6 do h:process_element(ELEMENTS[i]) end
+    assert.are.same(expected("list_state_average"), formatted(h:extract_output()))
+    h:close()
+  end)
+
+  it("ListState average: the lists of both keys survive a snapshot and restore", function()
+    local ListAverage = require("operators.list_average")
+    local h = testing.keyed(ListAverage, { key_by = 1 })
+    h:open()
+    for _, i in ipairs({ 1, 4, 2, 5 }) do h:process_element(ELEMENTS[i]) end
+    local snap = h:snapshot()
+    assert.are.same({}, h:extract_output())
+    h:close()
+    local r = testing.keyed(ListAverage, { key_by = 1 })
+    r:restore(snap)
+    r:open()
+    r:set_current_key(1)
+    assert.are.same({ { 1, 3 }, { 1, 5 } }, r:get_state("average"))
+    r:set_current_key(2)
+    assert.are.same({ { 2, 4 }, { 2, 2 } }, r:get_state("average"))
+    r:process_element(ELEMENTS[3])
+    r:process_element(ELEMENTS[6])
+    assert.are.same(expected("list_state_average"), formatted(r:extract_output()))
+    r:close()
+  end)
+
+  it("MapState average: a map entry per value, averaged after three, across a restore", function()
+    local MapAverage = require("operators.map_average")
+    local h = testing.keyed(MapAverage, { key_by = 1 })
+    h:open()
+    for i = 1, 6 do h:process_element(ELEMENTS[i]) end
+    assert.are.same(expected("map_state_average"), formatted(h:extract_output()))
+    assert.are.same({}, h:get_state("average"))
+    h:close()
+    -- two values of key 1 and one of key 2 in state, the rest after a restore
+    h = testing.keyed(MapAverage, { key_by = 1 })
+    h:open()
+    for _, i in ipairs({ 1, 4, 2 }) do h:process_element(ELEMENTS[i]) end
+    assert.are.same({ [1] = 3, [2] = 5 }, h:get_state("average"))
+    local snap = h:snapshot()
+    h:close()
+    local r = testing.keyed(MapAverage, { key_by = 1 })
+    r:restore(snap)
+    r:open()
+    for _, i in ipairs({ 3, 5, 6 }) do r:process_element(ELEMENTS[i]) end
+    assert.are.same(expected("map_state_average"), formatted(r:extract_output()))
+    r:close()
+  end)
+
+  it("AggregatingState contains: the values of a key joined into one string", function()
+    local h = testing.keyed(require("operators.contains_value"), { key_by = 1 })
+    h:open()
+    for i = 1, 2 do h:process_element(ELEMENTS[i]) end
+    assert.are.equal("Contains：3 and 5", h:get_state("totalStr"))
+    for i = 3, 6 do h:process_element(ELEMENTS[i]) end
+    assert.are.equal("Contains：4 and 2 and 5", h:get_state("totalStr"))
+    h:set_current_key(1)
+    assert.are.equal("Contains：3 and 5 and 7", h:get_state("totalStr"))
+    assert.are.same(expected("aggregating_state_contains"), formatted(h:extract_output()))
+    h:close()
+  end)
+
   it("ReducingState sum: a running sum per key, kept across a restore", function()
     local SumFunction = require("operators.sum_function")
     local h = testing.keyed(SumFunction, { key_by = 1 })
