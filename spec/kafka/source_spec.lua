@@ -166,6 +166,134 @@ env:execute("unreachable")
     assert.is_true(os.time() - t0 < 20)
   end)
 
+  it("reads several topics with one source, each record once, at -p 2", function()
+    local mock = kmock.start(h, { a = 2, b = 3 })
+    -- value "<topic>/<partition>/<i>": the i-th record of that partition,
+    -- so at offset i
+    local expect = {}
+    for _, t in ipairs({ { "a", 2, 7 }, { "b", 3, 5 } }) do
+      local topic, parts, per = t[1], t[2], t[3]
+      local recs = {}
+      for i = 0, per - 1 do
+        for part = 0, parts - 1 do
+          local v = string.format("%s/%d/%d", topic, part, i)
+          recs[#recs + 1] = { part, "k" .. i, v }
+          expect[#expect + 1] = string.format("%s|%d|%d|%s", topic, part, i, v)
+        end
+      end
+      mock:produce(topic, recs)
+    end
+    local r = run([[
+env:kafka_source{ bootstrap_servers = B, topics = { "a", "b" }, bounded = true }
+  :map({ open = function(self, ctx) self.sub = ctx:index_of_this_subtask() end,
+         map = function(self, r)
+           return string.format("%s|%d|%d|%s %d", r.topic, r.partition, r.offset, r.value,
+                                self.sub)
+         end })
+  :print()
+env:execute("topics")
+]], { "-p", "2" }, mock)
+    assert.are.equal(0, r.code, r.stderr)
+    local got, subs = {}, {}
+    for _, line in ipairs(h.lines(r.stdout)) do
+      local rec, sub = line:match("(%S+) (%d)$")
+      got[#got + 1] = rec
+      local tp = rec:match("^(%a+|%d+)|")
+      subs[tp] = subs[tp] or {}
+      subs[tp][sub] = true
+    end
+    -- 2 * 7 + 3 * 5 records, each exactly once, with its own topic,
+    -- partition and offset
+    assert.are.equal(29, #got)
+    assert.are.same(h.sorted(expect), h.sorted(got))
+    -- each partition of either topic is read by one subtask, and both
+    -- subtasks read some
+    local used = {}
+    for _, tp in ipairs({ "a|0", "a|1", "b|0", "b|1", "b|2" }) do
+      local n = 0
+      for sub in pairs(subs[tp] or {}) do
+        n = n + 1
+        used[sub] = true
+      end
+      assert.are.equal(1, n, tp .. " read by " .. n .. " subtasks")
+    end
+    assert.is_true(used["0"] and used["1"])
+    assert.are.same({ [0] = 7, [1] = 7 }, mock:committed("topics", "a"))
+    assert.are.same({ [0] = 5, [1] = 5, [2] = 5 }, mock:committed("topics", "b"))
+  end)
+
+  it("gives the bytes of a value unchanged with value_format = \"raw\"", function()
+    local mock = kmock.start(h, { bin = 1 })
+    -- cs_kafka_mock produce decodes \xNN: a NUL, invalid UTF-8 (a lone
+    -- continuation byte, 0xff, a truncated sequence), a tab and newline, a
+    -- backslash, and what looks like JSON
+    local values = { "plain", "a\\x00b", "\\x80\\xff\\xfe\\xc3", "\\x00",
+                     "t\\x09n\\x0ar\\x0d", "back\\x5cslash", '{"n": 1}' }
+    local bytes = { "plain", "a\0b", "\x80\xff\xfe\xc3", "\0", "t\tn\nr\r",
+                    "back\\slash", '{"n": 1}' }
+    local recs = {}
+    for i, v in ipairs(values) do recs[i] = { 0, "", v } end
+    mock:produce("bin", recs)
+    local r = run([[
+env:kafka_source{ bootstrap_servers = B, topic = "bin", bounded = true, value_format = "raw" }
+  :map(function(r)
+    return string.format("%d %s %d %s", r.offset, math.type(#r.value), #r.value,
+                         (r.value:gsub(".", function(c) return string.format("%02x", c:byte()) end)))
+  end)
+  :print()
+env:execute("raw")
+]], nil, mock)
+    assert.are.equal(0, r.code, r.stderr)
+    local expect = {}
+    for i, b in ipairs(bytes) do
+      expect[i] = string.format("%d integer %d %s", i - 1, #b,
+                                (b:gsub(".", function(c) return string.format("%02x", c:byte()) end)))
+    end
+    assert.are.same(expect, h.lines(r.stdout))
+  end)
+
+  it("passes librdkafka properties through: client.id takes effect", function()
+    local mock = kmock.start(h, { t = 1 })
+    mock:produce("t", records(3, 1))
+    -- librdkafka names its client "<client.id>#consumer-<n>" in the log
+    -- lines it prints at log_level 7 with debug contexts on
+    local r = run([[
+env:kafka_source{ bootstrap_servers = B, topic = "t", bounded = true,
+                  properties = { ["client.id"] = "spec-client-42", debug = "consumer",
+                                 log_level = 7, ["fetch.wait.max.ms"] = 10 } }
+  :map(function(r) return r.value end):print()
+env:execute("props")
+]], nil, mock)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.are.same({ "v1", "v2", "v3" }, h.sorted(h.lines(r.stdout)))
+    assert.matches("|spec-client-42#consumer-", r.stderr, 1, true)
+    -- without the property the client has librdkafka's default name
+    r = run([[
+env:kafka_source{ bootstrap_servers = B, topic = "t", bounded = true,
+                  properties = { debug = "consumer", log_level = 7 } }
+  :map(function(r) return r.value end):print()
+env:execute("props")
+]], nil, mock)
+    assert.are.equal(0, r.code, r.stderr)
+    assert.is_nil(r.stderr:find("spec-client-42", 1, true))
+    assert.matches("|rdkafka#consumer-", r.stderr, 1, true)
+  end)
+
+  it("names a librdkafka property that does not exist, and fails", function()
+    local mock = kmock.start(h, { t = 1 })
+    mock:produce("t", records(3, 1))
+    local r = run([[
+env:kafka_source{ bootstrap_servers = B, topic = "t", bounded = true,
+                  properties = { ["no.such.property"] = "1" } }
+  :print()
+env:execute("badprop")
+]], nil, mock)
+    assert.are.equal(1, r.code)
+    assert.matches("bad librdkafka property no.such.property = '1'", r.stderr, 1, true)
+    assert.matches("No such configuration property", r.stderr, 1, true)
+    assert.are.equal("", r.stdout)
+  end)
+
   it("checks its options where the script gives them", function()
     local r = run([[
 env:kafka_source{ bootstrap_servers = B, topic = "t", value_format = "xml" }:print()

@@ -13,7 +13,9 @@
  *       Exits when stdin closes (the spec ends) or on SIGTERM/SIGINT.
  *   cs_kafka_mock produce BOOTSTRAP TOPIC
  *       Produces the stdin lines "partition TAB key TAB value [TAB ts]"
- *       (partition -1: the partitioner's choice; an empty key is none).
+ *       (partition -1: the partitioner's choice; an empty key is none);
+ *       "\xNN" in a key or value is the byte NN (as dump prints it), so a
+ *       value may hold a tab, a newline, a NUL or any other byte.
  *   cs_kafka_mock dump BOOTSTRAP TOPIC
  *       Prints every record of the topic (read_uncommitted: the mock does
  *       not hide aborted records anyway) as
@@ -25,6 +27,7 @@
  */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <ctype.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -147,6 +150,22 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
   if (m->err) die("delivery", rd_kafka_err2str(m->err));
 }
 
+/* Decodes the "\xNN" escapes of s in place; returns the decoded length. */
+static size_t unescape(char *s) {
+  char *o = s;
+  for (char *p = s; *p; p++) {
+    unsigned v;
+    if (p[0] == '\\' && p[1] == 'x' && isxdigit((unsigned char)p[2]) &&
+        isxdigit((unsigned char)p[3]) && sscanf(p + 2, "%2x", &v) == 1) {
+      *o++ = (char)v;
+      p += 3;
+    } else {
+      *o++ = *p;
+    }
+  }
+  return (size_t)(o - s);
+}
+
 static int produce(const char *bootstrap, const char *topic) {
   char err[512];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -170,13 +189,15 @@ static int produce(const char *bootstrap, const char *topic) {
     if (f[2] == NULL) continue;
     int32_t part = atoi(f[0]);
     long long ts = f[3] ? atoll(f[3]) : 0;
+    int has_key = f[1][0] != '\0';
+    size_t klen = unescape(f[1]), vlen = unescape(f[2]);
     rd_kafka_resp_err_t e;
     do {
       e = rd_kafka_producev(
           rk, RD_KAFKA_V_TOPIC(topic),
           RD_KAFKA_V_PARTITION(part < 0 ? RD_KAFKA_PARTITION_UA : part),
-          RD_KAFKA_V_KEY(f[1][0] ? f[1] : NULL, strlen(f[1])),
-          RD_KAFKA_V_VALUE(f[2], strlen(f[2])), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_KEY(has_key ? f[1] : NULL, klen),
+          RD_KAFKA_V_VALUE(f[2], vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
           RD_KAFKA_V_TIMESTAMP(ts), RD_KAFKA_V_END);
       if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) rd_kafka_poll(rk, 10);
     } while (e == RD_KAFKA_RESP_ERR__QUEUE_FULL);
