@@ -10,6 +10,7 @@ PACKAGES=(
   libmimalloc-dev librdkafka-dev
   libhttp-parser-dev chromium prometheus bsdutils curl
   time
+  iproute2 perl-base        # spec/obs/metrics_spec.lua: ss, and the slow clients in perl
   clang libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer and clang's ASan/UBSan
   libtsan2                  # scripts/test.sh --tsan (gcc's ThreadSanitizer)
 )
