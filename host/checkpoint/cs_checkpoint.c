@@ -542,9 +542,7 @@ static int cmp_id_desc(const void *a, const void *b) {
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* The N of every chk-N entry of job_dir, newest first, in *out (cs_free).
- * Returns the count, or -1 when out of memory. */
-static int list_ids(const char *job_dir, long long **out) {
+int cs_ckpt_list_ids(const char *job_dir, long long **out) {
   *out = NULL;
   DIR *d = opendir(job_dir);
   if (d == NULL) return 0;
@@ -577,7 +575,7 @@ cs_ckpt *cs_ckpt_find_latest(const char *base, const char *job) {
   char jobdir[4200];
   snprintf(jobdir, sizeof(jobdir), "%s/%s", base, job);
   long long *ids;
-  int n = list_ids(jobdir, &ids);
+  int n = cs_ckpt_list_ids(jobdir, &ids);
   cs_ckpt *found = NULL;
   for (int i = 0; i < n && found == NULL; i++) {
     char dir[4500], err[2048];
@@ -600,7 +598,7 @@ cs_ckpt *cs_ckpt_find_latest(const char *base, const char *job) {
 
 int cs_ckpt_retain(const char *job_dir, int64_t newest, int keep) {
   long long *ids;
-  int n = list_ids(job_dir, &ids);
+  int n = cs_ckpt_list_ids(job_dir, &ids);
   int kept = 0, removed = 0;
   for (int i = 0; i < n; i++) {
     if (ids[i] > newest) continue; /* not ours to judge */
@@ -615,7 +613,14 @@ int cs_ckpt_retain(const char *job_dir, int64_t newest, int keep) {
         continue;
       }
     }
-    if (ids[i] < newest && cs_ckpt_remove_dir(dir) == 0) removed++;
+    if (ids[i] >= newest) continue;
+    /* Its _metadata goes first: from then on a reader that takes no lock
+     * (state dump) sees the checkpoint as incomplete, not as one whose
+     * files are vanishing. */
+    char meta[4600];
+    snprintf(meta, sizeof(meta), "%s/%s", dir, META_NAME);
+    unlink(meta);
+    if (cs_ckpt_remove_dir(dir) == 0) removed++;
   }
   cs_free(ids);
   return removed;

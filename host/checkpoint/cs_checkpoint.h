@@ -105,6 +105,11 @@ int cs_ckpt_verify(const cs_ckpt *c, int *bad_part, char *err, size_t errlen);
  * Returns the checkpoint read (caller destroys) or NULL when there is none. */
 cs_ckpt *cs_ckpt_find_latest(const char *base, const char *job);
 
+/* The N of every chk-N entry of job_dir, newest first, in *out (caller
+ * frees with cs_free; NULL when there is none). Returns the count, or -1
+ * when out of memory. */
+int cs_ckpt_list_ids(const char *job_dir, long long **out);
+
 /* <parent of c->dir>/shared: where the incremental RocksDB checkpoints of
  * c's job keep their SST files. */
 void cs_ckpt_shared_dir(const cs_ckpt *c, char *buf, size_t len);
@@ -113,7 +118,9 @@ void cs_ckpt_shared_dir(const cs_ckpt *c, char *buf, size_t len);
  * job_dir whose N is at most newest, and removes every other chk-N with N
  * below newest: older checkpoints of this run and of earlier ones, damaged
  * ones, and directories left incomplete. Savepoints are never touched.
- * Returns the number of directories removed. */
+ * A checkpoint's _metadata is removed before its other files, so a reader
+ * without a lock never takes a checkpoint being removed for a complete
+ * one. Returns the number of directories removed. */
 int cs_ckpt_retain(const char *job_dir, int64_t newest, int keep);
 
 /* Deletes the files of <job_dir>/shared that no chk-* or savepoint-*

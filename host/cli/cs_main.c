@@ -25,7 +25,7 @@ static const char *progname = "cstream-lua";
 static void usage(FILE *f) {
   fprintf(f,
           "usage: %s [options] job.lua [args...]\n"
-          "       %s state dump <checkpoint dir> [--operator ID] [--state NAME]\n"
+          "       %s state dump <checkpoint dir | job dir> [--operator ID] [--state NAME]\n"
           "\n"
           "Runs a cstream-lua job: a Lua script that builds a dataflow with\n"
           "require(\"cstream\") and calls env:execute().\n"

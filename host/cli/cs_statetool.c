@@ -1,7 +1,9 @@
 /*
- * cs_statetool.c - `cstream-lua state dump <checkpoint dir> [--operator ID]
- * [--state NAME]`: prints the keyed and operator state and the source
- * positions of a checkpoint or savepoint as JSON lines.
+ * cs_statetool.c - `cstream-lua state dump <checkpoint dir | job dir>
+ * [--operator ID] [--state NAME]`: prints the keyed and operator state and
+ * the source positions of a checkpoint or savepoint as JSON lines. Given a
+ * job directory (<dir>/<job>), it dumps the newest complete chk-N after a
+ * line {"checkpoint":N}, while the job runs too (no lock is taken).
  *
  *   {"operator":"flat_map_2","subtask":0,"state":"average","kind":"value",
  *    "key_group":17,"key":1,"value":[2,8]}
@@ -22,11 +24,13 @@
  */
 #include <errno.h>
 #include <lauxlib.h>
+#include <stdarg.h>
 #include <lualib.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "state/cs_backend.h"
@@ -36,6 +40,20 @@
 #include "host/checkpoint/cs_checkpoint.h"
 #include "host/cli/cs_cli.h"
 #include "host/lua/cs_lua.h"
+
+/* The messages of the dump under way, printed on stderr when it ends: a
+ * dump of a job directory whose checkpoint retention removed while it was
+ * read drops them and reads the newest one again. */
+static cs_buf msgs;
+
+static void say(const char *fmt, ...) {
+  char line[6000];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  cs_buf_printf(&msgs, "cstream-lua: %s\n", line);
+}
 
 static void json_string(cs_buf *b, const char *s, size_t n) {
   cs_buf_append(b, "\"", 1);
@@ -188,59 +206,59 @@ static void json_ttl_value(lua_State *L, cs_slice v, int list, cs_buf *b) {
  * its files are checked against its manifest, then hard-linked (or copied)
  * into a fresh scratch directory under $TMPDIR or /tmp, which the backend
  * removes when destroyed; the checkpoint itself is never written to.
- * Returns the backend or NULL after a message on stderr. */
+ * Returns the backend or NULL after a message (say). */
 static cs_backend *open_rocksdb_part(const cs_ckpt *ck, const char *path) {
   char shared[4500], err[1500];
   cs_ckpt_shared_dir(ck, shared, sizeof(shared));
   int rc = cs_rocksdb_verify(path, shared, err, sizeof(err));
   if (rc) {
-    fprintf(stderr, "cstream-lua: the state file '%s' cannot be read: %s\n", path, err);
+    say("the state file '%s' cannot be read: %s", path, err);
     return NULL;
   }
   const char *tmp = getenv("TMPDIR");
   char scratch[4500];
   snprintf(scratch, sizeof(scratch), "%s/cstream-dump-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (mkdtemp(scratch) == NULL) {
-    fprintf(stderr, "cstream-lua: cannot create a scratch directory '%s': %s\n",
-            scratch, strerror(errno));
+    say("cannot create a scratch directory '%s': %s", scratch, strerror(errno));
     return NULL;
   }
   cs_backend *be = NULL;
   rc = cs_rocksdb_open_readonly(path, shared, scratch, &be, err, sizeof(err));
   if (rc) {
     rmdir(scratch); /* when the open failed before using it */
-    fprintf(stderr, "cstream-lua: the state file '%s' cannot be read: %s\n", path, err);
+    say("the state file '%s' cannot be read: %s", path, err);
     return NULL;
   }
   return be;
 }
 
 /* Reads the heap snapshot file at path into a heap backend. Returns it or
- * NULL after a message on stderr. */
+ * NULL after a message (say). */
 static cs_backend *open_heap_part(const char *path) {
   char err[600];
   cs_buf data = {0};
   if (cs_read_file(path, &data, err, sizeof(err))) {
     cs_buf_free(&data);
-    fprintf(stderr, "cstream-lua: %s\n", err);
+    say("%s", err);
     return NULL;
   }
   cs_backend *be = cs_heap_backend_create();
   int rc = be ? cs_backend_restore_all(be, data.data, data.len, 0, 65535) : CS_ENOMEM;
   cs_buf_free(&data);
   if (rc) {
-    fprintf(stderr, "cstream-lua: the state file '%s' cannot be read: %s\n", path,
-            rc == CS_EDECODE ? "it is corrupt or truncated" : cs_strerror(rc));
+    say("the state file '%s' cannot be read: %s", path,
+        rc == CS_EDECODE ? "it is corrupt or truncated" : cs_strerror(rc));
     if (be) be->ops->destroy(be);
     return NULL;
   }
   return be;
 }
 
-/* Prints the state of one part (a heap snapshot file or a RocksDB
- * checkpoint directory) as JSON lines. Returns 0, or 1 after a message. */
+/* Appends the state of one part (a heap snapshot file or a RocksDB
+ * checkpoint directory) to out as JSON lines. Returns 0, or 1 after a
+ * message. */
 static int dump_part(lua_State *L, const cs_ckpt *ck, const cs_ckpt_part *p,
-                     const char *want_state) {
+                     const char *want_state, cs_buf *out) {
   char path[4500];
   snprintf(path, sizeof(path), "%s/%s", ck->dir, p->file);
   size_t plen = strlen(path);
@@ -290,42 +308,43 @@ static int dump_part(lua_State *L, const cs_ckpt *ck, const cs_ckpt_part *p,
       json_encoded(L, e.val, kind == CS_STATE_LIST, &line);
     }
     cs_buf_append(&line, "}\n", 2);
-    fwrite(line.data, 1, line.len, stdout);
+    cs_buf_append(out, line.data, line.len);
   }
   cs_buf_free(&line);
   be->ops->iter_destroy(it);
   be->ops->destroy(be);
   if (rc == 0 && more < 0) rc = more;
   if (rc) {
-    fprintf(stderr, "cstream-lua: the state file '%s' cannot be read: %s\n", path,
-            cs_strerror(rc));
+    say("the state file '%s' cannot be read: %s", path, cs_strerror(rc));
     return 1;
   }
   return 0;
 }
 
-static int dump(const char *dir, const char *want_op, const char *want_state) {
+/* Appends the dump of the checkpoint in dir to out. Returns 0, 1 after a
+ * message, or 2 when dir has no _metadata (not complete, or removed). */
+static int dump_one(const char *dir, const char *want_op, const char *want_state,
+                    cs_buf *out) {
   char err[1024];
   cs_ckpt *ck = NULL;
-  if (cs_ckpt_read(dir, &ck, err, sizeof(err))) {
-    fprintf(stderr, "cstream-lua: %s\n", err);
-    return 1;
+  int rc = cs_ckpt_read(dir, &ck, err, sizeof(err));
+  if (rc) {
+    cs_ckpt_destroy(ck);
+    say("%s", err);
+    return rc == CS_ENOTFOUND && ck == NULL ? 2 : 1;
   }
   lua_State *L = luaL_newstate();
   int status = L ? 0 : 1;
   for (int i = 0; L && i < ck->nparts; i++) {
     const cs_ckpt_part *p = &ck->parts[i];
     if (want_op && strcmp(want_op, p->op_id) != 0) continue;
-    if (p->file && dump_part(L, ck, p, want_state)) status = 1;
+    if (p->file && dump_part(L, ck, p, want_state, out)) status = 1;
     if (p->source && !want_state) {
-      cs_buf line = {0};
-      cs_buf_append(&line, "{\"operator\":", 12);
-      json_string(&line, p->op_id, strlen(p->op_id));
-      cs_buf_printf(&line, ",\"subtask\":%d,\"source_position\":", p->subtask);
-      json_string(&line, p->source, strlen(p->source));
-      cs_buf_append(&line, "}\n", 2);
-      fwrite(line.data, 1, line.len, stdout);
-      cs_buf_free(&line);
+      cs_buf_append(out, "{\"operator\":", 12);
+      json_string(out, p->op_id, strlen(p->op_id));
+      cs_buf_printf(out, ",\"subtask\":%d,\"source_position\":", p->subtask);
+      json_string(out, p->source, strlen(p->source));
+      cs_buf_append(out, "}\n", 2);
     }
   }
   if (L) lua_close(L);
@@ -333,10 +352,84 @@ static int dump(const char *dir, const char *want_op, const char *want_state) {
   return status;
 }
 
-int cs_state_tool_main(int argc, char **argv) {
-  const char *dir = NULL, *op = NULL, *state = NULL;
+static int has_metadata(const char *dir) {
+  char path[4600];
+  struct stat st;
+  snprintf(path, sizeof(path), "%s/_metadata", dir);
+  return stat(path, &st) == 0;
+}
+
+/* A job directory (<checkpoint dir>/<job>): the newest complete chk-N is
+ * dumped, after a line {"checkpoint":N}. The job may be running: a chk-N
+ * without _metadata is being written (or removed) and is passed over, and
+ * when retention removes the one being read (its _metadata goes first),
+ * the dump starts again from the newest. */
+static int dump_job_dir(const char *jobdir, const char *want_op, const char *want_state,
+                        cs_buf *out) {
+  for (int attempt = 0; attempt < 100; attempt++) {
+    long long *ids;
+    int n = cs_ckpt_list_ids(jobdir, &ids);
+    int status = 2;
+    char dir[4500];
+    long long id = -1;
+    for (int i = 0; i < n && status == 2; i++) {
+      id = ids[i];
+      snprintf(dir, sizeof(dir), "%s/chk-%lld", jobdir, id);
+      cs_buf_reset(&msgs);
+      cs_buf_reset(out);
+      cs_buf_printf(out, "{\"checkpoint\":%lld}\n", id);
+      status = dump_one(dir, want_op, want_state, out);
+    }
+    cs_free(ids);
+    if (n < 0) {
+      say("out of memory listing '%s'", jobdir);
+      return 1;
+    }
+    if ((status == 2 || n == 0) && attempt < 3) {
+      /* each one listed was incomplete when read: the newest may have
+       * completed and the older ones gone meanwhile */
+      usleep(20 * 1000);
+      continue;
+    }
+    if (status == 2 || n == 0) {
+      cs_buf_reset(&msgs);
+      cs_buf_reset(out);
+      say("state dump: '%s' holds no complete checkpoint (chk-N with a _metadata)", jobdir);
+      return 1;
+    }
+    if (status == 0 || has_metadata(dir)) return status;
+    /* removed by retention while it was read: the newest again */
+  }
+  say("state dump: the checkpoints of '%s' were removed faster than they could be read",
+      jobdir);
+  return 1;
+}
+
+static int dump(const char *dir, const char *want_op, const char *want_state) {
+  cs_buf out = {0};
+  long long *ids = NULL;
+  int status;
+  if (!has_metadata(dir) && cs_ckpt_list_ids(dir, &ids) > 0) {
+    status = dump_job_dir(dir, want_op, want_state, &out);
+  } else {
+    status = dump_one(dir, want_op, want_state, &out);
+    if (status == 1 && !has_metadata(dir))
+      say("the checkpoint '%s' was removed while it was read (a running job keeps "
+          "state.checkpoints.num-retained of them); give the job directory to dump its "
+          "newest complete checkpoint", dir);
+    if (status == 2) status = 1;
+  }
+  cs_free(ids);
+  if (out.len) fwrite(out.data, 1, out.len, stdout);
+  if (msgs.len) fwrite(msgs.data, 1, msgs.len, stderr);
+  cs_buf_free(&out);
+  cs_buf_free(&msgs);
+  return status;
+}
+
+int cs_state_tool_main(int argc, char **argv) {  const char *dir = NULL, *op = NULL, *state = NULL;
   if (argc < 2 || strcmp(argv[1], "dump") != 0) {
-    fprintf(stderr, "usage: cstream-lua state dump <checkpoint dir> "
+    fprintf(stderr, "usage: cstream-lua state dump <checkpoint dir | job dir> "
                     "[--operator ID] [--state NAME]\n");
     return 2;
   }
