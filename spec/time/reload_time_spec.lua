@@ -1,8 +1,8 @@
--- Hot reload across event time: a job with pending event-time timers (or
--- open windows) is edited while it runs; the timers registered under the
--- old code fire under the new one (a reloaded on_timer or window function
--- takes effect), and every timer and window fires exactly once, with its
--- contents whole.
+-- Hot reload across time: a job with pending event-time timers (or open
+-- windows, or pending processing-time timers) is edited while it runs; the
+-- timers registered under the old code fire under the new one (a reloaded
+-- on_timer or window function takes effect), and every timer and window
+-- fires exactly once, with its contents whole.
 local h = require("helpers")
 
 -- A source that counts in its operator state (so a reload, which restarts
