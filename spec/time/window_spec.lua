@@ -394,16 +394,85 @@ marked(w, "pt"):print()
     end)
   end
 
-  it("processing-time sessions close after the gap", function()
-    local r, lines = run_job(SLOW .. [[
-local s = bursts({ { "a", 0, 1 }, { "a", 0, 2 }, { "a", 0, 3 }, { wait = "after3" },
-                   { "a", 0, 4 }, { "a", 0, 5 }, { wait = "after5" } })
+  for _, p in ipairs({ 1, 2 }) do
+    -- Windows of 200 ms every 100 ms: a record's two windows are [s - 100,
+    -- s + 100) and [s, s + 200) for the 100 ms slot s its arrival falls in.
+    -- Each burst waits until every window holding a record of the one
+    -- before fired (marked() creates twice<v> at v's second window), so the
+    -- records span several slots, and the job ends only once all fired.
+    -- (At -p 2 the keys a and b are on different subtasks.)
+    it("sliding processing-time windows of 200 ms every 100 ms hold each record twice, in consecutive windows, at -p " .. p, function()
+      local r, lines = run_job(SLOW .. [[
+local s = bursts({ { "a", 0, 1 }, { "a", 0, 2 }, { "b", 0, 10 }, { wait = "twice2" },
+                   { wait = "twice10" }, { "a", 0, 3 }, { "b", 0, 20 }, { wait = "after3" },
+                   { wait = "after20" }, { "a", 0, 4 }, { "b", 0, 30 }, { "a", 0, 5 }, { wait = "twice4" },
+                   { wait = "twice30" }, { wait = "twice5" } })
+local w = s:key_by(1):window(cstream.sliding_processing_time_windows(200, 100)):process(listing)
+w:map(function(v)
+  for _, x in ipairs(v[4]) do
+    local after = dir .. "/after" .. x
+    if exists(after) then assert(io.open(dir .. "/twice" .. x, "w")):close() end
+    assert(io.open(after, "w")):close()
+  end
+  return { "pts", v[1], v[2], v[3], table.concat(v[4], " ") }
+end):print()
+]], p)
+      ok(r)
+      -- key -> window start -> its records; record -> the starts of its windows
+      local windows, starts = { a = {}, b = {} }, {}
+      for _, l in ipairs(lines) do
+        local key, st, f, vs = l:match("^%(pts,(%a),(%d+),(%d+),([%d ]+)%)$")
+        assert(key, "unexpected line " .. l)
+        st, f = tonumber(st), tonumber(f)
+        assert.are.equal(200, f - st, l)
+        assert.are.equal(0, st % 100, l)
+        assert.is_nil(windows[key][st], "window fired twice: " .. l)
+        windows[key][st] = {}
+        for v in vs:gmatch("%d+") do
+          v = tonumber(v)
+          windows[key][st][v] = true
+          starts[v] = starts[v] or {}
+          table.insert(starts[v], st)
+        end
+      end
+      -- each record in exactly two windows of its key, consecutive ones
+      local slot = {}
+      for _, v in ipairs({ 1, 2, 3, 4, 5, 10, 20, 30 }) do
+        local st = starts[v]
+        assert.is_truthy(st, "record " .. v .. " in no window")
+        table.sort(st)
+        assert.are.equal(2, #st, "record " .. v .. " in windows " .. table.concat(st, ","))
+        assert.are.equal(100, st[2] - st[1], "record " .. v)
+        slot[v] = st[2]
+      end
+      -- a window holds exactly the records of its key whose slot it covers
+      for key, list in pairs({ a = { 1, 2, 3, 4, 5 }, b = { 10, 20, 30 } }) do
+        for st, got in pairs(windows[key]) do
+          local want = {}
+          for _, v in ipairs(list) do
+            if slot[v] == st or slot[v] == st + 100 then want[v] = true end
+          end
+          assert.are.same(want, got, key .. " window at " .. st)
+        end
+      end
+      -- the bursts fell in different slots
+      assert.is_true(slot[3] > slot[2] and slot[3] > slot[10] and slot[20] > slot[10])
+      assert.is_true(slot[4] > slot[3] and slot[30] > slot[20] and slot[5] > slot[3])
+    end)
+
+    it("processing-time sessions close after the gap, at -p " .. p, function()
+      local r, lines = run_job(SLOW .. [[
+local s = bursts({ { "a", 0, 1 }, { "a", 0, 2 }, { "b", 0, 10 }, { "a", 0, 3 }, { wait = "after3" },
+                   { wait = "after10" }, { "a", 0, 4 }, { "b", 0, 20 }, { "a", 0, 5 },
+                   { wait = "after5" }, { wait = "after20" } })
 marked(s:key_by(1):window(cstream.processing_time_session_windows(1000)):process(listing), "ps")
   :map(function(v) return { v[1], v[2], v[4] - v[3] >= 1000, v[5] } end):print()
-]], 1)
-    ok(r)
-    assert.are.same({ "(ps,a,true,1 2 3)", "(ps,a,true,4 5)" }, lines)
-  end)
+]], p)
+      ok(r)
+      assert.are.same({ "(ps,a,true,1 2 3)", "(ps,a,true,4 5)", "(ps,b,true,10)", "(ps,b,true,20)" },
+                      lines)
+    end)
+  end
 end)
 
 describe("window argument errors", function()
