@@ -83,13 +83,32 @@ env:from_collection(%s)
 env:execute("ttl")
 ]==]
 
--- Runs the commands (a Lua expression) with the TTL config arguments;
--- returns the printed lines.
-local function run_commands(ttl_args, commands_src)
+-- Runs the commands (a Lua expression) with the TTL config arguments at
+-- parallelism p (default 1); returns the printed lines, without "N> ".
+local function run_commands(ttl_args, commands_src, p)
   local job = h.write_job(string.format(COMMAND_JOB, ttl_args, commands_src))
-  local r = h.run({ "-p", "1", job }, { env = CLOCK })
+  local r = h.run({ "-p", tostring(p or 1), job }, { env = CLOCK })
   assert.are.equal(0, r.code, r.stderr)
-  return h.lines(r.stdout)
+  local lines = {}
+  for i, l in ipairs(h.lines(r.stdout)) do lines[i] = (l:gsub("^%d+> ", "")) end
+  return lines
+end
+
+-- The lines grouped by key (the keys sorted), each key's in their order:
+-- at -p 2 the keys' outputs interleave, one key's keep their order.
+local function by_key(lines)
+  local keys, of = {}, {}
+  for _, l in ipairs(lines) do
+    local k = l:match("^%(([^,]*),") or ""
+    if not of[k] then keys[#keys + 1], of[k] = k, {} end
+    table.insert(of[k], l)
+  end
+  table.sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    for _, l in ipairs(of[k]) do out[#out + 1] = l end
+  end
+  return out
 end
 
 -- Every kind written at once, then read by `reads` (ops of one key).
@@ -119,81 +138,91 @@ end
 describe("state TTL", function()
   after_each(h.cleanup)
 
-  it("every keyed state kind: an entry is visible until ttl ms after its write, then gone", function()
-    local lines = run_commands("1000", "{" .. WRITE_ALL .. [[
-      {"~", "sleep", 999}, ]] .. READ_ALL .. [[
-      {"~", "sleep", 1}, ]] .. READ_ALL .. [[
-      {"other", "value"}, }]])
-    assert.are.same(concat(ALL_LIVE, ALL_GONE, { "(other,value,null)" }), lines)
-  end)
+  -- Each case keeps its clock moves on the key it reads (the test clock is
+  -- one for the process: at -p 2 a sleep on the other subtask could come
+  -- anywhere between this key's records).
+  for _, p in ipairs({ 1, 2 }) do
+    -- at -p 2 the keys' outputs interleave: compared key by key
+    local function same(want, got)
+      if p == 1 then assert.are.same(want, got) else assert.are.same(by_key(want), by_key(got)) end
+    end
 
-  it("on_create_and_write (the default): reads do not refresh an entry, writes do", function()
-    local lines = run_commands("1000, { update_type = 'on_create_and_write' }", "{" .. WRITE_ALL .. [[
-      {"~", "sleep", 600}, ]] .. READ_ALL .. [[
-      {"~", "sleep", 600}, ]] .. READ_ALL .. [[
-      {"w", "update", 1}, {"~", "sleep", 600}, {"w", "update", 2}, {"~", "sleep", 600},
-      {"w", "value"}, }]])
-    assert.are.same(concat(ALL_LIVE, ALL_GONE, { "(w,value,2)" }), lines)
-  end)
+    it("every keyed state kind: an entry is visible until ttl ms after its write, then gone, at -p " .. p, function()
+      local lines = run_commands("1000", "{" .. WRITE_ALL .. [[
+        {"k", "sleep", 999}, ]] .. READ_ALL .. [[
+        {"k", "sleep", 1}, ]] .. READ_ALL .. [[
+        {"other", "value"}, }]], p)
+      same(concat(ALL_LIVE, ALL_GONE, { "(other,value,null)" }), lines)
+    end)
 
-  it("on_read_and_write: every read refreshes what it reads", function()
-    local lines = run_commands("1000, { update_type = 'on_read_and_write' }", "{" .. WRITE_ALL .. [[
-      {"~", "sleep", 600}, ]] .. READ_ALL .. [[
-      {"~", "sleep", 600}, ]] .. READ_ALL .. [[
-      {"~", "sleep", 1000}, ]] .. READ_ALL .. "}")
-    assert.are.same(concat(ALL_LIVE, ALL_LIVE, ALL_GONE), lines)
-  end)
+    it("on_create_and_write (the default): reads do not refresh an entry, writes do, at -p " .. p, function()
+      local lines = run_commands("1000, { update_type = 'on_create_and_write' }", "{" .. WRITE_ALL .. [[
+        {"k", "sleep", 600}, ]] .. READ_ALL .. [[
+        {"k", "sleep", 600}, ]] .. READ_ALL .. [[
+        {"k", "update", 1}, {"k", "sleep", 600}, {"k", "update", 2}, {"k", "sleep", 600},
+        {"k", "value"}, }]], p)
+      same(concat(ALL_LIVE, ALL_GONE, { "(k,value,2)" }), lines)
+    end)
 
-  it("on_read_and_write: a map iterator refreshes the entries it reads, also when the loop breaks", function()
-    local lines = run_commands("1000, { update_type = 'on_read_and_write' }", [[{
-      {"k", "put", "a", 1}, {"~", "sleep", 700}, {"k", "put", "b", 2}, {"k", "first"},
-      {"~", "sleep", 700}, {"k", "entries"}, {"~", "sleep", 700}, {"k", "entries"},
-      {"~", "sleep", 1000}, {"k", "entries"} }]])
-    -- "first" read one entry (a, the older, or b): it and b live on
-    assert.are.equal(4, #lines)
-    local first = lines[1]:match("^%(k,first,(%a)%)$")
-    assert.is_truthy(first, lines[1])
-    assert.are.same({ "(k,entries," .. (first == "a" and "a=1 b=2" or "b=2") .. ")",
-                      "(k,entries," .. (first == "a" and "a=1 b=2" or "b=2") .. ")",
-                      "(k,entries,)" }, { lines[2], lines[3], lines[4] })
-  end)
+    it("on_read_and_write: every read refreshes what it reads, at -p " .. p, function()
+      local lines = run_commands("1000, { update_type = 'on_read_and_write' }", "{" .. WRITE_ALL .. [[
+        {"k", "sleep", 600}, ]] .. READ_ALL .. [[
+        {"k", "sleep", 600}, ]] .. READ_ALL .. [[
+        {"k", "sleep", 1000}, ]] .. READ_ALL .. "}", p)
+      same(concat(ALL_LIVE, ALL_LIVE, ALL_GONE), lines)
+    end)
 
-  it("on_read_and_write: reading a map while iterating it does not end the iterator", function()
-    local lines = run_commands("1000, { update_type = 'on_read_and_write' }", [[{
-      {"k", "put", "a", 1}, {"k", "put", "b", 2}, {"~", "sleep", 600}, {"k", "get_each"},
-      {"~", "sleep", 600}, {"k", "entries"}, {"~", "sleep", 1000}, {"k", "entries"} }]])
-    assert.are.same({ "(k,get_each,a=1 b=2)", "(k,entries,a=1 b=2)", "(k,entries,)" }, lines)
-  end)
+    it("on_read_and_write: a map iterator refreshes the entries it reads, also when the loop breaks, at -p " .. p, function()
+      local lines = run_commands("1000, { update_type = 'on_read_and_write' }", [[{
+        {"k", "put", "a", 1}, {"k", "sleep", 700}, {"k", "put", "b", 2}, {"k", "first"},
+        {"k", "sleep", 700}, {"k", "entries"}, {"k", "sleep", 700}, {"k", "entries"},
+        {"k", "sleep", 1000}, {"k", "entries"} }]], p)
+      -- "first" read one entry (a, the older, or b): it and b live on
+      assert.are.equal(4, #lines)
+      local first = lines[1]:match("^%(k,first,(%a)%)$")
+      assert.is_truthy(first, lines[1])
+      same({ "(k,entries," .. (first == "a" and "a=1 b=2" or "b=2") .. ")",
+             "(k,entries," .. (first == "a" and "a=1 b=2" or "b=2") .. ")",
+             "(k,entries,)" }, { lines[2], lines[3], lines[4] })
+    end)
 
-  it("each list element and each map entry expires on its own", function()
-    local lines = run_commands("1000", [[{
-      {"k", "add", "a"}, {"k", "put", "x", 1}, {"~", "sleep", 600},
-      {"k", "add", "b"}, {"k", "put", "y", 2}, {"~", "sleep", 600},
-      {"k", "list"}, {"k", "entries"}, {"k", "get", "x"}, {"k", "contains", "y"},
-      {"k", "is_empty"}, {"~", "sleep", 600}, {"k", "list"}, {"k", "is_empty"} }]])
-    assert.are.same({ "(k,list,(b))", "(k,entries,y=2)", "(k,get,null)", "(k,contains,true)",
-                      "(k,is_empty,false)", "(k,list,())", "(k,is_empty,true)" }, lines)
-  end)
+    it("on_read_and_write: reading a map while iterating it does not end the iterator, at -p " .. p, function()
+      local lines = run_commands("1000, { update_type = 'on_read_and_write' }", [[{
+        {"k", "put", "a", 1}, {"k", "put", "b", 2}, {"k", "sleep", 600}, {"k", "get_each"},
+        {"k", "sleep", 600}, {"k", "entries"}, {"k", "sleep", 1000}, {"k", "entries"} }]], p)
+      same({ "(k,get_each,a=1 b=2)", "(k,entries,a=1 b=2)", "(k,entries,)" }, lines)
+    end)
 
-  it("reducing, aggregating and folding state start afresh once their value expired", function()
-    local lines = run_commands("1000", [[{
-      {"k", "reduce", 1}, {"k", "reduce", 2}, {"k", "aggregate", 1}, {"k", "aggregate", 3},
-      {"k", "fold", "a"}, {"k", "fold", "b"}, {"k", "reduced"}, {"k", "aggregated"}, {"k", "folded"},
-      {"~", "sleep", 1000},
-      {"k", "reduce", 5}, {"k", "aggregate", 5}, {"k", "fold", "c"},
-      {"k", "reduced"}, {"k", "aggregated"}, {"k", "folded"} }]])
-    assert.are.same({ "(k,reduced,3)", "(k,aggregated,4/2)", "(k,folded,ab)",
-                      "(k,reduced,5)", "(k,aggregated,5/1)", "(k,folded,c)" }, lines)
-  end)
+    it("each list element and each map entry expires on its own, at -p " .. p, function()
+      local lines = run_commands("1000", [[{
+        {"k", "add", "a"}, {"k", "put", "x", 1}, {"k", "sleep", 600},
+        {"k", "add", "b"}, {"k", "put", "y", 2}, {"k", "sleep", 600},
+        {"k", "list"}, {"k", "entries"}, {"k", "get", "x"}, {"k", "contains", "y"},
+        {"k", "is_empty"}, {"k", "sleep", 600}, {"k", "list"}, {"k", "is_empty"} }]], p)
+      same({ "(k,list,(b))", "(k,entries,y=2)", "(k,get,null)", "(k,contains,true)",
+             "(k,is_empty,false)", "(k,list,())", "(k,is_empty,true)" }, lines)
+    end)
 
-  it("return_expired_if_not_cleaned_up: an expired entry is returned once, by the read that removes it", function()
-    local lines = run_commands("1000, { visibility = 'return_expired_if_not_cleaned_up' }", [[{
-      {"k", "update", "v"}, {"k", "add", "a"}, {"k", "put", "x", 1}, {"~", "sleep", 1500},
-      {"k", "value"}, {"k", "value"}, {"k", "list"}, {"k", "list"},
-      {"k", "get", "x"}, {"k", "get", "x"} }]])
-    assert.are.same({ "(k,value,v)", "(k,value,null)", "(k,list,(a))", "(k,list,())",
-                      "(k,get,1)", "(k,get,null)" }, lines)
-  end)
+    it("reducing, aggregating and folding state start afresh once their value expired, at -p " .. p, function()
+      local lines = run_commands("1000", [[{
+        {"k", "reduce", 1}, {"k", "reduce", 2}, {"k", "aggregate", 1}, {"k", "aggregate", 3},
+        {"k", "fold", "a"}, {"k", "fold", "b"}, {"k", "reduced"}, {"k", "aggregated"}, {"k", "folded"},
+        {"k", "sleep", 1000},
+        {"k", "reduce", 5}, {"k", "aggregate", 5}, {"k", "fold", "c"},
+        {"k", "reduced"}, {"k", "aggregated"}, {"k", "folded"} }]], p)
+      same({ "(k,reduced,3)", "(k,aggregated,4/2)", "(k,folded,ab)",
+             "(k,reduced,5)", "(k,aggregated,5/1)", "(k,folded,c)" }, lines)
+    end)
+
+    it("return_expired_if_not_cleaned_up: an expired entry is returned once, by the read that removes it, at -p " .. p, function()
+      local lines = run_commands("1000, { visibility = 'return_expired_if_not_cleaned_up' }", [[{
+        {"k", "update", "v"}, {"k", "add", "a"}, {"k", "put", "x", 1}, {"k", "sleep", 1500},
+        {"k", "value"}, {"k", "value"}, {"k", "list"}, {"k", "list"},
+        {"k", "get", "x"}, {"k", "get", "x"} }]], p)
+      same({ "(k,value,v)", "(k,value,null)", "(k,list,(a))", "(k,list,())",
+             "(k,get,1)", "(k,get,null)" }, lines)
+    end)
+  end
 
   it("runs on the wall clock: a 200 ms TTL, and a source that sleeps past it", function()
     local job = h.write_job([[

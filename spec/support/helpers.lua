@@ -81,6 +81,20 @@ end
 
 function M.sleep(s) os.execute("sleep " .. s) end
 
+-- CSTREAM_SPEC_BACKEND runs the same spec against another state backend
+-- (ctest registers the state and time specs once more with it): an argv
+-- that runs the binary, not its "state" tool, and names no backend of its
+-- own gets --state-backend=<it>. Returns argv, changed in place.
+local function with_spec_backend(argv)
+  local backend = os.getenv("CSTREAM_SPEC_BACKEND")
+  if not backend or argv[1] ~= BIN or argv[2] == "state" then return argv end
+  for _, a in ipairs(argv) do
+    if a == "--state-backend" or a:match("^%-%-state%-backend=") then return argv end
+  end
+  table.insert(argv, 2, "--state-backend=" .. backend)
+  return argv
+end
+
 -- Runs the binary with args and waits for it. opts: timeout (seconds,
 -- default 120; the process is killed past it and code is 124 or 137),
 -- stdin (a file to read input from), env (a string of VAR=value words),
@@ -89,15 +103,7 @@ function M.run(args, opts)
   opts = opts or {}
   local dir = M.tmpdir()
   local out, err = dir .. "/stdout", dir .. "/stderr"
-  local argv = opts.cmd or { BIN, table.unpack(args) }
-  -- CSTREAM_SPEC_BACKEND runs the same spec against another state backend
-  -- (ctest registers the state specs once per backend).
-  local backend = os.getenv("CSTREAM_SPEC_BACKEND")
-  if backend and not opts.cmd and args[1] ~= "state" then
-    local given = false
-    for _, a in ipairs(args) do if a == "--state-backend" then given = true end end
-    if not given then table.insert(argv, 2, "--state-backend=" .. backend) end
-  end
+  local argv = opts.cmd or with_spec_backend({ BIN, table.unpack(args) })
   local cmd = string.format("%s timeout -k 5 %d %s < %s > %s 2> %s; echo $?",
     opts.env or "", (opts.timeout or 120) * SLOW, join(argv), q(opts.stdin or "/dev/null"),
     q(out), q(err))
@@ -118,10 +124,12 @@ function M.check_sanitizers(stderr)
   end
 end
 
--- Starts argv in the background. Returns a process record {pid, stdout,
--- stderr (paths)}; cleanup() kills it if it is still running.
+-- Starts argv in the background (the binary on CSTREAM_SPEC_BACKEND's
+-- backend, as run() does). Returns a process record {pid, stdout, stderr
+-- (paths)}; cleanup() kills it if it is still running.
 function M.spawn(argv, opts)
   opts = opts or {}
+  argv = with_spec_backend({ table.unpack(argv) })
   local dir = M.tmpdir()
   local p = { stdout = dir .. "/stdout", stderr = dir .. "/stderr", codefile = dir .. "/code" }
   local pidfile = dir .. "/pid"

@@ -1,8 +1,8 @@
--- Hot reload across event time: a job with pending event-time timers (or
--- open windows) is edited while it runs; the timers registered under the
--- old code fire under the new one (a reloaded on_timer or window function
--- takes effect), and every timer and window fires exactly once, with its
--- contents whole.
+-- Hot reload across time: a job with pending event-time timers (or open
+-- windows, or pending processing-time timers) is edited while it runs; the
+-- timers registered under the old code fire under the new one (a reloaded
+-- on_timer or window function takes effect), and every timer and window
+-- fires exactly once, with its contents whole.
 local h = require("helpers")
 
 -- A source that counts in its operator state (so a reload, which restarts
@@ -60,6 +60,53 @@ local WINDOW_JOB = JOB:gsub("  :key_by%(1%)\n  :process%(.-\n  }%)\n", [[
     out:collect("VERSION " .. key .. " " .. ctx:window().start .. " " .. table.concat(ts, ","))
   end)
 ]])
+-- The same source; every record registers a processing-time timer 300 ms
+-- ahead and prints it ("reg VERSION key time"), on_timer prints "fire
+-- VERSION key time". Once stopped, the source waits a second, so every
+-- timer is due before the input ends.
+local PROC_JOB = JOB:gsub("    cstream%.sleep%(3%)\n    end\n", "%0    cstream.sleep(1000)\n", 1)
+  :gsub("  :assign_timestamps_and_watermarks%(.-\n  :key_by%(1%)\n  :process%(.-\n  }%)\n", [[
+  :key_by(1)
+  :process({
+    process_element = function(self, v, ctx, out)
+      local t = ctx:timer_service():current_processing_time() + 300
+      ctx:timer_service():register_processing_time_timer(t)
+      out:collect("reg VERSION " .. v[1] .. " " .. t)
+    end,
+    on_timer = function(self, ts, ctx, out)
+      out:collect("fire VERSION " .. ctx:get_current_key() .. " " .. ts .. " " .. ctx:time_domain())
+    end,
+  })
+]])
+
+-- ctest runs this spec again with CSTREAM_SPEC_BACKEND=rocksdb, which
+-- h.spawn passes on as --state-backend; RocksDB then keeps its working
+-- directories under <dir>/rocksdb, which the spec checks while the job runs.
+local ROCKSDB = os.getenv("CSTREAM_SPEC_BACKEND") == "rocksdb"
+
+-- Starts the job at -p 2 with --watch; returns the process.
+local function start(dir, job, ...)
+  local argv = { h.bin(), "--watch", "-p", "2", "-D", "pipeline.auto-watermark-interval=20" }
+  if ROCKSDB then
+    os.execute("mkdir -p " .. h.quote(dir .. "/rocksdb"))
+    for _, a in ipairs({ "-D", "state.backend.rocksdb.localdir=" .. dir .. "/rocksdb" }) do
+      argv[#argv + 1] = a
+    end
+  end
+  for _, a in ipairs({ job, ... }) do argv[#argv + 1] = a end
+  return h.spawn(argv)
+end
+
+-- On the RocksDB run, asserts that the running job keeps its keyed state in
+-- RocksDB databases (each one's CURRENT file) under <dir>/rocksdb.
+local function assert_backend(dir)
+  if not ROCKSDB then return end
+  local l = io.popen("ls " .. h.quote(dir .. "/rocksdb") .. "/*/*/CURRENT 2>/dev/null")
+  local found = h.lines(l:read("a"))
+  l:close()
+  assert.is_true(#found >= 2, "no RocksDB database under " .. dir .. "/rocksdb")
+end
+
 describe("hot reload with event time", function()
   after_each(h.cleanup)
 
@@ -68,8 +115,7 @@ describe("hot reload with event time", function()
     local job = dir .. "/job.lua"
     local stop, countfile = dir .. "/stop", dir .. "/count"
     h.write_file(job, (JOB:gsub("VERSION", "v1")))
-    local p = h.spawn({ h.bin(), "--watch", "-p", "2", "-D",
-                        "pipeline.auto-watermark-interval=20", job, stop, countfile })
+    local p = start(dir, job, stop, countfile)
     local function out() return h.read_file(p.stdout) or "" end
     local function fired(v)
       local n = 0
@@ -84,6 +130,7 @@ describe("hot reload with event time", function()
     end, 20), h.read_file(p.stderr))
     assert.is_truthy(h.wait_for(function() return fired("v2") >= 20 end, 20),
                      h.read_file(p.stderr))
+    assert_backend(dir)
     h.write_file(stop, "")
     assert.are.equal(0, h.wait(p, 30), h.read_file(p.stderr))
     local n = tonumber(h.read_file(countfile))
@@ -120,8 +167,7 @@ describe("hot reload with event time", function()
     local job = dir .. "/job.lua"
     local stop, countfile = dir .. "/stop", dir .. "/count"
     h.write_file(job, (WINDOW_JOB:gsub("VERSION", "v1")))
-    local p = h.spawn({ h.bin(), "--watch", "-p", "2", "-D",
-                        "pipeline.auto-watermark-interval=20", job, stop, countfile })
+    local p = start(dir, job, stop, countfile)
     local function out() return h.read_file(p.stdout) or "" end
     local function fired(v)
       local n = 0
@@ -136,6 +182,7 @@ describe("hot reload with event time", function()
     end, 20), h.read_file(p.stderr))
     assert.is_truthy(h.wait_for(function() return fired("v2") >= 10 end, 20),
                      h.read_file(p.stderr))
+    assert_backend(dir)
     h.write_file(stop, "")
     assert.are.equal(0, h.wait(p, 30), h.read_file(p.stderr))
     local n = tonumber(h.read_file(countfile))
@@ -158,5 +205,64 @@ describe("hot reload with event time", function()
     end
     for kw in pairs(got) do assert.is_truthy(want[kw], "unexpected window " .. kw) end
     assert.is_true(versions.v1 > 0 and versions.v2 > 0)
+  end)
+
+  it("keeps pending processing-time timers, and a reloaded on_timer fires them", function()
+    assert.is_truthy(PROC_JOB:match("register_processing_time_timer"))
+    assert.is_truthy(PROC_JOB:match("cstream%.sleep%(1000%)"))
+    local dir = h.tmpdir()
+    local job = dir .. "/job.lua"
+    local stop, countfile = dir .. "/stop", dir .. "/count"
+    h.write_file(job, (PROC_JOB:gsub("VERSION", "v1")))
+    local p = start(dir, job, stop, countfile)
+    local function out() return h.read_file(p.stdout) or "" end
+    local function count(pattern)
+      local n = 0
+      for _ in out():gmatch(pattern) do n = n + 1 end
+      return n
+    end
+    assert.is_truthy(h.wait_for(function() return count("fire v1 k%d+ %d+") >= 20 end, 20),
+                     h.read_file(p.stderr))
+    h.write_file(job, (PROC_JOB:gsub("VERSION", "v2")))
+    assert.is_truthy(h.wait_for(function()
+      return (h.read_file(p.stderr) or ""):match("reloaded")
+    end, 20), h.read_file(p.stderr))
+    assert.is_truthy(h.wait_for(function() return count("fire v2 k%d+ %d+") >= 20 end, 20),
+                     h.read_file(p.stderr))
+    assert_backend(dir)
+    h.write_file(stop, "")
+    assert.are.equal(0, h.wait(p, 30), h.read_file(p.stderr))
+    local n = tonumber(h.read_file(countfile))
+    assert.is_truthy(n and n > 0)
+    -- timers registered (per key and time, deduplicated) and the version
+    -- that registered them
+    local registered, nreg = {}, 0
+    for version, kt in out():gmatch("reg (v%d) (k%d+ %d+)") do
+      if not registered[kt] then nreg = nreg + 1 end
+      registered[kt] = registered[kt] or version
+    end
+    assert.are.equal(n, count("reg v%d k%d+ %d+"))
+    -- each fired exactly once, in the processing-time domain
+    local fired, nfired, carried = {}, 0, 0
+    local last_v1, first_v2 = {}, {}
+    for version, k, ts, domain in out():gmatch("fire (v%d) (k%d+) (%d+) (%S+)") do
+      local kt = k .. " " .. ts
+      assert.are.equal("processing_time", domain)
+      assert.is_nil(fired[kt], "timer fired twice: " .. kt)
+      assert.is_truthy(registered[kt], "timer never registered: " .. kt)
+      fired[kt], nfired = version, nfired + 1
+      ts = tonumber(ts)
+      if version == "v1" then last_v1[k] = math.max(last_v1[k] or 0, ts) end
+      if version == "v2" then first_v2[k] = math.min(first_v2[k] or math.maxinteger, ts) end
+      -- registered under v1, pending at the reload, fired by v2's on_timer
+      if version == "v2" and registered[kt] == "v1" then carried = carried + 1 end
+    end
+    assert.are.equal(nreg, nfired)
+    assert.is_true(carried > 0, "no timer registered before the reload fired after it")
+    -- per key, the timers fire in time order, so v2's on_timer took over
+    -- from the reload on
+    for k, ts in pairs(first_v2) do
+      assert.is_true(ts > (last_v1[k] or 0), "a v1 timer of " .. k .. " fired after a v2 one")
+    end
   end)
 end)

@@ -123,8 +123,9 @@ env:execute("order")
     assert.is_truthy(lines[timer_at + 1]:match("^record 4000"), r.stdout)
   end)
 
-  it("send late records to a side output", function()
-    local r = run_job([[
+  for _, p in ipairs({ "1", "2" }) do
+    it("send late records to a side output, at -p " .. p, function()
+      local r = run_job([[
 local cstream = require("cstream")
 local env = cstream.get_execution_environment()
 local late = cstream.output_tag("late")
@@ -136,6 +137,7 @@ local main = env:add_source({ run = function(self, ctx)
 end })
   :assign_timestamps_and_watermarks(
     cstream.watermark_strategy.for_bounded_out_of_orderness(1500, function(v) return v[2] end))
+  :set_parallelism(1) -- with the source: one assigner sees every record
   :key_by(1)
   :process({
     process_element = function(self, v, ctx, out)
@@ -150,13 +152,68 @@ end })
 main:print("main")
 main:get_side_output(late):print("side")
 env:execute("late")
-]], { "-p", "1", "-D", "pipeline.auto-watermark-interval=10" })
-    assert.are.equal(0, r.code, r.stderr)
-    assert.are.same({ "main> 1000", "main> 5000", "main> 8000", "main> 9000",
-                      "side> (a,2000)", "side> (a,3000)",
-                      "side> (ontime,1000)", "side> (ontime,5000)", "side> (ontime,8000)",
-                      "side> (ontime,9000)" }, h.sorted(h.lines(r.stdout)))
-  end)
+]], { "-p", p, "-D", "pipeline.auto-watermark-interval=10" })
+      assert.are.equal(0, r.code, r.stderr)
+      assert.are.same({ "main> 1000", "main> 5000", "main> 8000", "main> 9000",
+                        "side> (a,2000)", "side> (a,3000)",
+                        "side> (ontime,1000)", "side> (ontime,5000)", "side> (ontime,8000)",
+                        "side> (ontime,9000)" },
+                      h.sorted(h.lines((r.stdout:gsub("(%a+):%d+> ", "%1> ")))))
+    end)
+
+    -- Keys a, b, c take the records 1..40 (a key by i % 3, time 10 i; a
+    -- and c land on one subtask at -p 2, b on the other):
+    -- process_element sends the odd ones to a side output (ctx:output),
+    -- which is keyed again and summed, and registers a timer whose
+    -- on_timer reports it to a second side output (out:collect_to).
+    it("route records from process_element and on_timer to side outputs, read downstream, at -p " .. p, function()
+      local r = run_job([[
+local cstream = require("cstream")
+local env = cstream.get_execution_environment()
+local ODD, FIRED = cstream.output_tag("odd"), cstream.output_tag("fired")
+local rows = {}
+for i = 1, 40 do rows[i] = { ({ "a", "b", "c" })[i % 3 + 1], i } end
+local main = env:from_collection(rows)
+  :assign_timestamps_and_watermarks(
+    cstream.watermark_strategy.for_monotonous_timestamps(function(v) return v[2] * 10 end))
+  :key_by(1)
+  :process({
+    process_element = function(self, v, ctx, out)
+      if v[2] % 2 == 1 then ctx:output(ODD, v) else out:collect({ "main", v[1], v[2] }) end
+      ctx:timer_service():register_event_time_timer(ctx:timestamp() + 5)
+    end,
+    on_timer = function(self, ts, ctx, out)
+      out:collect_to(FIRED, { "fired", ctx:get_current_key(), ts })
+    end,
+  })
+main:print()
+main:get_side_output(ODD):key_by(1):reduce(function(a, b) return { a[1], a[2] + b[2] } end)
+  :map(function(v) return { "odd-sum", v[1], v[2] } end):print()
+main:get_side_output(FIRED):print()
+env:execute("sides")
+]], { "-p", p })
+      assert.are.equal(0, r.code, r.stderr)
+      local want, sums = {}, {}
+      for i = 1, 40 do
+        local k = ({ "a", "b", "c" })[i % 3 + 1]
+        if i % 2 == 0 then
+          want[#want + 1] = string.format("(main,%s,%d)", k, i)
+        else
+          sums[k] = (sums[k] or 0) + i
+          want[#want + 1] = string.format("(odd-sum,%s,%d)", k, sums[k])
+        end
+        want[#want + 1] = string.format("(fired,%s,%d)", k, i * 10 + 5)
+      end
+      table.sort(want)
+      assert.are.same(want, rows(r.stdout))
+      if p == "2" then
+        -- the keys are spread over both subtasks of the process function
+        local subtasks = {}
+        for n in r.stdout:gmatch("(%d+)> %(main,") do subtasks[n] = true end
+        assert.is_truthy(subtasks["1"] and subtasks["2"], r.stdout)
+      end
+    end)
+  end
 end)
 
 describe("connected streams", function()

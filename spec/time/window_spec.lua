@@ -394,16 +394,85 @@ marked(w, "pt"):print()
     end)
   end
 
-  it("processing-time sessions close after the gap", function()
-    local r, lines = run_job(SLOW .. [[
-local s = bursts({ { "a", 0, 1 }, { "a", 0, 2 }, { "a", 0, 3 }, { wait = "after3" },
-                   { "a", 0, 4 }, { "a", 0, 5 }, { wait = "after5" } })
+  for _, p in ipairs({ 1, 2 }) do
+    -- Windows of 200 ms every 100 ms: a record's two windows are [s - 100,
+    -- s + 100) and [s, s + 200) for the 100 ms slot s its arrival falls in.
+    -- Each burst waits until every window holding a record of the one
+    -- before fired (marked() creates twice<v> at v's second window), so the
+    -- records span several slots, and the job ends only once all fired.
+    -- (At -p 2 the keys a and b are on different subtasks.)
+    it("sliding processing-time windows of 200 ms every 100 ms hold each record twice, in consecutive windows, at -p " .. p, function()
+      local r, lines = run_job(SLOW .. [[
+local s = bursts({ { "a", 0, 1 }, { "a", 0, 2 }, { "b", 0, 10 }, { wait = "twice2" },
+                   { wait = "twice10" }, { "a", 0, 3 }, { "b", 0, 20 }, { wait = "after3" },
+                   { wait = "after20" }, { "a", 0, 4 }, { "b", 0, 30 }, { "a", 0, 5 }, { wait = "twice4" },
+                   { wait = "twice30" }, { wait = "twice5" } })
+local w = s:key_by(1):window(cstream.sliding_processing_time_windows(200, 100)):process(listing)
+w:map(function(v)
+  for _, x in ipairs(v[4]) do
+    local after = dir .. "/after" .. x
+    if exists(after) then assert(io.open(dir .. "/twice" .. x, "w")):close() end
+    assert(io.open(after, "w")):close()
+  end
+  return { "pts", v[1], v[2], v[3], table.concat(v[4], " ") }
+end):print()
+]], p)
+      ok(r)
+      -- key -> window start -> its records; record -> the starts of its windows
+      local windows, starts = { a = {}, b = {} }, {}
+      for _, l in ipairs(lines) do
+        local key, st, f, vs = l:match("^%(pts,(%a),(%d+),(%d+),([%d ]+)%)$")
+        assert(key, "unexpected line " .. l)
+        st, f = tonumber(st), tonumber(f)
+        assert.are.equal(200, f - st, l)
+        assert.are.equal(0, st % 100, l)
+        assert.is_nil(windows[key][st], "window fired twice: " .. l)
+        windows[key][st] = {}
+        for v in vs:gmatch("%d+") do
+          v = tonumber(v)
+          windows[key][st][v] = true
+          starts[v] = starts[v] or {}
+          table.insert(starts[v], st)
+        end
+      end
+      -- each record in exactly two windows of its key, consecutive ones
+      local slot = {}
+      for _, v in ipairs({ 1, 2, 3, 4, 5, 10, 20, 30 }) do
+        local st = starts[v]
+        assert.is_truthy(st, "record " .. v .. " in no window")
+        table.sort(st)
+        assert.are.equal(2, #st, "record " .. v .. " in windows " .. table.concat(st, ","))
+        assert.are.equal(100, st[2] - st[1], "record " .. v)
+        slot[v] = st[2]
+      end
+      -- a window holds exactly the records of its key whose slot it covers
+      for key, list in pairs({ a = { 1, 2, 3, 4, 5 }, b = { 10, 20, 30 } }) do
+        for st, got in pairs(windows[key]) do
+          local want = {}
+          for _, v in ipairs(list) do
+            if slot[v] == st or slot[v] == st + 100 then want[v] = true end
+          end
+          assert.are.same(want, got, key .. " window at " .. st)
+        end
+      end
+      -- the bursts fell in different slots
+      assert.is_true(slot[3] > slot[2] and slot[3] > slot[10] and slot[20] > slot[10])
+      assert.is_true(slot[4] > slot[3] and slot[30] > slot[20] and slot[5] > slot[3])
+    end)
+
+    it("processing-time sessions close after the gap, at -p " .. p, function()
+      local r, lines = run_job(SLOW .. [[
+local s = bursts({ { "a", 0, 1 }, { "a", 0, 2 }, { "b", 0, 10 }, { "a", 0, 3 }, { wait = "after3" },
+                   { wait = "after10" }, { "a", 0, 4 }, { "b", 0, 20 }, { "a", 0, 5 },
+                   { wait = "after5" }, { wait = "after20" } })
 marked(s:key_by(1):window(cstream.processing_time_session_windows(1000)):process(listing), "ps")
   :map(function(v) return { v[1], v[2], v[4] - v[3] >= 1000, v[5] } end):print()
-]], 1)
-    ok(r)
-    assert.are.same({ "(ps,a,true,1 2 3)", "(ps,a,true,4 5)" }, lines)
-  end)
+]], p)
+      ok(r)
+      assert.are.same({ "(ps,a,true,1 2 3)", "(ps,a,true,4 5)", "(ps,b,true,10)", "(ps,b,true,20)" },
+                      lines)
+    end)
+  end
 end)
 
 describe("window argument errors", function()
@@ -459,16 +528,20 @@ end)
 
 -- Windows over lines "k<key>,<ts>,<value>" of a file read in order (one
 -- source subtask, so timestamps only grow): a tumbling process window
--- keeping every element, and a sliding aggregate keeping an accumulator.
--- The process window reports its elements' count, sum, sum of squared
--- timestamps and whether they came in order: a lost or replayed record
--- changes them. arg[2]: sleep 1 ms every that many records.
+-- keeping every element, a sliding aggregate keeping an accumulator,
+-- session windows of a 500 ms gap (every record merges into its key's open
+-- session) over the records outside the hole [5000n + 4000, 5000n + 5000),
+-- tumbling count windows of 100 and sliding count windows of 50 every 25
+-- (a reduce over the elements the evictor keeps). The process windows
+-- report their elements' count, sum, sum of squared timestamps and whether
+-- they came in order: a lost or replayed record changes them. arg[2]:
+-- sleep 1 ms every that many records.
 local KILL_JOB = [[
 local cstream = require("cstream")
 local env = cstream.get_execution_environment()
 local input, throttle = arg[1], tonumber(arg[2])
 local seen = 0
-local keyed = env:read_text_file(input):set_parallelism(1)
+local stamped = env:read_text_file(input):set_parallelism(1)
   :map(function(line)
     seen = seen + 1
     if seen % throttle == 0 then cstream.sleep(1) end
@@ -478,16 +551,32 @@ local keyed = env:read_text_file(input):set_parallelism(1)
   :assign_timestamps_and_watermarks(
     cstream.watermark_strategy.for_monotonous_timestamps(function(r) return r[2] end))
   :uid("timestamps"):set_parallelism(1)
-  :key_by(1)
-keyed:window(cstream.tumbling_event_time_windows(1000)):process(function(key, ctx, els, out)
+local keyed = stamped:key_by(1)
+local function summary(els)
   local sum, sq, ordered, prev = 0, 0, true, nil
   for _, e in ipairs(els) do
     sum, sq = sum + e[3], sq + e[2] * e[2]
     if prev and e[2] <= prev then ordered = false end
     prev = e[2]
   end
-  out:collect({ "tumbling", key, ctx:window().start, #els, sum, sq, ordered })
+  return #els, sum, sq, ordered
+end
+keyed:window(cstream.tumbling_event_time_windows(1000)):process(function(key, ctx, els, out)
+  out:collect({ "tumbling", key, ctx:window().start, summary(els) })
 end):uid("tumbling"):print()
+stamped:filter(function(r) return r[2] // 1000 % 5 ~= 4 end):uid("holes"):set_parallelism(1)
+  :key_by(1)
+  :window(cstream.event_time_session_windows(500)):process(function(key, ctx, els, out)
+    out:collect({ "session", key, ctx:window().start, ctx:window().finish, summary(els) })
+  end):uid("session"):print()
+keyed:count_window(100):process(function(key, ctx, els, out)
+  out:collect({ "count", key, els[1][2], summary(els) })
+end):uid("count"):print()
+keyed:count_window(50, 25):reduce(function(a, b)
+  return { a[1], math.max(a[2], b[2]), a[3] + b[3], (a[4] or 1) + 1 }
+end, function(key, ctx, els, out)
+  out:collect({ "countslide", key, els[1][2], els[1][4] or 1, els[1][3] })
+end):uid("countslide"):print()
 keyed:window(cstream.sliding_event_time_windows(2000, 1000)):aggregate({
   create_accumulator = function() return { 0, 0 } end,
   add = function(v, acc) return { acc[1] + 1, acc[2] + v[3] } end,
@@ -521,7 +610,42 @@ local function kill_input(dir, n)
       sliding[sid] = { s[1] + 1, s[2] + v }
     end
   end
-  local expected = {}
+  -- per key: its open session, its count window and its last 50 records
+  local sessions, counts, last50, expected = {}, {}, {}, {}
+  local function close_session(k)
+    local s = sessions[k]
+    expected["session," .. k .. "," .. s.start] = string.format("(session,%s,%d,%d,%d,%d,%d,true)",
+      k, s.start, s.last + 500, s.n, s.sum, s.sq)
+  end
+  for i = 1, n do
+    local k, v = "k" .. (i % KILL_KEYS), i % 7
+    if i // 1000 % 5 ~= 4 then
+      local s = sessions[k]
+      if s and i - s.last > 500 then close_session(k) s = nil end
+      if not s then s = { start = i, n = 0, sum = 0, sq = 0 } sessions[k] = s end
+      s.last, s.n, s.sum, s.sq = i, s.n + 1, s.sum + v, s.sq + i * i
+    end
+    local c = counts[k] or { first = i, n = 0, sum = 0, sq = 0 }
+    c.n, c.sum, c.sq = c.n + 1, c.sum + v, c.sq + i * i
+    counts[k] = c
+    if c.n == 100 then
+      expected["count," .. k .. "," .. c.first] = string.format("(count,%s,%d,100,%d,%d,true)",
+        k, c.first, c.sum, c.sq)
+      counts[k] = nil
+    end
+    local l = last50[k] or { seen = 0 }
+    l.seen = l.seen + 1
+    l[(l.seen - 1) % 50 + 1] = v
+    last50[k] = l
+    if l.seen % 25 == 0 then
+      local sum = 0
+      for j = 1, math.min(l.seen, 50) do sum = sum + l[j] end
+      expected["countslide," .. k .. "," .. i] = string.format("(countslide,%s,%d,%d,%d)",
+        k, i, math.min(l.seen, 50), sum)
+    end
+  end
+  for k in pairs(sessions) do close_session(k) end
+  for k, c in pairs(counts) do error("the input leaves count window " .. k .. " unfinished") end
   for id, t in pairs(tumbling) do
     expected["tumbling," .. id] = string.format("(tumbling,%s,%d,%d,%d,true)", id, t[1], t[2], t[3])
   end
