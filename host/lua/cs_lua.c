@@ -52,6 +52,7 @@ typedef struct lua_cap {
   int refused; /* an allocation over max was refused */
 } lua_cap;
 
+/* As lua_alloc, counting; new blocks take the malloc path here too. */
 static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   lua_cap *c = ud;
   size_t old = ptr ? osize : 0;
@@ -64,7 +65,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     c->refused = 1;
     return NULL; /* Lua collects garbage and retries once before failing */
   }
-  void *p = lua_realloc_(ptr, nsize);
+  void *p = ptr ? lua_realloc_(ptr, nsize) : lua_malloc_(nsize);
   if (p != NULL) c->used = c->used - old + nsize;
   return p;
 }
