@@ -107,33 +107,42 @@ local function assert_backend(dir)
   assert.is_true(#found >= 2, "no RocksDB database under " .. dir .. "/rocksdb")
 end
 
+-- Starts SOURCE (a job text with VERSION in it) as v1, waits for NEED
+-- lines matching PATTERN(version) under v1, reloads it as v2, waits for
+-- NEED under v2, checks the backend, stops the job and checks it exits 0.
+-- Returns the job's output and the count of records its source sent.
+local function reload_run(source, pattern, need)
+  local dir = h.tmpdir()
+  local job = dir .. "/job.lua"
+  local stop, countfile = dir .. "/stop", dir .. "/count"
+  h.write_file(job, (source:gsub("VERSION", "v1")))
+  local p = start(dir, job, stop, countfile)
+  local function out() return h.read_file(p.stdout) or "" end
+  local function fired(v)
+    local n = 0
+    for _ in out():gmatch(pattern(v)) do n = n + 1 end
+    return n
+  end
+  assert.is_truthy(h.wait_for(function() return fired("v1") >= need end, 20),
+                   h.read_file(p.stderr))
+  h.write_file(job, (source:gsub("VERSION", "v2")))
+  assert.is_truthy(h.wait_for(function()
+    return (h.read_file(p.stderr) or ""):match("reloaded")
+  end, 20), h.read_file(p.stderr))
+  assert.is_truthy(h.wait_for(function() return fired("v2") >= need end, 20),
+                   h.read_file(p.stderr))
+  assert_backend(dir)
+  h.write_file(stop, "")
+  assert.are.equal(0, h.wait(p, 30), h.read_file(p.stderr))
+  return out(), tonumber(h.read_file(countfile))
+end
+
 describe("hot reload with event time", function()
   after_each(h.cleanup)
 
   it("keeps pending timers, and a reloaded on_timer fires them", function()
-    local dir = h.tmpdir()
-    local job = dir .. "/job.lua"
-    local stop, countfile = dir .. "/stop", dir .. "/count"
-    h.write_file(job, (JOB:gsub("VERSION", "v1")))
-    local p = start(dir, job, stop, countfile)
-    local function out() return h.read_file(p.stdout) or "" end
-    local function fired(v)
-      local n = 0
-      for _ in out():gmatch(v .. " k%d+ %d+") do n = n + 1 end
-      return n
-    end
-    assert.is_truthy(h.wait_for(function() return fired("v1") >= 20 end, 20),
-                     h.read_file(p.stderr))
-    h.write_file(job, (JOB:gsub("VERSION", "v2")))
-    assert.is_truthy(h.wait_for(function()
-      return (h.read_file(p.stderr) or ""):match("reloaded")
-    end, 20), h.read_file(p.stderr))
-    assert.is_truthy(h.wait_for(function() return fired("v2") >= 20 end, 20),
-                     h.read_file(p.stderr))
-    assert_backend(dir)
-    h.write_file(stop, "")
-    assert.are.equal(0, h.wait(p, 30), h.read_file(p.stderr))
-    local n = tonumber(h.read_file(countfile))
+    local text, n = reload_run(JOB, function(v) return v .. " k%d+ %d+" end, 20)
+    local function out() return text end
     assert.is_truthy(n and n > 0)
     -- every record's timer fired exactly once, under one version or the other
     local seen = {}
@@ -163,29 +172,8 @@ describe("hot reload with event time", function()
 
   it("keeps open windows, and the reloaded window function fires them", function()
     assert.is_truthy(WINDOW_JOB:match("tumbling_event_time_windows"))
-    local dir = h.tmpdir()
-    local job = dir .. "/job.lua"
-    local stop, countfile = dir .. "/stop", dir .. "/count"
-    h.write_file(job, (WINDOW_JOB:gsub("VERSION", "v1")))
-    local p = start(dir, job, stop, countfile)
-    local function out() return h.read_file(p.stdout) or "" end
-    local function fired(v)
-      local n = 0
-      for _ in out():gmatch(v .. " k%d+ %d+ ") do n = n + 1 end
-      return n
-    end
-    assert.is_truthy(h.wait_for(function() return fired("v1") >= 10 end, 20),
-                     h.read_file(p.stderr))
-    h.write_file(job, (WINDOW_JOB:gsub("VERSION", "v2")))
-    assert.is_truthy(h.wait_for(function()
-      return (h.read_file(p.stderr) or ""):match("reloaded")
-    end, 20), h.read_file(p.stderr))
-    assert.is_truthy(h.wait_for(function() return fired("v2") >= 10 end, 20),
-                     h.read_file(p.stderr))
-    assert_backend(dir)
-    h.write_file(stop, "")
-    assert.are.equal(0, h.wait(p, 30), h.read_file(p.stderr))
-    local n = tonumber(h.read_file(countfile))
+    local text, n = reload_run(WINDOW_JOB, function(v) return v .. " k%d+ %d+ " end, 10)
+    local function out() return text end
     -- the windows the records make: key -> start -> the sorted timestamps
     local want = {}
     for i = 1, n do
@@ -210,29 +198,13 @@ describe("hot reload with event time", function()
   it("keeps pending processing-time timers, and a reloaded on_timer fires them", function()
     assert.is_truthy(PROC_JOB:match("register_processing_time_timer"))
     assert.is_truthy(PROC_JOB:match("cstream%.sleep%(1000%)"))
-    local dir = h.tmpdir()
-    local job = dir .. "/job.lua"
-    local stop, countfile = dir .. "/stop", dir .. "/count"
-    h.write_file(job, (PROC_JOB:gsub("VERSION", "v1")))
-    local p = start(dir, job, stop, countfile)
-    local function out() return h.read_file(p.stdout) or "" end
+    local text, n = reload_run(PROC_JOB, function(v) return "fire " .. v .. " k%d+ %d+" end, 20)
+    local function out() return text end
     local function count(pattern)
-      local n = 0
-      for _ in out():gmatch(pattern) do n = n + 1 end
-      return n
+      local c = 0
+      for _ in text:gmatch(pattern) do c = c + 1 end
+      return c
     end
-    assert.is_truthy(h.wait_for(function() return count("fire v1 k%d+ %d+") >= 20 end, 20),
-                     h.read_file(p.stderr))
-    h.write_file(job, (PROC_JOB:gsub("VERSION", "v2")))
-    assert.is_truthy(h.wait_for(function()
-      return (h.read_file(p.stderr) or ""):match("reloaded")
-    end, 20), h.read_file(p.stderr))
-    assert.is_truthy(h.wait_for(function() return count("fire v2 k%d+ %d+") >= 20 end, 20),
-                     h.read_file(p.stderr))
-    assert_backend(dir)
-    h.write_file(stop, "")
-    assert.are.equal(0, h.wait(p, 30), h.read_file(p.stderr))
-    local n = tonumber(h.read_file(countfile))
     assert.is_truthy(n and n > 0)
     -- timers registered (per key and time, deduplicated) and the version
     -- that registered them
