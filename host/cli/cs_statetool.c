@@ -427,7 +427,8 @@ static int dump(const char *dir, const char *want_op, const char *want_state) {
   return status;
 }
 
-int cs_state_tool_main(int argc, char **argv) {  const char *dir = NULL, *op = NULL, *state = NULL;
+int cs_state_tool_main(int argc, char **argv) {
+  const char *dir = NULL, *op = NULL, *state = NULL;
   if (argc < 2 || strcmp(argv[1], "dump") != 0) {
     fprintf(stderr, "usage: cstream-lua state dump <checkpoint dir | job dir> "
                     "[--operator ID] [--state NAME]\n");
